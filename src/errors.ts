@@ -1,0 +1,39 @@
+/**
+ * The one table of answers the gateway gives on its own behalf (SPEC section 3). A test checks
+ * that README.md lists every code here.
+ */
+export const ERRORS = {
+  FLAGGATE_RATE_LIMITED: { status: 429, error: 'Too Many Requests', message: 'Rate limit exceeded; retry after the number of seconds in Retry-After.' },
+  FLAGGATE_BLOCKED: { status: 403, error: 'Forbidden', message: 'This client is blocked.' },
+  FLAGGATE_UPSTREAM_OVERLOADED: { status: 503, error: 'Service Unavailable', message: 'The upstream is overloaded; retry after the number of seconds in Retry-After.' },
+  FLAGGATE_UPSTREAM_UNREACHABLE: { status: 502, error: 'Bad Gateway', message: 'The upstream could not be reached.' },
+  FLAGGATE_UPSTREAM_TIMEOUT: { status: 504, error: 'Gateway Timeout', message: 'The upstream did not answer in time.' },
+  FLAGGATE_BODY_TOO_LARGE: { status: 413, error: 'Payload Too Large', message: 'The request body is larger than the gateway accepts.' },
+  FLAGGATE_BAD_REQUEST: { status: 400, error: 'Bad Request', message: 'The request is malformed.' },
+  FLAGGATE_NOT_FOUND: { status: 404, error: 'Not Found', message: 'No route matches this request.' },
+  FLAGGATE_UNAUTHORIZED: { status: 401, error: 'Unauthorized', message: 'Missing or invalid credentials.' },
+  FLAGGATE_POLICY_INVALID: { status: 422, error: 'Unprocessable Entity', message: 'The policy file is invalid; the previous policy stays in force.' },
+  FLAGGATE_INTERNAL_ERROR: { status: 500, error: 'Internal Server Error', message: 'The gateway failed unexpectedly; this is a bug.' }
+} as const satisfies Record<string, { status: number; error: string; message: string }>
+
+export type ErrorCode = keyof typeof ERRORS
+
+/** A rejection the gateway answers itself; thrown by rooms, rendered by the one error handler. */
+export class GatewayError extends Error {
+  readonly code: ErrorCode
+  readonly statusCode: number
+  readonly headers: Readonly<Record<string, string>> | undefined
+  constructor (code: ErrorCode, message?: string, headers?: Record<string, string>, options?: { cause?: unknown }) {
+    super(message ?? ERRORS[code].message, options)
+    this.name = 'GatewayError'
+    this.code = code
+    this.statusCode = ERRORS[code].status
+    this.headers = headers
+  }
+}
+
+/** The wire body of SPEC section 3. */
+export function errorBody (code: ErrorCode, message?: string): string {
+  const e = ERRORS[code]
+  return JSON.stringify({ statusCode: e.status, code, error: e.error, message: message ?? e.message })
+}

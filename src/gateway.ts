@@ -1,0 +1,109 @@
+/**
+ * Composition: builds every part from the policy file, listens on both ports, reloads on file
+ * change / SIGHUP / admin call, and drains on close. The only place that wires rooms together.
+ */
+import { readFileSync } from 'node:fs'
+import type { FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
+import { PolicyStore } from './policy/store.js'
+import { formatPolicyError } from './policy/load.js'
+import { createMetrics, type Metrics } from './metrics/registry.js'
+import { Upstreams } from './routing/upstreams.js'
+import { buildPublicApp, type Lifecycle, type RoomPlugin } from './app.js'
+import { buildAdminApp, type AdminExtension } from './admin/app.js'
+import { createLogger } from './shared/logger.js'
+
+export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
+
+export interface GatewayOptions {
+  configPath: string
+  env?: NodeJS.ProcessEnv
+  logger?: Logger
+  /** reload when the file changes (default true) */
+  watch?: boolean
+}
+
+export interface Gateway {
+  store: PolicyStore
+  metrics: Metrics
+  logger: Logger
+  app: FastifyInstance
+  admin: FastifyInstance
+  /** http://host:port of the public listener */
+  url: string
+  adminUrl: string
+  lifecycle: Lifecycle
+  reload: PolicyStore['reload']
+  /** stop accepting, readyz 503, finish in-flight requests (bounded by server.shutdownTimeout) */
+  close: () => Promise<void>
+}
+
+function urlOf (app: FastifyInstance): string {
+  const addr = app.server.address()
+  if (addr === null || typeof addr === 'string') return String(addr)
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
+  return `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${addr.port}`
+}
+
+export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
+  const env = opts.env ?? process.env
+  const logger = opts.logger ?? createLogger(env)
+  const store = PolicyStore.open(opts.configPath, env)
+  const metrics = createMetrics()
+  const upstreams = new Upstreams()
+  upstreams.configure(store.current)
+  const lifecycle: Lifecycle = { draining: false }
+  const closers: Array<() => Promise<void> | void> = []
+
+  const rooms: RoomPlugin[] = []
+  const extraRoutes: RoomPlugin[] = []
+  const extensions: AdminExtension[] = []
+
+  store.on('reload', (policy, previous) => {
+    upstreams.configure(policy)
+    metrics.policyReloads.inc({ result: 'ok' })
+    logger.info({ version: policy.version, previous: previous.version, restartRequired: store.restartRequired }, 'policy reloaded')
+  })
+  store.on('error', (errors) => {
+    metrics.policyReloads.inc({ result: 'error' })
+    logger.error({ errors: errors.map(formatPolicyError) }, 'policy reload refused: the previous policy stays in force')
+  })
+  const reload = (): ReturnType<PolicyStore['reload']> => store.reload()
+
+  const app = await buildPublicApp({ store, upstreams, metrics, logger, lifecycle, rooms, extraRoutes })
+  const admin = await buildAdminApp({ store, metrics, logger, lifecycle, version: VERSION, extensions, reload })
+
+  const p = store.current.data
+  await admin.listen({ host: p.admin.listen.host, port: p.admin.listen.port })
+  try {
+    await app.listen({ host: p.server.listen.host, port: p.server.listen.port })
+  } catch (err) {
+    await admin.close()
+    throw err
+  }
+  if (opts.watch !== false) store.watch()
+
+  let closing: Promise<void> | undefined
+  const close = async (): Promise<void> => {
+    closing ??= (async () => {
+      lifecycle.draining = true
+      store.close()
+      const timeoutMs = store.current.data.server.shutdownTimeout
+      let timer: NodeJS.Timeout | undefined
+      const deadline = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), timeoutMs) })
+      const drained = await Promise.race([app.close().then(() => 'drained' as const), deadline])
+      clearTimeout(timer)
+      if (drained === 'timeout') {
+        logger.warn({ timeoutMs }, 'shutdown timeout: closing the remaining connections')
+        app.server.closeAllConnections()
+      }
+      for (const c of closers.reverse()) await c()
+      await upstreams.close()
+      await admin.close()
+      logger.flush()
+    })()
+    return await closing
+  }
+
+  return { store, metrics, logger, app, admin, url: urlOf(app), adminUrl: urlOf(admin), lifecycle, reload, close }
+}

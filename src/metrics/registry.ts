@@ -1,0 +1,32 @@
+/**
+ * Every metric of SPEC section 7, defined once per gateway instance (a Registry per app, so
+ * several gateways in one test process do not collide). Labels never carry a client key.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+
+export function createMetrics (opts: { defaultMetrics?: boolean } = {}) {
+  const registry = new Registry()
+  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'flaggate_' })
+  const registers = [registry]
+  return {
+    registry,
+    requests: new Counter({ name: 'flaggate_requests_total', help: 'Requests answered, by route, decision and status', labelNames: ['route', 'decision', 'status'] as const, registers }),
+    upstreamDuration: new Histogram({
+      name: 'flaggate_upstream_request_duration_seconds',
+      help: 'Time to the upstream response headers',
+      labelNames: ['upstream', 'route'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.8, 1, 2.5, 5, 10],
+      registers
+    }),
+    breakerState: new Gauge({ name: 'flaggate_breaker_state', help: 'Breaker state per upstream: 0 closed, 1 half-open, 2 open', labelNames: ['upstream'] as const, registers }),
+    cacheEvents: new Counter({ name: 'flaggate_cache_events_total', help: 'Cache events: hit, miss, stale, updating, bypass, store, evict, purge, revalidated, negative_hit', labelNames: ['event'] as const, registers }),
+    cacheBytes: new Gauge({ name: 'flaggate_cache_bytes', help: 'Bytes held by the document cache', registers }),
+    ratelimitDecisions: new Counter({ name: 'flaggate_ratelimit_decisions_total', help: 'Rate-limit decisions by route and result (allowed, limited, shadow_limited)', labelNames: ['route', 'result'] as const, registers }),
+    blocksActive: new Gauge({ name: 'flaggate_blocks_active', help: 'Blocks in force', registers }),
+    storeFallback: new Counter({ name: 'flaggate_store_fallback_total', help: 'Decisions taken on local state because Redis was unusable', registers }),
+    policyReloads: new Counter({ name: 'flaggate_policy_reloads_total', help: 'Policy reloads by result (ok, error)', labelNames: ['result'] as const, registers }),
+    probeSuccess: new Gauge({ name: 'flaggate_probe_success', help: '1 when the last synthetic probe succeeded', labelNames: ['probe'] as const, registers })
+  }
+}
+
+export type Metrics = ReturnType<typeof createMetrics>

@@ -1,0 +1,181 @@
+/**
+ * The policy file's schema (SPEC section 2). Every field is parsed into the unit the code uses
+ * (durations → ms, sizes → bytes, rates → tokens/s), so nothing downstream parses strings on the
+ * hot path. Objects are strict: an unknown key is an error, never silently ignored.
+ */
+import { z } from 'zod'
+import { parseCountPerWindow, parseDuration, parseListen, parsePercent, parseRate, parseSize } from '../shared/units.js'
+import { isValidCidrOrIp } from '../shared/ip.js'
+
+function unit<T> (what: string, example: string, parse: (s: string) => T | undefined, check?: (v: T) => string | undefined) {
+  return z.string({ error: (iss) => iss.input === undefined ? 'required' : `expected ${what} such as "${example}", got ${typeof iss.input}` })
+    .transform((s, ctx) => {
+      const v = parse(s)
+      if (v === undefined) { ctx.addIssue({ code: 'custom', message: `"${s}" is not ${what} (example: "${example}")` }); return z.NEVER }
+      const problem = check?.(v)
+      if (problem !== undefined) { ctx.addIssue({ code: 'custom', message: problem }); return z.NEVER }
+      return v
+    })
+}
+
+const positive = (v: number) => v > 0 ? undefined : 'must be greater than zero'
+export const Duration = unit('a duration', '30s', parseDuration)
+export const PositiveDuration = unit('a duration', '30s', parseDuration, positive)
+export const Size = unit('a size', '512kb', parseSize, positive)
+export const Rate = unit('a rate', '100/s', parseRate, (r) => r.perSecond > 0 ? undefined : 'rate must be greater than zero')
+export const Percent = unit('a percentage', '50%', parsePercent, (p) => p <= 1 ? undefined : 'must be at most 100%')
+export const Listen = unit('a listen address', '0.0.0.0:8080', parseListen)
+export const CountPerWindow = unit('a count per window', '300 per 1m', parseCountPerWindow)
+
+const HttpUrl = z.string().refine((s) => {
+  try { const u = new URL(s); return u.protocol === 'http:' || u.protocol === 'https:' } catch { return false }
+}, { message: 'must be an absolute http:// or https:// URL' })
+
+const RedisUrl = z.string().refine((s) => /^rediss?:\/\//.test(s), { message: 'must start with redis:// or rediss://' })
+
+const Cidr = z.string().refine(isValidCidrOrIp, { message: 'must be an IP address or CIDR block such as 10.0.0.0/8' })
+
+const Regex = z.string().refine((s) => { try { new RegExp(s); return true } catch { return false } }, { message: 'is not a valid regular expression' })
+
+const Method = z.string().transform((s) => s.toUpperCase()).pipe(
+  z.enum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], { error: 'must be an HTTP method (GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS)' }))
+
+/** `environmentKey`, `ip` or `header:<Name>`; headers are lower-cased once here. */
+const Dimension = z.string().transform((s, ctx) => {
+  if (s === 'environmentKey' || s === 'ip') return s
+  const m = /^header:([A-Za-z0-9!#$%&'*+.^_`|~-]+)$/.exec(s)
+  if (m !== null) return `header:${m[1]!.toLowerCase()}` as const
+  ctx.addIssue({ code: 'custom', message: `"${s}" is not a client dimension: use environmentKey, ip or header:<Name>` })
+  return z.NEVER
+})
+export type Dimension = 'environmentKey' | 'ip' | `header:${string}`
+
+export const LimitSchema = z.strictObject({
+  by: z.union([Dimension, z.array(Dimension).min(1, 'needs at least one dimension')]).default('environmentKey')
+    .transform((d) => (Array.isArray(d) ? d : [d]) as Dimension[]),
+  rate: Rate,
+  burst: z.number().int('must be a whole number').min(1, 'must be at least 1'),
+  shadow: z.boolean().default(false)
+})
+const Limits = z.union([LimitSchema, z.array(LimitSchema)]).transform((l) => Array.isArray(l) ? l : [l])
+
+const CacheRuleSchema = z.strictObject({
+  ttl: PositiveDuration,
+  staleWhileRevalidate: Duration.default(0),
+  staleIfError: Duration.default(0),
+  maxEntrySize: Size.default(10 * 1024 * 1024)
+})
+
+const EdgeSchema = z.strictObject({
+  percent: z.number().min(0, 'must be between 0 and 100').max(100, 'must be between 0 and 100').default(0),
+  keys: z.array(z.string().min(1)).default([])
+})
+
+const MatchSchema = z.strictObject({
+  methods: z.array(Method).min(1).optional(),
+  path: z.string().startsWith('/', 'must start with /').optional(),
+  pathPrefix: z.string().startsWith('/', 'must start with /').optional()
+}).refine((m) => (m.path === undefined) !== (m.pathPrefix === undefined), { message: 'needs exactly one of path or pathPrefix' })
+
+const RouteSchema = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'must be lower-case letters, digits, - or _'),
+  match: MatchSchema,
+  upstream: z.string(),
+  limit: Limits.optional(),
+  cache: CacheRuleSchema.optional(),
+  edge: EdgeSchema.optional()
+})
+
+const UpstreamSchema = z.strictObject({
+  url: HttpUrl,
+  timeout: PositiveDuration.default(10_000),
+  maxConnections: z.number().int().min(1).default(128),
+  tls: z.strictObject({ rejectUnauthorized: z.boolean().default(true) }).optional()
+})
+
+const HostPort = z.string().regex(/^[^:\s]+:\d+$/, 'must be host:port')
+const RedisSchema = z.strictObject({
+  url: RedisUrl.optional(),
+  sentinels: z.array(HostPort).min(1).optional(),
+  sentinelName: z.string().optional(),
+  cluster: z.array(HostPort).min(1).optional(),
+  keyPrefix: z.string().default('flaggate:'),
+  commandTimeout: PositiveDuration.default(50),
+  password: z.string().optional()
+}).refine((r) => [r.url, r.sentinels, r.cluster].filter((x) => x !== undefined).length === 1,
+  { message: 'needs exactly one of url, sentinels or cluster' })
+  .refine((r) => r.sentinels === undefined || r.sentinelName !== undefined, { message: 'sentinels needs sentinelName (the master group name)' })
+
+const BlockSchema = z.strictObject({
+  key: z.string().min(1).optional(),
+  ip: Cidr.optional(),
+  userAgent: Regex.optional(),
+  routes: z.array(z.string()).optional(),
+  reason: z.string().min(1, 'must say why')
+}).refine((b) => [b.key, b.ip, b.userAgent].filter((x) => x !== undefined).length === 1,
+  { message: 'needs exactly one of key, ip or userAgent' })
+
+const BreakerSchema = z.strictObject({
+  latency: z.strictObject({
+    percentile: z.number().gt(0).lt(100).default(95),
+    above: PositiveDuration,
+    window: PositiveDuration.default(10_000),
+    minRequests: z.number().int().min(1).default(20)
+  }).optional(),
+  errorRate: z.strictObject({
+    above: Percent,
+    window: PositiveDuration.default(10_000),
+    minRequests: z.number().int().min(1).default(20)
+  }).optional(),
+  maxInFlight: z.number().int().min(1).optional(),
+  openFor: PositiveDuration.default(15_000),
+  halfOpenRequests: z.number().int().min(1).default(5),
+  probe: z.strictObject({ path: z.string().startsWith('/'), interval: PositiveDuration.default(5000) }).optional()
+})
+
+export const PolicySchema = z.strictObject({
+  server: z.strictObject({
+    listen: Listen.default({ host: '0.0.0.0', port: 8080 }),
+    trustedProxies: z.array(Cidr).default([]),
+    bodyLimit: Size.default(1024 * 1024),
+    shutdownTimeout: Duration.default(10_000)
+  }).default({ listen: { host: '0.0.0.0', port: 8080 }, trustedProxies: [], bodyLimit: 1024 * 1024, shutdownTimeout: 10_000 }),
+  admin: z.strictObject({
+    listen: Listen.default({ host: '127.0.0.1', port: 8081 }),
+    // `${FLAGGATE_ADMIN_TOKEN:-}` leaves an empty string: that means "no token", not a short one
+    token: z.string().optional().transform((t) => t === '' ? undefined : t)
+      .pipe(z.string().min(16, 'must be at least 16 characters').optional())
+  }).default({ listen: { host: '127.0.0.1', port: 8081 } }),
+  upstreams: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'upstream names are lower-case letters, digits, - or _'), UpstreamSchema)
+    .refine((u) => Object.keys(u).length > 0, { message: 'needs at least one upstream' }),
+  store: z.strictObject({ redis: RedisSchema }).optional(),
+  routes: z.array(RouteSchema).min(1, 'needs at least one route'),
+  overrides: z.array(z.strictObject({
+    key: z.string().min(1),
+    routes: z.array(z.string()).optional(),
+    limit: Limits
+  })).default([]),
+  cache: z.strictObject({ maxSize: Size.default(256 * 1024 * 1024) }).default({ maxSize: 256 * 1024 * 1024 }),
+  blocklist: z.array(BlockSchema).default([]),
+  abuse: z.strictObject({ rejections: CountPerWindow, blockFor: PositiveDuration }).optional(),
+  breakers: z.record(z.string(), BreakerSchema).default({}),
+  webhooks: z.strictObject({
+    flagsmith: z.strictObject({ path: z.string().startsWith('/'), secret: z.string().min(1) }).optional()
+  }).default({}),
+  probes: z.array(z.strictObject({
+    name: z.string().min(1),
+    path: z.string().startsWith('/'),
+    key: z.string().min(1),
+    interval: PositiveDuration.default(30_000),
+    method: Method.default('GET')
+  })).default([])
+})
+
+export type PolicyInput = z.input<typeof PolicySchema>
+export type PolicyData = z.output<typeof PolicySchema>
+export type RouteData = PolicyData['routes'][number]
+export type LimitData = z.output<typeof LimitSchema>
+export type CacheRuleData = z.output<typeof CacheRuleSchema>
+export type UpstreamData = PolicyData['upstreams'][string]
+export type BreakerData = z.output<typeof BreakerSchema>
+export type RedisData = z.output<typeof RedisSchema>

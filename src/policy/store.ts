@@ -1,0 +1,107 @@
+/**
+ * Holds the policy in force and swaps it atomically on reload (envoy's SetConfig): a request
+ * reads `current` once, in the routing hook, and keeps that snapshot to the end, so a reload
+ * never changes the rules under a request in flight. A file that fails validation changes
+ * nothing: the last good policy stays and the error is kept for /admin/status.
+ */
+import { EventEmitter } from 'node:events'
+import { readFileSync, watch, type FSWatcher } from 'node:fs'
+import { basename, dirname, resolve } from 'node:path'
+import { loadPolicy, PolicyInvalidError, formatPolicyError, type PolicyError } from './load.js'
+import type { Policy } from './compile.js'
+
+export interface ReloadOutcome { ok: boolean; version: string; errors: PolicyError[]; restartRequired: string[] }
+
+export interface PolicyStoreEvents { reload: [policy: Policy, previous: Policy]; error: [errors: PolicyError[]] }
+
+export class PolicyStore extends EventEmitter<PolicyStoreEvents> {
+  readonly file: string
+  readonly #env: NodeJS.ProcessEnv
+  #current: Policy
+  /** what the process listens on; changing it in the file needs a restart */
+  readonly #boot: Policy
+  #lastError: { at: string; errors: PolicyError[] } | null = null
+  #restartRequired: string[] = []
+  #watcher: FSWatcher | undefined
+  #debounce: NodeJS.Timeout | undefined
+
+  private constructor (file: string, env: NodeJS.ProcessEnv, policy: Policy) {
+    super()
+    this.file = file
+    this.#env = env
+    this.#current = policy
+    this.#boot = policy
+  }
+
+  /** Loads the file or throws PolicyInvalidError: at boot there is no last good policy to keep. */
+  static open (file: string, env: NodeJS.ProcessEnv = process.env): PolicyStore {
+    const path = resolve(file)
+    const result = loadPolicy(file, readFileSync(path, 'utf8'), env)
+    if (!result.ok) throw new PolicyInvalidError(result.errors)
+    return new PolicyStore(path, env, result.policy)
+  }
+
+  get current (): Policy { return this.#current }
+  get lastError (): { at: string; errors: PolicyError[] } | null { return this.#lastError }
+  get restartRequired (): readonly string[] { return this.#restartRequired }
+
+  reload (): ReloadOutcome {
+    let text: string
+    try {
+      text = readFileSync(this.file, 'utf8')
+    } catch (err) {
+      return this.#fail([{ file: basename(this.file), line: 0, col: 0, path: '', message: `cannot read the policy file: ${(err as Error).message}` }])
+    }
+    const result = loadPolicy(basename(this.file), text, this.#env)
+    if (!result.ok) return this.#fail(result.errors)
+    const previous = this.#current
+    this.#lastError = null
+    if (result.policy.version === previous.version) {
+      return { ok: true, version: previous.version, errors: [], restartRequired: this.#restartRequired }
+    }
+    this.#restartRequired = restartNeeded(this.#boot, result.policy)
+    this.#current = result.policy
+    this.emit('reload', result.policy, previous)
+    return { ok: true, version: result.policy.version, errors: [], restartRequired: this.#restartRequired }
+  }
+
+  #fail (errors: PolicyError[]): ReloadOutcome {
+    this.#lastError = { at: new Date().toISOString(), errors }
+    this.emit('error', errors)
+    return { ok: false, version: this.#current.version, errors, restartRequired: this.#restartRequired }
+  }
+
+  /**
+   * Reloads when the file changes. Watches the directory, not the file: editors and
+   * ConfigMap updates replace the file by rename, which a file watch would lose.
+   */
+  watch (): void {
+    if (this.#watcher !== undefined) return
+    const name = basename(this.file)
+    this.#watcher = watch(dirname(this.file), { persistent: false }, (_event, changed) => {
+      if (changed !== null && changed !== name && !String(changed).startsWith('..data')) return
+      clearTimeout(this.#debounce)
+      // editors write in several steps; wait for the last one
+      this.#debounce = setTimeout(() => this.reload(), 100)
+      this.#debounce.unref()
+    })
+    this.#watcher.on('error', () => { /* the directory went away; SIGHUP and the admin API still reload */ })
+  }
+
+  close (): void {
+    clearTimeout(this.#debounce)
+    this.#watcher?.close()
+    this.#watcher = undefined
+  }
+}
+
+function restartNeeded (boot: Policy, next: Policy): string[] {
+  const out: string[] = []
+  const same = (a: { host: string; port: number }, b: { host: string; port: number }) => a.host === b.host && a.port === b.port
+  if (!same(boot.data.server.listen, next.data.server.listen)) out.push('server.listen')
+  if (!same(boot.data.admin.listen, next.data.admin.listen)) out.push('admin.listen')
+  if (JSON.stringify(boot.data.store) !== JSON.stringify(next.data.store)) out.push('store')
+  return out
+}
+
+export { formatPolicyError }

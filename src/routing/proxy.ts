@@ -1,0 +1,68 @@
+/**
+ * The last step: forward through @fastify/reply-from on our own undici Agent. Everything the
+ * handler needs per request comes from `request.gateway`, so the callbacks below are static
+ * functions, not closures allocated per request.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { IncomingHttpHeaders } from 'node:http'
+import { addForwardingHeaders, removeHopByHop } from './headers.js'
+import { toGatewayError } from './upstreams.js'
+
+export const UPSTREAM_HEADER = 'x-flaggate-upstream'
+
+function elapsedMs (since: bigint): number {
+  return Number(process.hrtime.bigint() - since) / 1e6
+}
+
+// reply-from retries GETs on 503 unless told otherwise (and `maxRetriesOn503: 0` means 10):
+// a shedding Core must not get the same request up to eleven times.
+const NO_RETRY = (): null => null
+
+function rewriteRequestHeaders (request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders {
+  removeHopByHop(headers as Record<string, unknown>)
+  if (!Buffer.isBuffer(request.body) || request.body.length === 0) {
+    // no body goes upstream (e.g. a GET that carried one): a stale length would make Core wait
+    delete headers['content-length']
+  }
+  addForwardingHeaders(request, headers)
+  return headers
+}
+
+function rewriteHeaders (headers: Record<string, unknown>, request?: FastifyRequest): Record<string, unknown> {
+  if (request !== undefined) headers[UPSTREAM_HEADER] = request.gateway.upstream
+  return headers
+}
+
+interface RawResponse { statusCode: number; stream: NodeJS.ReadableStream }
+
+function onResponse (request: FastifyRequest, reply: FastifyReply, res: unknown): void {
+  request.gateway.upstreamMs = elapsedMs(request.gateway.upstreamStartedAt ?? request.gateway.startedAt)
+  reply.send((res as RawResponse).stream)
+}
+
+function onError (reply: FastifyReply, { error }: { error: unknown }): void {
+  const gw = reply.request.gateway
+  gw.upstreamMs = elapsedMs(gw.upstreamStartedAt ?? gw.startedAt)
+  reply.send(toGatewayError(error))
+}
+
+export async function proxyHandler (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  const gw = request.gateway
+  const target = gw.policy.targets[gw.upstream]!
+  const q = gw.upstreamUrl.indexOf('?')
+  // no query in `source`: reply-from then appends the client's query from the raw URL, byte for
+  // byte (a query parsed into a URL would get re-encoded)
+  const source = target.origin + (q === -1 ? gw.upstreamUrl : gw.upstreamUrl.slice(0, q))
+  const body = Buffer.isBuffer(request.body) && request.body.length > 0 ? request.body : undefined
+  gw.upstreamStartedAt = process.hrtime.bigint()
+  return reply.from(source, {
+    timeout: target.timeoutMs,
+    retryDelay: NO_RETRY,
+    // raw bytes with their own content type: reply-from would re-encode a parsed JSON body
+    ...(body !== undefined ? { body, contentType: request.headers['content-type'] ?? 'application/octet-stream' } : {}),
+    rewriteRequestHeaders: rewriteRequestHeaders as never,
+    rewriteHeaders: rewriteHeaders as never,
+    onResponse: onResponse as never,
+    onError: onError as never
+  })
+}

@@ -1,0 +1,46 @@
+/**
+ * One access-log line and the request metrics per response (SPEC section 7). The key is
+ * redacted through a small memo so the hash is computed once per key, not once per request.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { LRUCache } from 'lru-cache'
+import type { Logger } from 'pino'
+import type { Metrics } from '../metrics/registry.js'
+import { redactKey } from './redact.js'
+
+export function createAccessLog (logger: Logger, metrics: Metrics) {
+  const redacted = new LRUCache<string, string>({ max: 10_000 })
+  const redactMemo = (key: string): string => {
+    let r = redacted.get(key)
+    if (r === undefined) { r = redactKey(key)!; redacted.set(key, r) }
+    return r
+  }
+  return function onResponse (request: FastifyRequest, reply: FastifyReply, done: () => void): void {
+    const gw = request.gateway
+    if (gw === null || gw === undefined) { done(); return }
+    const routeName = gw.route?.name ?? 'none'
+    const status = reply.statusCode
+    const upstream = reply.getHeader('x-flaggate-upstream') ?? 'none'
+    const totalMs = Number(process.hrtime.bigint() - gw.startedAt) / 1e6
+    metrics.requests.inc({ route: routeName, decision: gw.decision, status })
+    if (gw.upstreamMs !== undefined && upstream !== 'none') {
+      metrics.upstreamDuration.observe({ upstream: String(upstream), route: routeName }, gw.upstreamMs / 1000)
+    }
+    logger.info({
+      reqId: request.id,
+      route: routeName,
+      method: request.method,
+      url: request.url,
+      status,
+      upstream,
+      decision: gw.decision,
+      cache: gw.cacheStatus,
+      limitedBy: gw.limitedBy,
+      upstreamMs: gw.upstreamMs === undefined ? undefined : Math.round(gw.upstreamMs * 10) / 10,
+      totalMs: Math.round(totalMs * 10) / 10,
+      ip: gw.clientIp,
+      key: gw.envKey === undefined ? undefined : redactMemo(gw.envKey)
+    }, 'request')
+    done()
+  }
+}

@@ -1,0 +1,12 @@
+import { createHash } from 'node:crypto'
+
+/**
+ * A key as it may appear in logs and metric labels: the first 4 characters and a short hash, so
+ * on-call can tell keys apart and grep for one without the secret ever being written down.
+ * `ser.` server keys keep their prefix visible as their first 4 characters.
+ */
+export function redactKey (key: string | undefined): string | undefined {
+  if (key === undefined || key === '') return undefined
+  const hash = createHash('sha256').update(key).digest('hex').slice(0, 8)
+  return `${key.slice(0, 4)}…${hash}`
+}

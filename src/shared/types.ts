@@ -1,0 +1,39 @@
+/**
+ * What rooms share about one request. Routing sets `request.gateway` once (onRequest, first
+ * hook); later rooms read it and record their decisions on it; the access log reads it last.
+ */
+import type { CompiledRoute, Policy } from '../policy/compile.js'
+
+export type Decision = 'allowed' | 'limited' | 'blocked' | 'shed' | 'cached' | 'stale'
+export type CacheStatus = 'HIT' | 'MISS' | 'STALE' | 'UPDATING' | 'BYPASS'
+
+export interface RequestGateway {
+  /** the policy snapshot this request runs on, start to end, even if a reload happens meanwhile */
+  policy: Policy
+  /** undefined when no route matched (the request is answered 404) */
+  route: CompiledRoute | undefined
+  /** name of the upstream the request goes to; edge routing may change it */
+  upstream: string
+  /** path (slash-normalised) plus the original query string, as sent upstream */
+  upstreamUrl: string
+  /** the X-Environment-Key header, or undefined; never log it unredacted */
+  envKey: string | undefined
+  /** client IP after trustedProxies */
+  clientIp: string
+  decision: Decision
+  cacheStatus: CacheStatus | undefined
+  /** ms spent waiting for the upstream (headers), when it was asked */
+  upstreamMs: number | undefined
+  /** the limit that refused this request, for the log */
+  limitedBy: string | undefined
+  /** hrtime at onRequest */
+  startedAt: bigint
+  /** hrtime when the upstream request started */
+  upstreamStartedAt?: bigint
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    gateway: RequestGateway
+  }
+}
