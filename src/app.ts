@@ -4,7 +4,7 @@
  * cache lookup → proxy. Health routes sit outside that scope, so no limit or upstream ever
  * touches /healthz.
  */
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyPluginAsync } from 'fastify'
+import Fastify, { LogController, type FastifyReply, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyPluginAsync } from 'fastify'
 import replyFrom from '@fastify/reply-from'
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
@@ -61,6 +61,12 @@ export async function buildPublicApp (deps: PublicAppDeps): Promise<FastifyInsta
     return503OnClosing: true,
     bodyLimit: 1024 * 1024 * 1024, // the real limit is server.bodyLimit, applied live by the routing parser
     clientErrorHandler,
+    // the router rejects undecodable URLs before any hook runs; answer them in our shape too
+    frameworkErrors: (err, _request, reply: FastifyReply) => {
+      const ge = renderError(err)
+      void reply.code(ge.statusCode).header('content-type', 'application/json; charset=utf-8').header(UPSTREAM_HEADER, 'none')
+        .send(errorBody(ge.code, ge.code === 'FLAGGATE_INTERNAL_ERROR' ? undefined : ge.message))
+    },
     routerOptions: { ignoreDuplicateSlashes: false, ignoreTrailingSlash: false, maxParamLength: 2048 }
   })
 
