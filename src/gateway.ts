@@ -98,7 +98,7 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
         app.server.closeAllConnections()
       }
       for (const c of closers.reverse()) await c()
-      await upstreams.close()
+      await upstreams.close(drained === 'timeout')
       await admin.close()
       logger.flush()
     })()

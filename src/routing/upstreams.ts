@@ -66,8 +66,10 @@ export class Upstreams {
     }
   }
 
-  async close (): Promise<void> {
-    await this.agent.close().catch(() => this.agent.destroy())
+  /** Graceful when `force` is false; past the shutdown deadline, hung upstream requests are cut. */
+  async close (force = false): Promise<void> {
+    if (force) { await this.agent.destroy().catch(() => {}); return }
+    await this.agent.close().catch(async () => await this.agent.destroy())
   }
 }
 

@@ -1,5 +1,5 @@
 /**
- * pino, written asynchronously (a buffered sonic-boom on fd 1) so logging never blocks a
+ * pino, written asynchronously (sonic-boom on fd 1, not buffered by size: a quiet gateway must still log promptly) so logging never blocks a
  * request; `LOG_PRETTY=1` pipes through pino-pretty for humans, `LOG_LEVEL` sets the level.
  */
 import pino, { type Logger } from 'pino'
@@ -10,7 +10,7 @@ export function createLogger (env: NodeJS.ProcessEnv = process.env): Logger {
   if (env.LOG_PRETTY === '1' || env.LOG_PRETTY === 'true') {
     return pino({ level, redact, transport: { target: 'pino-pretty', options: { colorize: true } } })
   }
-  return pino({ level, redact, base: { service: 'flaggate' } }, pino.destination({ dest: 1, sync: false, minLength: 4096 }))
+  return pino({ level, redact, base: { service: 'flaggate' } }, pino.destination({ dest: 1, sync: false }))
 }
 
 export type { Logger }

@@ -1,0 +1,506 @@
+/**
+ * The environment-document cache (SPEC section 3), with no HTTP framework in it: the plugin
+ * turns a {@link LookupResult} into a reply, tests drive it with a fake fill and a fake clock.
+ *
+ * Built on lru-cache's `fetch()`, which gives us single flight: while one fill for a key is in
+ * flight every other caller for that key gets the same promise, so any number of concurrent misses
+ * make one upstream request and share its answer, errors included.
+ *
+ * Freshness is ours, not lru-cache's. lru-cache's `ttl` is set to the entry's whole useful life
+ * (`ttl + max(staleWhileRevalidate, staleIfError)`), so lru-cache only drops entries nobody may
+ * serve any more; HIT / UPDATING / STALE are decided here from `storedAt` and the route's rule of
+ * the request at hand. Every refresh is a `fetch({ forceRefresh: true })`, and we pass every option
+ * that matters on every call, because in lru-cache "the options of the FIRST fetch() call win" for
+ * a fetch in flight: the first caller's fill function (its headers, its upstream) and its rule's
+ * lifetime are the ones used; later callers only choose whether they wait (`allowStale`).
+ */
+import { createHash } from 'node:crypto'
+import { LRUCache } from 'lru-cache'
+
+export interface Clock { now (): number }
+export const systemClock: Clock = { now: () => Date.now() }
+
+/** A route's `cache` rule, already in ms and bytes (policy/schema.ts). */
+export interface CacheRule {
+  readonly ttl: number
+  readonly staleWhileRevalidate: number
+  readonly staleIfError: number
+  readonly maxEntrySize: number
+}
+
+export interface UpstreamAnswer {
+  statusCode: number
+  headers: Record<string, string | string[] | undefined>
+  body: Buffer
+}
+
+/**
+ * Performs the one upstream request of a fill. `ifModifiedSince` is set for a conditional
+ * revalidation. Throwing means the upstream failed (unreachable, timeout, breaker refused):
+ * stale-if-error applies.
+ */
+export type Fill = (conditional: { ifModifiedSince?: string }) => Promise<UpstreamAnswer>
+
+export interface CachedDocument {
+  readonly envKey: string
+  readonly body: Buffer
+  /** strong validator: a hash of the body, quoted */
+  readonly etag: string
+  /** Last-Modified as clients see it (HTTP date); moves forward whenever the body changes */
+  readonly lastModified: string
+  readonly lastModifiedMs: number
+  /** Core's own Last-Modified, sent back as If-Modified-Since when revalidating */
+  readonly upstreamLastModified: string | undefined
+  /** when the upstream last confirmed this body (200 or 304) */
+  readonly storedAt: number
+  /** the document's `id` (Flagsmith environment id), for webhook purges */
+  readonly envId: number | undefined
+  /** the document's `project.id`, for organisation-webhook purges of project-wide changes */
+  readonly projectId: number | undefined
+  /** upstream headers replayed to clients (content-type, X-Flagsmith-Document-Updated-At, Link) */
+  readonly headers: Readonly<Record<string, string>>
+  /** revalidations before this time are unconditional (see {@link CORE_LAST_MODIFIED_LAG_MS}) */
+  readonly unconditionalUntil: number
+}
+
+export type CacheStatus = 'HIT' | 'MISS' | 'STALE' | 'UPDATING'
+
+export type LookupResult =
+  /** a document from the cache or from the shared fill; `freshForMs` is 0 when stale */
+  | { kind: 'document'; status: CacheStatus; document: CachedDocument; freshForMs: number }
+  /**
+   * An upstream answer that is not stored (non-200, not JSON, larger than `maxEntrySize`), given
+   * to every waiter of the fill (MISS), or Core's 403 for a bad key from the negative cache (HIT).
+   */
+  | { kind: 'response'; status: 'HIT' | 'MISS'; response: UpstreamAnswer }
+  /** the caller said the breaker is open and nothing servable is cached: the breaker answers */
+  | { kind: 'unavailable' }
+
+export interface LookupRequest {
+  envKey: string
+  /** upstream path (slash-normalised) plus the query as received; `page_id` is part of it */
+  url: string
+  rule: CacheRule
+  /** the upstream's breaker is open: serve stale within staleIfError, never call the upstream */
+  breakerOpen?: boolean
+  /** used only if this call starts the upstream request */
+  fill: Fill
+}
+
+export type PurgeTarget =
+  | { all: true }
+  /** every document of this environment key (all paths and pages) */
+  | { key: string }
+  /** every document whose `id` is this environment id */
+  | { envId: number }
+  | { projectId: number }
+
+export type CacheEvent = 'hit' | 'miss' | 'stale' | 'updating' | 'store' | 'evict' | 'purge' | 'revalidated' | 'negative_hit'
+
+export interface DocumentCacheOptions {
+  /** `cache.maxSize`: all cached documents together, in bytes */
+  maxSize: number
+  clock?: Clock
+  /** how long Core's 403 for a key is answered from memory */
+  negativeTtlMs?: number
+  negativeMaxEntries?: number
+  /** called for every event, for metrics */
+  onEvent?: (event: CacheEvent, count: number) => void
+}
+
+export interface CacheStats {
+  entries: number
+  bytes: number
+  maxSize: number
+  hits: number
+  misses: number
+  stale: number
+  negativeEntries: number
+}
+
+/**
+ * Core reads Last-Modified from a per-process environment cache that a change does not clear
+ * (FLAGSMITH.md 3.3): for about a minute after a change a worker can still answer an
+ * If-Modified-Since with 304. So after a purge we revalidate unconditionally for this long.
+ */
+export const CORE_LAST_MODIFIED_LAG_MS = 60_000
+export const DEFAULT_NEGATIVE_TTL_MS = 5_000
+const DEFAULT_NEGATIVE_MAX_ENTRIES = 10_000
+/** a 403 body is a short JSON error; anything bigger is not worth remembering */
+const NEGATIVE_MAX_BODY_BYTES = 4096
+const PURGE_LOG_MAX = 1024
+const REPLAY_HEADERS = ['content-type', 'x-flagsmith-document-updated-at', 'link'] as const
+const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json(?:\s*;|$)/i
+
+/** Rejection of a fill whose answer is passed to the waiters but not stored. */
+class UncachedAnswer extends Error {
+  readonly answer: UpstreamAnswer
+  /** a 5xx or 429: stale-if-error applies, and the stale entry is kept */
+  readonly upstreamFailure: boolean
+  constructor (answer: UpstreamAnswer, upstreamFailure: boolean) {
+    super(`upstream answered ${answer.statusCode}; not stored`)
+    this.answer = answer
+    this.upstreamFailure = upstreamFailure
+  }
+}
+
+interface FillContext { fill: Fill; rule: CacheRule }
+interface PurgeRecord { gen: number; at: number; target: PurgeTarget }
+
+export function cacheKey (envKey: string, url: string): string {
+  // header values cannot contain a newline, so no key can forge another key's prefix
+  return `${envKey}\n${url}`
+}
+
+function negativeKey (envKey: string, url: string): string {
+  // a bad key is bad on every page and query: one entry per key and path
+  const q = url.indexOf('?')
+  return `${envKey}\n${q === -1 ? url : url.slice(0, q)}`
+}
+
+export function lifetimeOf (rule: CacheRule): number {
+  return rule.ttl + Math.max(rule.staleWhileRevalidate, rule.staleIfError)
+}
+
+function headerValue (headers: UpstreamAnswer['headers'], name: string): string | undefined {
+  const v = headers[name]
+  return Array.isArray(v) ? v.join(', ') : v
+}
+
+export function etagOf (body: Buffer): string {
+  return `"${createHash('sha256').update(body).digest('base64url')}"`
+}
+
+function documentIds (body: Buffer): { envId: number | undefined; projectId: number | undefined } | undefined {
+  let doc: unknown
+  try { doc = JSON.parse(body.toString('utf8')) } catch { return undefined }
+  if (typeof doc !== 'object' || doc === null) return { envId: undefined, projectId: undefined }
+  const d = doc as { id?: unknown; project?: { id?: unknown } }
+  return {
+    envId: typeof d.id === 'number' ? d.id : undefined,
+    projectId: typeof d.project === 'object' && d.project !== null && typeof d.project.id === 'number' ? d.project.id : undefined
+  }
+}
+
+function entrySize (doc: CachedDocument, key: string): number {
+  let n = doc.body.length + Buffer.byteLength(key)
+  for (const name in doc.headers) n += name.length + doc.headers[name]!.length
+  return Math.max(1, n)
+}
+
+function matches (target: PurgeTarget, envKey: string, doc: CachedDocument | undefined): boolean {
+  if ('all' in target) return true
+  if ('key' in target) return target.key === envKey
+  if ('envId' in target) return doc?.envId === target.envId
+  return doc?.projectId === target.projectId
+}
+
+/**
+ * Does the client's copy match? If-None-Match wins over If-Modified-Since (RFC 9110 13.1.3);
+ * entity tags compare weakly, as RFC 9110 13.1.2 requires for If-None-Match.
+ */
+export function clientHasCurrent (doc: CachedDocument, ifNoneMatch: string | undefined, ifModifiedSince: string | undefined): boolean {
+  if (ifNoneMatch !== undefined) {
+    if (ifNoneMatch.trim() === '*') return true
+    const own = doc.etag
+    for (const raw of ifNoneMatch.split(',')) {
+      const t = raw.trim()
+      if ((t.startsWith('W/') ? t.slice(2) : t) === own) return true
+    }
+    return false
+  }
+  if (ifModifiedSince !== undefined) {
+    const since = Date.parse(ifModifiedSince)
+    return Number.isFinite(since) && Math.floor(doc.lastModifiedMs / 1000) <= Math.floor(since / 1000)
+  }
+  return false
+}
+
+export class DocumentCache {
+  #lru: LRUCache<string, CachedDocument, FillContext>
+  #negative: LRUCache<string, UpstreamAnswer>
+  readonly #clock: Clock
+  readonly #onEvent: ((event: CacheEvent, count: number) => void) | undefined
+  #purgeGen = 0
+  #purgeLog: PurgeRecord[] = []
+  #hits = 0
+  #misses = 0
+  #stale = 0
+
+  constructor (opts: DocumentCacheOptions) {
+    this.#clock = opts.clock ?? systemClock
+    this.#onEvent = opts.onEvent
+    this.#lru = this.#createLru(opts.maxSize)
+    this.#negative = new LRUCache<string, UpstreamAnswer>({
+      max: opts.negativeMaxEntries ?? DEFAULT_NEGATIVE_MAX_ENTRIES,
+      ttl: opts.negativeTtlMs ?? DEFAULT_NEGATIVE_TTL_MS,
+      ttlResolution: 0,
+      perf: this.#clock
+    })
+  }
+
+  #createLru (maxSize: number): LRUCache<string, CachedDocument, FillContext> {
+    if (!Number.isInteger(maxSize) || maxSize < 1) throw new TypeError('cache.maxSize must be a whole number of bytes ≥ 1')
+    return new LRUCache<string, CachedDocument, FillContext>({
+      maxSize,
+      sizeCalculation: entrySize,
+      // our fake clock drives expiry too; ttlResolution 0 because its cached "now" would go
+      // stale across clock steps in tests
+      perf: this.#clock,
+      ttlResolution: 0,
+      // a failed refresh keeps the stale entry: stale-if-error is decided per request, in lookup()
+      noDeleteOnFetchRejection: true,
+      allowStaleOnFetchRejection: false,
+      // a purge or an eviction deletes the slot of a fill in flight; its waiters still get the
+      // answer (it is just not stored) instead of an abort error
+      ignoreFetchAbort: true,
+      allowStaleOnFetchAbort: false,
+      fetchMethod: async (key, stale, { signal, options, context }) => await this.#fetchMethod(key, stale, signal, options, context),
+      dispose: (_v, _k, reason) => { if (reason === 'evict') this.#emit('evict') }
+    })
+  }
+
+  /** The byte budget changed (policy reload): keep the most recently used entries that fit. */
+  resize (maxSize: number): void {
+    if (maxSize === this.#lru.maxSize) return
+    const old = this.#lru
+    const next = this.#createLru(maxSize)
+    // dump() lists the least recently used first, so loading it in order keeps recency and, when
+    // the budget shrank, evicts the oldest
+    next.load(old.dump())
+    this.#lru = next
+    old.clear()
+  }
+
+  get bytes (): number { return this.#lru.calculatedSize }
+
+  stats (): CacheStats {
+    return {
+      entries: this.#lru.size,
+      bytes: this.#lru.calculatedSize,
+      maxSize: this.#lru.maxSize,
+      hits: this.#hits,
+      misses: this.#misses,
+      stale: this.#stale,
+      negativeEntries: this.#negative.size
+    }
+  }
+
+  /**
+   * The fresh document for a conditional request, when the client's validators say it already has
+   * it (a 304 from memory); otherwise undefined and nothing is counted.
+   */
+  notModified (envKey: string, url: string, rule: CacheRule, ifNoneMatch: string | undefined, ifModifiedSince: string | undefined): { document: CachedDocument; freshForMs: number } | undefined {
+    const doc = this.#lru.get(cacheKey(envKey, url))
+    if (doc === undefined) return undefined
+    const age = this.#clock.now() - doc.storedAt
+    if (age >= rule.ttl || !clientHasCurrent(doc, ifNoneMatch, ifModifiedSince)) return undefined
+    this.#count('hit')
+    return { document: doc, freshForMs: rule.ttl - age }
+  }
+
+  /**
+   * Answers one request: from memory when fresh; stale at once with one background refresh within
+   * staleWhileRevalidate; otherwise after the shared fill, falling back to stale within
+   * staleIfError when the upstream fails. Throws what the fill threw when nothing can be served.
+   */
+  async lookup (req: LookupRequest): Promise<LookupResult> {
+    const { envKey, url, rule } = req
+    const negative = this.#negative.get(negativeKey(envKey, url))
+    if (negative !== undefined) {
+      this.#count('negative_hit')
+      return { kind: 'response', status: 'HIT', response: negative }
+    }
+
+    const key = cacheKey(envKey, url)
+    const now = this.#clock.now()
+    let doc = this.#lru.get(key)
+    if (doc !== undefined && now - doc.storedAt >= lifetimeOf(rule)) doc = undefined
+    if (doc !== undefined) {
+      const age = now - doc.storedAt
+      if (age < rule.ttl) {
+        this.#count('hit')
+        return { kind: 'document', status: 'HIT', document: doc, freshForMs: rule.ttl - age }
+      }
+      if (req.breakerOpen === true) return this.#staleOrUnavailable(doc, rule, now)
+      if (age < rule.ttl + rule.staleWhileRevalidate) {
+        // allowStale: if a refresh is already running this joins nothing and starts nothing
+        void this.#lru.fetch(key, { forceRefresh: true, allowStale: true, ttl: lifetimeOf(rule), context: { fill: req.fill, rule } }).catch(() => {})
+        this.#count('updating')
+        return { kind: 'document', status: 'UPDATING', document: doc, freshForMs: 0 }
+      }
+    } else if (req.breakerOpen === true) {
+      return { kind: 'unavailable' }
+    }
+
+    let fetched: CachedDocument | undefined
+    try {
+      fetched = await this.#lru.fetch(key, { forceRefresh: true, allowStale: false, ttl: lifetimeOf(rule), context: { fill: req.fill, rule } })
+    } catch (err) {
+      const upstreamFailure = !(err instanceof UncachedAnswer) || err.upstreamFailure
+      if (upstreamFailure) {
+        // re-read: a purge during the fill removed the entry, and a purged document is not served
+        const current = this.#lru.peek(key, { allowStale: true })
+        const t = this.#clock.now()
+        if (current !== undefined && t - current.storedAt < rule.ttl + rule.staleIfError) {
+          this.#count('stale')
+          return { kind: 'document', status: 'STALE', document: current, freshForMs: 0 }
+        }
+      }
+      if (err instanceof UncachedAnswer) {
+        this.#count('miss')
+        return { kind: 'response', status: 'MISS', response: err.answer }
+      }
+      this.#count('miss')
+      throw err
+    }
+    /* c8 ignore next 2 -- lru-cache only resolves undefined for options we never set */
+    if (fetched === undefined) throw new Error('document cache: fill resolved nothing')
+    this.#count('miss')
+    return { kind: 'document', status: 'MISS', document: fetched, freshForMs: Math.max(0, rule.ttl - (this.#clock.now() - fetched.storedAt)) }
+  }
+
+  #staleOrUnavailable (doc: CachedDocument, rule: CacheRule, now: number): LookupResult {
+    if (now - doc.storedAt < rule.ttl + rule.staleIfError) {
+      this.#count('stale')
+      return { kind: 'document', status: 'STALE', document: doc, freshForMs: 0 }
+    }
+    return { kind: 'unavailable' }
+  }
+
+  /** Drops documents (and remembered 403s) on this replica; returns how many went. */
+  purge (target: PurgeTarget): number {
+    const now = this.#clock.now()
+    this.#purgeGen++
+    this.#purgeLog.push({ gen: this.#purgeGen, at: now, target })
+    if (this.#purgeLog.length > PURGE_LOG_MAX) this.#purgeLog.splice(0, this.#purgeLog.length - PURGE_LOG_MAX)
+
+    let n = 0
+    if ('all' in target) {
+      this.#lru.forEach(() => { n++ })
+      n += this.#negative.size
+      this.#lru.clear()
+      this.#negative.clear()
+    } else {
+      // forEach also visits entries whose refresh is in flight (their stale value); fills for
+      // cold keys in flight are caught by the purge log when they complete
+      const doomed: string[] = []
+      this.#lru.forEach((doc, key) => { if (matches(target, doc.envKey, doc)) doomed.push(key) })
+      for (const key of doomed) if (this.#lru.delete(key)) n++
+      if ('key' in target) {
+        const prefix = `${target.key}\n`
+        const neg: string[] = []
+        for (const k of this.#negative.keys()) if (k.startsWith(prefix)) neg.push(k)
+        for (const k of neg) if (this.#negative.delete(k)) n++
+      }
+    }
+    this.#emit('purge', n)
+    return n
+  }
+
+  /** Was a purge matching this document recorded after `gen`? (unknown history counts as yes) */
+  #purgedSince (gen: number, envKey: string, doc: CachedDocument | undefined): boolean {
+    if (gen === this.#purgeGen) return false
+    const oldest = this.#purgeLog[0]
+    if (oldest === undefined || oldest.gen > gen + 1) return true
+    for (let i = this.#purgeLog.length - 1; i >= 0 && this.#purgeLog[i]!.gen > gen; i--) {
+      if (matches(this.#purgeLog[i]!.target, envKey, doc)) return true
+    }
+    return false
+  }
+
+  /** When did the last purge matching this document happen, if within the lag window? */
+  #recentPurgeAt (envKey: string, doc: CachedDocument | undefined, now: number): number | undefined {
+    for (let i = this.#purgeLog.length - 1; i >= 0; i--) {
+      const p = this.#purgeLog[i]!
+      if (now - p.at >= CORE_LAST_MODIFIED_LAG_MS) break
+      if (matches(p.target, envKey, doc)) return p.at
+    }
+    return undefined
+  }
+
+  async #fetchMethod (key: string, stale: CachedDocument | undefined, signal: AbortSignal,
+    options: LRUCache.FetcherFetchOptions<string, CachedDocument, FillContext>, context: FillContext): Promise<CachedDocument> {
+    const { fill, rule } = context
+    const gen = this.#purgeGen
+    const envKey = key.slice(0, key.indexOf('\n'))
+    const conditional = stale?.upstreamLastModified !== undefined && this.#clock.now() >= stale.unconditionalUntil
+    const answer = await fill(conditional ? { ifModifiedSince: stale.upstreamLastModified } : {})
+    const now = this.#clock.now()
+    // not aborted ⇒ the slot still holds this fill (a purge, eviction or set would have aborted it)
+    const ownsSlot = !signal.aborted
+    options.ttl = lifetimeOf(rule)
+
+    if (answer.statusCode === 304 && conditional && stale !== undefined) {
+      const doc: CachedDocument = { ...stale, storedAt: now }
+      if (ownsSlot && this.#purgedSince(gen, envKey, doc)) this.#lru.delete(key)
+      this.#emit('revalidated')
+      return doc
+    }
+
+    const status = answer.statusCode
+    if (status >= 500 || status === 429) throw new UncachedAnswer(answer, true)
+    const contentType = headerValue(answer.headers, 'content-type')
+    const ids = status === 200 && contentType !== undefined && JSON_TYPE.test(contentType) ? documentIds(answer.body) : undefined
+    if (ids === undefined || answer.body.length > rule.maxEntrySize || answer.body.length + key.length > this.#lru.maxSize) {
+      // a definitive answer that replaces the document: the old copy must not be served any more
+      if (ownsSlot) this.#lru.delete(key)
+      if ((status === 403 || status === 401) && answer.body.length <= NEGATIVE_MAX_BODY_BYTES) {
+        this.#negative.set(negativeKey(envKey, key.slice(envKey.length + 1)), answer)
+      }
+      throw new UncachedAnswer(answer, false)
+    }
+
+    const headers: Record<string, string> = {}
+    for (const name of REPLAY_HEADERS) {
+      const v = headerValue(answer.headers, name)
+      if (v !== undefined) headers[name] = v
+    }
+    const etag = etagOf(answer.body)
+    const upstreamLastModified = headerValue(answer.headers, 'last-modified')
+    let lastModifiedMs: number
+    if (stale !== undefined && stale.etag === etag) {
+      lastModifiedMs = stale.lastModifiedMs
+    } else {
+      const upstreamMs = upstreamLastModified === undefined ? NaN : Date.parse(upstreamLastModified)
+      lastModifiedMs = Number.isFinite(upstreamMs) ? upstreamMs : now
+      // the body changed but Core's Last-Modified did not move (it lags, FLAGSMITH.md 3.3): move
+      // ours, or a client's If-Modified-Since would get a 304 for a document it does not have
+      if (stale !== undefined && lastModifiedMs <= stale.lastModifiedMs) lastModifiedMs = Math.max(now, stale.lastModifiedMs + 1000)
+      lastModifiedMs = Math.floor(lastModifiedMs / 1000) * 1000
+    }
+    const draft: CachedDocument = {
+      envKey,
+      body: answer.body,
+      etag,
+      lastModified: new Date(lastModifiedMs).toUTCString(),
+      lastModifiedMs,
+      upstreamLastModified,
+      storedAt: now,
+      envId: ids.envId,
+      projectId: ids.projectId,
+      headers,
+      unconditionalUntil: 0
+    }
+    const purgedAt = this.#recentPurgeAt(envKey, draft, now)
+    const doc: CachedDocument = purgedAt === undefined ? draft : { ...draft, unconditionalUntil: purgedAt + CORE_LAST_MODIFIED_LAG_MS }
+    if (ownsSlot && this.#purgedSince(gen, envKey, doc)) {
+      // asked for before a purge that covers it: give it to the waiters, keep it out of the cache
+      this.#lru.delete(key)
+    } else if (ownsSlot) {
+      this.#emit('store')
+    }
+    return doc
+  }
+
+  #count (event: 'hit' | 'miss' | 'stale' | 'updating' | 'negative_hit'): void {
+    if (event === 'hit' || event === 'negative_hit') this.#hits++
+    else if (event === 'miss') this.#misses++
+    else this.#stale++
+    this.#emit(event)
+  }
+
+  #emit (event: CacheEvent, count = 1): void {
+    this.#onEvent?.(event, count)
+  }
+}

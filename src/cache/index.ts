@@ -1,0 +1,79 @@
+/**
+ * Everything the composition (gateway.ts) needs from the cache, built in one call: the document
+ * cache, the purge bus, the request-path plugin, the webhook route and the admin extension.
+ */
+import type { Logger } from 'pino'
+import { DocumentCache, type Clock } from './core.js'
+import cachePlugin, { type CachePluginOptions } from './plugin.js'
+import { PurgeBus, type PurgeBusRedis } from './purge.js'
+import { cacheAdminExtension } from './admin.js'
+import webhooks, { type WebhookPluginOptions } from '../webhooks/plugin.js'
+import type { Metrics } from '../metrics/registry.js'
+import type { Policy } from '../policy/compile.js'
+import type { Upstreams } from '../routing/upstreams.js'
+import type { AdminExtension } from '../admin/app.js'
+import type { RoomPlugin } from '../app.js'
+
+export interface CacheRoomDeps {
+  /** the policy in force (PolicyStore.current) */
+  policy: () => Policy
+  upstreams: Pick<Upstreams, 'request'>
+  metrics: Metrics
+  logger: Logger
+  /** the RedisStore when `store.redis` is configured: purges then reach every replica */
+  redis?: PurgeBusRedis
+  breakerOpen?: CachePluginOptions['breakerOpen']
+  guard?: CachePluginOptions['guard']
+  clock?: Clock
+}
+
+export interface CacheRoom {
+  cache: DocumentCache
+  bus: PurgeBus
+  /** for `rooms`, registered after routing and BEFORE the rate limiter (its onRequest answers 304s) */
+  room: RoomPlugin
+  /** for `extraRoutes`: the Flagsmith webhook (registers nothing when webhooks.flagsmith is absent at boot) */
+  webhook: RoomPlugin
+  /** for the admin listener: POST /admin/cache/purge and the `cache` section of /admin/status */
+  admin: AdminExtension
+  /** purge on this replica and every other one; what `POST /admin/cache/purge` calls */
+  purge: PurgeBus['purge']
+  /** call on every policy reload: `cache.maxSize` applies live */
+  reload: (policy: Policy) => void
+  close: () => Promise<void>
+}
+
+const BYTES_EVENTS = new Set(['store', 'evict', 'purge', 'revalidated'])
+
+export function createCacheRoom (deps: CacheRoomDeps): CacheRoom {
+  const { metrics, logger } = deps
+  const log = logger.child({ room: 'cache' })
+  const cache: DocumentCache = new DocumentCache({
+    maxSize: deps.policy().data.cache.maxSize,
+    ...(deps.clock !== undefined ? { clock: deps.clock } : {}),
+    onEvent: (event, count) => {
+      metrics.cacheEvents.inc({ event }, count)
+      if (BYTES_EVENTS.has(event)) metrics.cacheBytes.set(cache.bytes)
+    }
+  })
+  const bus = new PurgeBus({ cache, logger: log, ...(deps.redis !== undefined ? { redis: deps.redis } : {}) })
+  bus.start()
+  const pluginOpts: CachePluginOptions = {
+    cache,
+    upstreams: deps.upstreams,
+    metrics,
+    ...(deps.breakerOpen !== undefined ? { breakerOpen: deps.breakerOpen } : {}),
+    ...(deps.guard !== undefined ? { guard: deps.guard } : {})
+  }
+  const webhookOpts: WebhookPluginOptions = { policy: deps.policy, purge: (t) => bus.purge(t), logger: log }
+  return {
+    cache,
+    bus,
+    room: { plugin: cachePlugin, opts: pluginOpts },
+    webhook: { plugin: webhooks, opts: webhookOpts },
+    admin: cacheAdminExtension({ cache, bus, logger: log }),
+    purge: (t) => bus.purge(t),
+    reload: (policy) => { cache.resize(policy.data.cache.maxSize); metrics.cacheBytes.set(cache.bytes) },
+    close: async () => { await bus.close() }
+  }
+}

@@ -1,0 +1,162 @@
+/**
+ * The rate-limit room's only hook (onRequest, after routing): find the limits in force for this
+ * client on this route, decide them all in one call, answer 429 or let the request go on with
+ * `RateLimit-Policy` / `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers).
+ *
+ * Hot path: the plan (bucket params, key prefixes, hash-tag dimensions, the policy header) is
+ * computed once per frozen limits array; per request there is one string per bucket, one store
+ * call and one header string. Logging happens only for shadow refusals and unexpected errors.
+ */
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { effectiveLimits } from '../policy/compile.js'
+import { GatewayError } from '../errors.js'
+import type { Metrics } from '../metrics/registry.js'
+import { createMemoryLimiter, createRedisLimiter, type BucketDecision, type BucketRequest, type RateLimiter, type MemoryLimiterOptions } from './core.js'
+import { bucketKeys, planFor, type LimitPlan } from './keys.js'
+import type { RedisStore } from '../store/redis.js'
+
+export const RATELIMIT_POLICY_HEADER = 'ratelimit-policy'
+export const RATELIMIT_HEADER = 'ratelimit'
+export const RETRY_AFTER_HEADER = 'retry-after'
+
+export interface RateLimitPluginOptions {
+  limiter: RateLimiter
+  metrics: Pick<Metrics, 'ratelimitDecisions' | 'storeFallback'>
+}
+
+/** The limiter for a gateway: fleet-wide through the shared Redis store when there is one. */
+export function createLimiter (redis: RedisStore | undefined, opts: MemoryLimiterOptions = {}): RateLimiter {
+  return redis === undefined
+    ? createMemoryLimiter(opts)
+    : createRedisLimiter(redis, { fallbackMaxKeys: opts.maxKeys, clock: opts.clock })
+}
+
+/** Seconds for `Retry-After` / `t`: rounded up, so a client never comes back before a token exists. */
+function seconds (ms: number): number { return Math.ceil(ms / 1000) }
+
+/**
+ * `t` of the `RateLimit` field: seconds until more quota is available (draft 10 wording). For a
+ * refused limit that is the wait for one token; for an allowed one, the wait for the next token
+ * to drip in (0 when the bucket is full).
+ */
+function nextQuotaSeconds (d: BucketDecision, p: LimitPlan['limits'][number]): number {
+  if (!d.allowed) return Math.max(1, seconds(d.retryAfterMs))
+  if (d.remaining >= p.limit.burst) return 0
+  const tokensMissing = p.limit.burst - d.remaining
+  return Math.max(0, seconds(d.resetMs - (tokensMissing - 1) * p.params.intervalMs))
+}
+
+async function rateLimit (app: FastifyInstance, opts: RateLimitPluginOptions): Promise<void> {
+  const { limiter, metrics } = opts
+  // Child counters per route, resolved once: labels() hashes its arguments on every call.
+  type Counters = { allowed: { inc(): void }; limited: { inc(): void }; shadow: { inc(): void } }
+  const counters = new Map<string, Counters>()
+  const countersFor = (route: string): Counters => {
+    let c = counters.get(route)
+    if (c === undefined) {
+      c = {
+        allowed: metrics.ratelimitDecisions.labels(route, 'allowed'),
+        limited: metrics.ratelimitDecisions.labels(route, 'limited'),
+        shadow: metrics.ratelimitDecisions.labels(route, 'shadow_limited')
+      }
+      counters.set(route, c)
+    }
+    return c
+  }
+
+  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+    const gw = request.gateway
+    const route = gw?.route
+    if (route === undefined) return
+    const limits = effectiveLimits(gw.policy, route, gw.envKey)
+    if (limits.length === 0) return
+    const plan = planFor(route.name, limits)
+    const keys = bucketKeys(plan, { envKey: gw.envKey, clientIp: gw.clientIp, headers: request.headers })
+    const requests = new Array<BucketRequest>(keys.length)
+    for (let i = 0; i < keys.length; i++) requests[i] = { key: keys[i]!, params: plan.limits[i]!.params }
+
+    let decision
+    try {
+      decision = await limiter.decide(requests)
+    } catch (err) {
+      // The limiters catch store failures themselves; reaching here is a bug. Let the request
+      // through rather than turn a limiter bug into an outage.
+      request.log.error({ err, route: route.name }, 'rate limiter failed; request let through')
+      return
+    }
+    if (decision.source === 'local-fallback') metrics.storeFallback.inc()
+
+    // An allowed request shows the most restrictive enforced limit (fewest tokens left); a
+    // refused one shows, and is named after, the refused limit with the longest wait.
+    let shown = -1
+    let refused = -1
+    let shadowRefused = false
+    for (let i = 0; i < plan.limits.length; i++) {
+      const d = decision.limits[i]!
+      if (plan.limits[i]!.limit.shadow) {
+        if (!d.allowed) {
+          shadowRefused = true
+          request.log.info({ route: route.name, limit: plan.limits[i]!.limit.id, rate: plan.limits[i]!.limit.rateText, retryAfterMs: d.retryAfterMs }, 'shadow rate limit exceeded (not enforced)')
+        }
+        continue
+      }
+      if (shown === -1 || d.remaining < decision.limits[shown]!.remaining) shown = i
+      if (!d.allowed && (refused === -1 || d.retryAfterMs > decision.limits[refused]!.retryAfterMs)) refused = i
+    }
+
+    const c = countersFor(route.name)
+    if (decision.allowed) {
+      if (shadowRefused) c.shadow.inc(); else c.allowed.inc()
+      if (shown !== -1) {
+        const p = plan.limits[shown]!
+        const d = decision.limits[shown]!
+        reply.header(RATELIMIT_POLICY_HEADER, plan.policyHeader)
+        reply.header(RATELIMIT_HEADER, `"${p.limit.id}";r=${d.remaining};t=${nextQuotaSeconds(d, p)}`)
+      }
+      return
+    }
+
+    // Only an enforced limit can refuse, so `refused` is set; its `t` then equals Retry-After.
+    if (refused === -1) { c.allowed.inc(); return }
+    c.limited.inc()
+    const p = plan.limits[refused]!
+    const d = decision.limits[refused]!
+    const retryAfter = Math.max(1, seconds(d.retryAfterMs))
+    gw.decision = 'limited'
+    gw.limitedBy = p.limit.id
+    throw new GatewayError('FLAGGATE_RATE_LIMITED',
+      `Rate limit '${p.limit.id}' exceeded (${p.limit.rateText}, burst ${p.limit.burst}, per ${p.limit.by.join('+')}); retry after ${retryAfter} s.`,
+      {
+        [RETRY_AFTER_HEADER]: String(retryAfter),
+        [RATELIMIT_POLICY_HEADER]: plan.policyHeader,
+        [RATELIMIT_HEADER]: `"${p.limit.id}";r=0;t=${retryAfter}`
+      })
+  })
+}
+
+const rateLimitPlugin = fp(rateLimit, { name: 'gateway-rate-limit', fastify: '5.x', dependencies: ['gateway-routing'] })
+export default rateLimitPlugin
+
+/**
+ * Everything the composition root needs from this room, so wiring it is a few lines:
+ * register `plugin` with `opts` among the rooms (after routing and the conditional-304 check,
+ * before the cache lookup), merge `status()` into `/admin/status`, and call `close()` on shutdown
+ * (the Redis store itself belongs to whoever created it, since other rooms share it).
+ */
+export function createRateLimitRoom (deps: { redis: RedisStore | undefined; metrics: RateLimitPluginOptions['metrics']; maxKeys?: number }) {
+  const limiter = createLimiter(deps.redis, { maxKeys: deps.maxKeys })
+  const opts: RateLimitPluginOptions = { limiter, metrics: deps.metrics }
+  return {
+    plugin: rateLimitPlugin,
+    opts,
+    limiter,
+    /** `store` section of `/admin/status`: `{kind, healthy, mode, liveReplicas?}` */
+    status: (): { store: Record<string, unknown> } => ({
+      store: deps.redis === undefined
+        ? { kind: 'memory', healthy: true, mode: 'memory' }
+        : deps.redis.status()
+    }),
+    close: () => limiter.close()
+  }
+}

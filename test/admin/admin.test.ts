@@ -1,0 +1,86 @@
+import { execFile, spawnSync } from 'node:child_process'
+import { promisify } from 'node:util'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { startFakeCore, type FakeCore } from '../support/fake-flagsmith.js'
+import { policyYaml, startTestGateway, tempPolicyFile, type TestGateway } from '../support/gateway.js'
+import { json, raw } from '../support/http.js'
+
+const TOKEN = 'test-admin-token-0123456789'
+let core: FakeCore
+let gw: TestGateway
+
+beforeAll(async () => {
+  core = await startFakeCore()
+  gw = await startTestGateway(policyYaml({ coreUrl: core.url, adminToken: TOKEN }))
+})
+afterAll(async () => { await gw?.close(); await core?.close() })
+
+describe('admin listener', () => {
+  it('refuses /admin without the bearer token, or with a wrong one', async () => {
+    for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: `Basic ${TOKEN}` }, { authorization: `Bearer ${TOKEN}x` }]) {
+      const r = await raw(gw.adminUrl, '/admin/status', { headers })
+      expect(r.status).toBe(401)
+      expect(json(r)).toMatchObject({ statusCode: 401, code: 'FLAGGATE_UNAUTHORIZED' })
+    }
+  })
+
+  it('GET /admin/status with the token', async () => {
+    const r = await raw(gw.adminUrl, '/admin/status', { headers: { authorization: `Bearer ${TOKEN}` } })
+    expect(r.status).toBe(200)
+    const s = json(r) as Record<string, unknown>
+    expect(s).toMatchObject({
+      version: expect.any(String),
+      policy: { version: expect.stringMatching(/^[0-9a-f]{8}$/), loadedAt: expect.any(String), lastError: null },
+      store: { kind: expect.any(String), healthy: true }
+    })
+    expect(Object.keys(s)).toEqual(expect.arrayContaining(['breakers', 'cache', 'probes', 'blocks']))
+  })
+
+  it('health and metrics answer without a token; admin routes are not on the public listener', async () => {
+    expect((await raw(gw.adminUrl, '/healthz')).status).toBe(200)
+    expect((await raw(gw.adminUrl, '/readyz')).status).toBe(200)
+    await raw(gw.url, '/api/v1/flags/', { headers: { 'x-environment-key': 'dev_client_key' } })
+    const m = await raw(gw.adminUrl, '/metrics')
+    expect(m.status).toBe(200)
+    const text = m.body.toString()
+    expect(text).toMatch(/flaggate_requests_total\{route="flags",decision="allowed",status="200"\} \d+/)
+    expect(text).toMatch(/flaggate_upstream_request_duration_seconds_bucket\{le="[0-9.]+",upstream="core",route="flags"\}/)
+    expect(text).toContain('flaggate_process_cpu_seconds_total')
+    expect(text).not.toContain('dev_client_key')
+    // /admin on the public port is just proxied traffic: it reaches Core, never our admin API
+    core.reset()
+    const pub = await raw(gw.url, '/admin/status', { headers: { authorization: `Bearer ${TOKEN}` } })
+    expect(pub.headers['x-flaggate-upstream']).toBe('core')
+    expect(core.counts('/admin/status')).toBe(1)
+  })
+
+  it('flaggate status prints the admin status, and exits 1 when the admin API is unreachable', async () => {
+    // async: the gateway answering the CLI lives in this very process
+    const ok = await promisify(execFile)(process.execPath, ['dist/cli.js', 'status', '--admin', gw.adminUrl], { encoding: 'utf8', env: { ...process.env, FLAGGATE_ADMIN_TOKEN: TOKEN } })
+    expect(JSON.parse(ok.stdout)).toMatchObject({ policy: { lastError: null } })
+    const bad = await promisify(execFile)(process.execPath, ['dist/cli.js', 'status', '--admin', 'http://127.0.0.1:9'], { encoding: 'utf8' }).catch((e: { code: number; stderr: string }) => e)
+    expect((bad as { code: number }).code).toBe(1)
+    expect((bad as { stderr: string }).stderr).toMatch(/admin API unreachable/)
+  })
+})
+
+describe('the access log', () => {
+  it('one JSON line per request, with the key redacted to 4 characters and a hash', async () => {
+    const key = 'ser.dev_server_key'
+    await raw(gw.url, '/api/v1/environment-document/', { headers: { 'x-environment-key': key, 'x-request-id': 'req-abc' } })
+    const line = gw.logs.lines.find((l) => l.reqId === 'req-abc')
+    expect(line).toMatchObject({ msg: 'request', route: 'environment-document', method: 'GET', status: 200, upstream: 'core', decision: 'allowed', ip: '127.0.0.1', key: expect.stringMatching(/^ser\.…[0-9a-f]{8}$/) })
+    expect(typeof line?.upstreamMs).toBe('number')
+    expect(typeof line?.totalMs).toBe('number')
+    expect(JSON.stringify(gw.logs.lines)).not.toContain(key)
+  })
+})
+
+describe('starting', () => {
+  it('refuses a non-loopback admin listener without a token, with a clear message', () => {
+    const file = tempPolicyFile(policyYaml({ coreUrl: core.url }).replace('admin:\n  listen: 127.0.0.1:0', 'admin:\n  listen: 0.0.0.0:0'))
+    const r = spawnSync(process.execPath, ['dist/cli.js', 'serve', '--config', file], { encoding: 'utf8', timeout: 10_000 })
+    expect(r.status).toBe(1)
+    expect(r.stderr).toContain('admin.listen: admin API on non-loopback 0.0.0.0 needs admin.token (set FLAGGATE_ADMIN_TOKEN)')
+  })
+})
