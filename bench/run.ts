@@ -1,0 +1,125 @@
+/**
+ * The gateway against a bare @fastify/http-proxy, in the same run, on the same machine.
+ * Every part runs in its own process: the fake Core, the bare proxy, flaggate (dist/cli.js, with
+ * every built capability on: two-level token buckets on every route, Redis store when
+ * redis-server is installed, the environment-document cache), and the load generator
+ * (autocannon's CLI). Prints absolute numbers and the ratios of the performance budget:
+ *   - flags (proxied, limited): flaggate req/s ≥ 85% of bare, p99 ≤ 1.5× bare
+ *   - environment document: flaggate (cached) req/s ≥ 2× bare (which fetches from Core each time)
+ * Usage: npm run bench [-- --duration 10 --connections 50 --no-redis]
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { redisServerAvailable, startPrivateRedis, type PrivateRedis } from '../test/support/redis-server.js'
+
+const { values } = parseArgs({ options: { duration: { type: 'string', default: '10' }, connections: { type: 'string', default: '50' }, 'no-redis': { type: 'boolean', default: false } } })
+const DURATION = Number(values.duration)
+const CONNECTIONS = Number(values.connections)
+const children: ChildProcess[] = []
+
+const logDir = mkdtempSync(join(tmpdir(), 'flaggate-bench-logs-'))
+
+/**
+ * Starts a child whose stdout goes to a file, not a pipe: parsing its access log here would bill
+ * this process's CPU to the gateway on a two-core machine. Polls the file for the ready line.
+ */
+async function start (cmd: string, args: string[], env: NodeJS.ProcessEnv, ready: (line: Record<string, unknown>) => string | undefined): Promise<string> {
+  const file = join(logDir, `child-${children.length}.log`)
+  const fd = openSync(file, 'w')
+  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', fd, 'inherit'] })
+  children.push(child)
+  let exited = false
+  child.once('exit', () => { exited = true })
+  const deadline = Date.now() + 20_000
+  while (Date.now() < deadline && !exited) {
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      try { const url = ready(JSON.parse(line) as Record<string, unknown>); if (url !== undefined) return url } catch {}
+    }
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  throw new Error(`${args.join(' ')} did not start (log: ${file})`)
+}
+
+interface Result { rps: number; p50: number; p99: number; non2xx: number; errors: number }
+
+async function load (url: string, headers: Record<string, string>): Promise<Result> {
+  const args = ['-c', String(CONNECTIONS), '-d', String(DURATION), '-j', '--renderStatusCodes']
+  for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}=${v}`)
+  args.push(url)
+  const out = await new Promise<string>((resolve, reject) => {
+    const child = spawn(process.execPath, ['node_modules/autocannon/autocannon.js', ...args], { stdio: ['ignore', 'pipe', 'ignore'] })
+    let s = ''
+    child.stdout.on('data', (c: Buffer) => { s += c.toString() })
+    child.once('exit', (code) => code === 0 ? resolve(s) : reject(new Error(`autocannon exited ${code}`)))
+  })
+  const r = JSON.parse(out) as { requests: { average: number }; latency: { p50: number; p99: number }; non2xx: number; errors: number }
+  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors }
+}
+
+function policy (coreUrl: string, redis: PrivateRedis | undefined): string {
+  const big = '{ by: environmentKey, rate: 1000000/s, burst: 1000000 }'
+  const perInstance = '{ by: [environmentKey, ip], rate: 1000000/s, burst: 1000000 }'
+  return `server: { listen: 127.0.0.1:0 }
+admin: { listen: 127.0.0.1:0 }
+upstreams:
+  core: { url: "${coreUrl}", timeout: 10s, maxConnections: 128 }
+${redis === undefined ? '' : `store:\n  redis: { url: "${redis.url}", keyPrefix: "bench:${Date.now()}:", commandTimeout: 50ms }\n`}routes:
+  - name: environment-document
+    match: { methods: [GET], path: /api/v1/environment-document/ }
+    upstream: core
+    limit: [${big}, ${perInstance}]
+    cache: { ttl: 30s, staleWhileRevalidate: 60s, staleIfError: 10m }
+  - name: flags
+    match: { methods: [GET], path: /api/v1/flags/ }
+    upstream: core
+    limit: [${big}, ${perInstance}]
+  - name: default
+    match: { pathPrefix: / }
+    upstream: core
+    limit: { by: ip, rate: 50/s, burst: 100, shadow: true }
+`
+}
+
+async function main (): Promise<void> {
+  const redis = !values['no-redis'] && redisServerAvailable() ? await startPrivateRedis() : undefined
+  try {
+    // 1 ms per query: Core's environment document is 11 queries, the flags list 1
+    const coreUrl = await start(process.execPath, ['--import', 'tsx', 'bench/upstream.ts'], { QUERY_LATENCY_MS: '1', POOL_SIZE: '20' }, (l) => l.url as string)
+    const bareUrl = await start(process.execPath, ['--import', 'tsx', 'bench/bare-proxy.ts'], { UPSTREAM_URL: coreUrl }, (l) => l.url as string)
+    const dir = mkdtempSync(join(tmpdir(), 'flaggate-bench-'))
+    writeFileSync(join(dir, 'gateway.yaml'), policy(coreUrl, redis))
+    const gateUrl = await start(process.execPath, ['dist/cli.js', 'serve', '--config', join(dir, 'gateway.yaml')], { LOG_LEVEL: 'info' }, (l) => l.msg === 'flaggate serving' ? l.url as string : undefined)
+    // the access log stays on (info): it is on in production too, so its cost is measured
+    const client = { 'x-environment-key': 'dev_client_key' }
+    const server = { 'x-environment-key': 'ser.dev_server_key' }
+
+    console.log(`flaggate bench: ${CONNECTIONS} connections, ${DURATION} s per run, store: ${redis === undefined ? 'memory' : 'redis'}`)
+    await load(`${bareUrl}/api/v1/flags/`, client) // warm both JITs and pools
+    await load(`${gateUrl}/api/v1/flags/`, client)
+    const bareFlags = await load(`${bareUrl}/api/v1/flags/`, client)
+    const gateFlags = await load(`${gateUrl}/api/v1/flags/`, client)
+    const bareDoc = await load(`${bareUrl}/api/v1/environment-document/`, server)
+    const gateDoc = await load(`${gateUrl}/api/v1/environment-document/`, server)
+
+    const row = (name: string, r: Result) => console.log(`${name.padEnd(34)} ${r.rps.toFixed(0).padStart(8)} req/s   p50 ${String(r.p50).padStart(4)} ms   p99 ${String(r.p99).padStart(4)} ms   non-2xx ${r.non2xx}   errors ${r.errors}`)
+    row('bare proxy  GET flags', bareFlags)
+    row('flaggate    GET flags (limited)', gateFlags)
+    row('bare proxy  GET environment-document', bareDoc)
+    row('flaggate    GET environment-document', gateDoc)
+    const rpsRatio = gateFlags.rps / bareFlags.rps
+    const p99Ratio = gateFlags.p99 / Math.max(1, bareFlags.p99)
+    const docRatio = gateDoc.rps / bareDoc.rps
+    console.log('')
+    console.log(`flags throughput   flaggate/bare = ${rpsRatio.toFixed(2)}  (budget ≥ 0.85) ${rpsRatio >= 0.85 ? 'ok' : 'OVER BUDGET'}`)
+    console.log(`flags p99          flaggate/bare = ${p99Ratio.toFixed(2)}  (budget ≤ 1.50) ${p99Ratio <= 1.5 ? 'ok' : 'OVER BUDGET'}`)
+    console.log(`env-doc throughput flaggate/bare = ${docRatio.toFixed(2)}  (budget ≥ 2.00) ${docRatio >= 2 ? 'ok' : 'OVER BUDGET'}`)
+  } finally {
+    for (const c of children) c.kill('SIGTERM')
+    await redis?.stop()
+  }
+}
+
+await main()
