@@ -12,6 +12,8 @@ import { Upstreams } from './routing/upstreams.js'
 import { buildPublicApp, type Lifecycle, type RoomPlugin } from './app.js'
 import { buildAdminApp, type AdminExtension } from './admin/app.js'
 import { createLogger } from './shared/logger.js'
+import { createRedisStore } from './store/redis.js'
+import { createRateLimitRoom } from './rate-limit/plugin.js'
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
 
@@ -58,6 +60,18 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   const rooms: RoomPlugin[] = []
   const extraRoutes: RoomPlugin[] = []
   const extensions: AdminExtension[] = []
+
+  // One Redis connection (and breaker) for every room that shares state between replicas;
+  // closed after all of them.
+  const redisConfig = store.current.data.store?.redis
+  const redis = redisConfig === undefined ? undefined : createRedisStore(redisConfig, logger)
+  if (redis !== undefined) closers.push(() => redis.close())
+
+  // Rooms in hook order (STYLE.md 4.3): rate limit (onRequest) → … → proxy.
+  const rateLimit = createRateLimitRoom({ redis, metrics })
+  rooms.push({ plugin: rateLimit.plugin, opts: rateLimit.opts })
+  extensions.push({ status: rateLimit.status })
+  closers.push(() => rateLimit.close())
 
   store.on('reload', (policy, previous) => {
     upstreams.configure(policy)

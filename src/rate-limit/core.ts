@@ -233,9 +233,10 @@ export class MemoryBuckets {
 }
 
 /**
- * Enough buckets for every client that is mid-burst at once on a busy instance; a bucket is
- * a short string plus a double (about 150 bytes with the LRU's bookkeeping), so this caps the
- * limiter's state near 30 MB whatever the traffic. Full buckets need no entry at all.
+ * Enough buckets for every client that is mid-burst at once on a busy instance (a bucket that
+ * is full again needs no entry, and one spent token refills in `1 / rate` seconds). A bucket costs
+ * about 250 bytes of heap with the LRU's bookkeeping (bench/ratelimit.ts), so this caps the
+ * limiter's state near 50 MB whatever the traffic.
  */
 export const DEFAULT_MAX_KEYS = 200_000
 
