@@ -5,23 +5,16 @@
  * 2. decisions/s of the Redis store (one EVALSHA per decision, two limits each), sequential and
  *    100 concurrent, against a private redis-server (or REDIS_URL);
  * 3. RSS after one million distinct keys through the memory limiter (bounded by maxKeys);
- * 4. gateway throughput (autocannon, all requests allowed): no limits, memory store, Redis store.
- *    Gateway, fake Core and autocannon share one process, so compare the rows with each other,
- *    not with production figures.
+ *
+ * Gateway throughput with each store is measured by bench/run.ts (`npm run bench`), where the load
+ * generator, the gateway and the fake Core each run in their own process.
  */
 import { randomUUID } from 'node:crypto'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
-import { writeFileSync, mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import autocannon from 'autocannon'
-import pino from 'pino'
 import { Redis } from 'ioredis'
 import { MemoryBuckets, bucketParams, createMemoryLimiter, takeRedis, DEFAULT_MAX_KEYS, type BucketRequest } from '../src/rate-limit/core.js'
 import { startPrivateRedis, redisServerAvailable, type PrivateRedis } from '../test/support/redis-server.js'
-import { startFakeCore } from '../test/support/fake-flagsmith.js'
-import { startGateway } from '../src/gateway.js'
 
 // A real GC before reading RSS, without asking for a node flag on the command line.
 setFlagsFromString('--expose-gc')
@@ -99,36 +92,6 @@ async function main (): Promise<void> {
   results['V8 heap used: before / after 1M keys / after 2M keys'] = `${mb(before.heapUsed)} / ${mb(after1.heapUsed)} / ${mb(after2.heapUsed)} (${fmt((after1.heapUsed - before.heapUsed) / flood.buckets.size)} bytes per bucket)`
   await flood.close()
 
-  // 4. gateway throughput, every request allowed (limits far above the offered load)
-  const core = await startFakeCore()
-  for (const kind of ['none', 'memory', 'redis'] as const) {
-    if (kind === 'redis' && redisUrl === undefined) continue
-    const dir = mkdtempSync(join(tmpdir(), 'flaggate-bench-'))
-    const file = join(dir, 'gateway.yaml')
-    writeFileSync(file, `server: { listen: 127.0.0.1:0 }
-admin: { listen: 127.0.0.1:0 }
-upstreams: { core: { url: "${core.url}" } }
-${kind === 'redis' ? `store: { redis: { url: ${redisUrl}, keyPrefix: "bench-${randomUUID()}:", commandTimeout: 200ms } }\n` : ''}routes:
-  - name: flags
-    match: { methods: [GET], path: /api/v1/flags/ }
-    upstream: core
-${kind === 'none' ? '' : `    limit:
-      - { by: environmentKey, rate: 1000000/s, burst: 1000000 }
-      - { by: [environmentKey, ip], rate: 1000000/s, burst: 1000000 }
-`}  - name: default
-    match: { pathPrefix: / }
-    upstream: core
-`)
-    const gw = await startGateway({ configPath: file, logger: pino({ level: 'warn' }), watch: false })
-    await new Promise((r) => setTimeout(r, 500)) // the Redis store connects in the background
-    const status = await (await fetch(`${gw.adminUrl}/admin/status`)).json() as { store?: { mode?: string } }
-    const opts = { url: `${gw.url}/api/v1/flags/`, connections: 20, headers: { 'x-environment-key': 'dev_client_key' } }
-    await autocannon({ ...opts, duration: 1 }) // warm-up: JIT, keep-alive pools
-    const r = await autocannon({ ...opts, duration: 4 })
-    results[kind === 'none' ? 'gateway /api/v1/flags/ without limits (baseline)' : `gateway /api/v1/flags/ with ${kind} store, 2 limits`] = `${fmt(r.requests.average)} req/s, p99 ${r.latency.p99} ms, non-2xx ${r.non2xx}, store mode ${status.store?.mode ?? 'not reported'}`
-    await gw.close()
-  }
-  await core.close()
   await own?.stop()
 
   for (const [k, v] of Object.entries(results)) console.log(`${k.padEnd(62)} ${v}`)
