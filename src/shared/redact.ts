@@ -8,5 +8,6 @@ import { createHash } from 'node:crypto'
 export function redactKey (key: string | undefined): string | undefined {
   if (key === undefined || key === '') return undefined
   const hash = createHash('sha256').update(key).digest('hex').slice(0, 8)
-  return `${key.slice(0, 4)}…${hash}`
+  // never more than half of a key, so a short (test or malformed) key is not shown whole
+  return `${key.slice(0, Math.min(4, Math.floor(key.length / 2)))}…${hash}`
 }
