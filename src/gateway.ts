@@ -13,6 +13,7 @@ import { buildPublicApp, type Lifecycle, type RoomPlugin } from './app.js'
 import { buildAdminApp, type AdminExtension } from './admin/app.js'
 import { createLogger } from './shared/logger.js'
 import { createRedisStore } from './store/redis.js'
+import { createCacheRoom } from './cache/index.js'
 import { createRateLimitRoom } from './rate-limit/plugin.js'
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
@@ -67,7 +68,15 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   const redis = redisConfig === undefined ? undefined : createRedisStore(redisConfig, logger)
   if (redis !== undefined) closers.push(() => redis.close())
 
-  // Rooms in hook order (STYLE.md 4.3): rate limit (onRequest) → … → proxy.
+  // Rooms in hook order (STYLE.md 4.3): cache conditional 304 (onRequest) → rate limit
+  // (onRequest) → cache lookup (preHandler) → proxy. The cache registers first so that a 304
+  // from the cache costs no token.
+  const cache = createCacheRoom({ policy: () => store.current, upstreams, metrics, logger, ...(redis !== undefined ? { redis } : {}) })
+  rooms.push(cache.room)
+  extraRoutes.push(cache.webhook)
+  extensions.push(cache.admin)
+  closers.push(() => cache.close())
+
   const rateLimit = createRateLimitRoom({ redis, metrics })
   rooms.push({ plugin: rateLimit.plugin, opts: rateLimit.opts })
   extensions.push({ status: rateLimit.status })
@@ -75,6 +84,7 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
 
   store.on('reload', (policy, previous) => {
     upstreams.configure(policy)
+    cache.reload(policy)
     metrics.policyReloads.inc({ result: 'ok' })
     logger.info({ version: policy.version, previous: previous.version, restartRequired: store.restartRequired }, 'policy reloaded')
   })

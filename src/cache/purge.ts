@@ -73,7 +73,7 @@ export class PurgeBus {
     if (this.#redis === undefined || this.#subscriber !== undefined) return
     const sub = this.#subscriber = this.#redis.createSubscriber()
     const channel = this.channel!
-    sub.on('message', (ch: string, raw: string) => { if (ch === channel) this.#receive(raw) })
+    sub.on('message', (ch: string, raw: string) => { if (ch === channel && !this.#closed) this.#receive(raw) })
     // ioredis resubscribes by itself after a reconnect; 'ready' tells us that happened
     sub.on('ready', () => {
       if (this.#subscribedOnce && !this.#closed) {
@@ -97,8 +97,8 @@ export class PurgeBus {
     this.#closed = true
     if (this.#timer !== undefined) clearTimeout(this.#timer)
     this.#pending = []
-    // the subscriber belongs to the RedisStore, which quits it on close
-    await this.#subscriber?.unsubscribe().catch(() => undefined)
+    // No UNSUBSCRIBE: on a subscriber connection it waits in the offline queue while Redis is
+    // down, which would hang shutdown. The RedisStore quits the connection, bounded, on close.
   }
 
   #receive (raw: string): void {

@@ -23,7 +23,8 @@ export function createAccessLog (logger: Logger, metrics: Metrics) {
     const upstream = reply.getHeader('x-flaggate-upstream') ?? 'none'
     const totalMs = Number(process.hrtime.bigint() - gw.startedAt) / 1e6
     metrics.requests.inc({ route: routeName, decision: gw.decision, status })
-    if (gw.upstreamMs !== undefined && upstream !== 'none') {
+    // cache fills observe their own latency (a background refresh has no response of its own)
+    if (gw.upstreamMs !== undefined && upstream !== 'none' && gw.cacheStatus === undefined) {
       metrics.upstreamDuration.observe({ upstream: String(upstream), route: routeName }, gw.upstreamMs / 1000)
     }
     logger.info({

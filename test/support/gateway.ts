@@ -92,6 +92,10 @@ export interface SpawnedGateway {
   stop: (signal?: NodeJS.Signals) => Promise<number | null>
 }
 
+// A test that fails before stopping its gateways must not leave them running after the worker.
+const spawned = new Set<ChildProcess>()
+process.once('exit', () => { for (const c of spawned) c.kill('SIGKILL') })
+
 /** `node dist/cli.js serve` in its own process; resolves once it logs that it serves. */
 export async function spawnGateway (yaml: string, env: NodeJS.ProcessEnv = {}): Promise<SpawnedGateway> {
   const file = tempPolicyFile(yaml)
@@ -99,10 +103,11 @@ export async function spawnGateway (yaml: string, env: NodeJS.ProcessEnv = {}): 
     env: { ...process.env, LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
+  spawned.add(child)
   const logs: Array<Record<string, unknown>> = []
   const stderr: string[] = []
   let buffered = ''
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => { spawned.delete(child); resolve(code) }))
   const ready = new Promise<{ url: string; admin: string }>((resolve, reject) => {
     child.stdout!.on('data', (chunk: Buffer) => {
       buffered += chunk.toString()

@@ -1,0 +1,238 @@
+import { describe, expect, it } from 'vitest'
+import { signWebhook, webhookBody, INVALID_KEY_DETAIL, CORE_NEVER_CACHE } from '../support/fake-flagsmith.js'
+import { json, raw } from '../support/http.js'
+import { DEV_KEY, ENV_DOC, PROD_KEY, PROD_KEY_2, WEBHOOK_SECRET, envDoc, eventually, sleep, startCached } from './support.js'
+
+describe('environment-document cache through the gateway', () => {
+  it('500 concurrent cold requests for one key make one request to Core', async () => {
+    const { core, gw } = await startCached({ core: { db: { queryLatencyMs: 20 } } })
+    const responses = await Promise.all(Array.from({ length: 500 }, async () => await envDoc(gw, DEV_KEY)))
+    expect(core.counts(ENV_DOC, DEV_KEY)).toBe(1)
+    const first = responses[0]!.body.toString()
+    for (const r of responses) {
+      expect(r.status).toBe(200)
+      expect(['MISS', 'HIT']).toContain(r.headers['x-cache-status'])
+      expect(r.body.toString()).toBe(first)
+    }
+    expect(responses.filter((r) => r.headers['x-cache-status'] === 'MISS').length).toBeGreaterThan(0)
+    expect(JSON.parse(first)).toMatchObject({ id: 1, api_key: 'dev_client_key' })
+  })
+
+  it('MISS then HIT, with the gateway\'s own caching headers and Core\'s replayed ones', async () => {
+    const { core, gw } = await startCached({ rule: { ttl: '30s' } })
+    const miss = await envDoc(gw, DEV_KEY)
+    expect(miss.status).toBe(200)
+    expect(miss.headers['x-cache-status']).toBe('MISS')
+    expect(miss.headers['x-flaggate-upstream']).toBe('core')
+    const hit = await envDoc(gw, DEV_KEY)
+    expect(hit.status).toBe(200)
+    expect(hit.body.equals(miss.body)).toBe(true)
+    expect(hit.headers).toMatchObject({
+      'x-cache-status': 'HIT',
+      'x-flaggate-upstream': 'none',
+      'content-type': expect.stringMatching(/^application\/json/) as unknown as string,
+      vary: 'X-Environment-Key',
+      'last-modified': miss.headers['last-modified'],
+      etag: miss.headers.etag,
+      'x-flagsmith-document-updated-at': miss.headers['x-flagsmith-document-updated-at']
+    })
+    expect(hit.headers['cache-control']).toMatch(/^private, max-age=(29|30)$/)
+    expect(hit.headers['cache-control']).not.toBe(CORE_NEVER_CACHE)
+    expect(hit.headers.etag).toMatch(/^"[A-Za-z0-9_-]{43}"$/)
+    expect(hit.headers['content-length']).toBe(String(hit.body.length))
+    expect(core.counts(ENV_DOC)).toBe(1)
+
+    const head = await envDoc(gw, DEV_KEY, {}, ENV_DOC, 'HEAD')
+    expect(head.status).toBe(200)
+    expect(head.body.length).toBe(0)
+    expect(head.headers['content-length']).toBe(String(hit.body.length))
+    expect(head.headers['x-cache-status']).toBe('HIT')
+  })
+
+  it('UPDATING serves stale while one refresh runs; Core\'s 304 refreshes the entry', async () => {
+    const { core, gw } = await startCached({ rule: { ttl: '1s', staleWhileRevalidate: '30s' }, core: { db: { queryLatencyMs: 50 } } })
+    const first = await envDoc(gw, DEV_KEY)
+    await sleep(1100)
+    const during = await Promise.all(Array.from({ length: 20 }, async () => await envDoc(gw, DEV_KEY)))
+    for (const r of during) {
+      expect(r.status).toBe(200)
+      expect(r.headers['x-cache-status']).toBe('UPDATING')
+      expect(r.headers['cache-control']).toBe('private, max-age=0')
+      expect(r.body.equals(first.body)).toBe(true)
+    }
+    expect(await eventually(async () => (await envDoc(gw, DEV_KEY)).headers['x-cache-status'] === 'HIT', 2000)).toBe(true)
+    expect(core.counts(ENV_DOC, DEV_KEY)).toBe(2)
+    // the refresh was conditional and Core said 304: same body, same validators
+    const refresh = core.requests.filter((r) => r.path === ENV_DOC)[1]!
+    expect(refresh.headers['if-modified-since']).toBe(first.headers['last-modified'])
+    expect(refresh.status).toBe(304)
+    const after = await envDoc(gw, DEV_KEY)
+    expect(after.headers.etag).toBe(first.headers.etag)
+  })
+
+  it('BYPASS without X-Environment-Key: Core answers, nothing is cached', async () => {
+    const { core, gw } = await startCached()
+    for (let i = 0; i < 3; i++) {
+      const r = await envDoc(gw, undefined)
+      expect(r.status).toBe(403)
+      expect(r.headers['x-cache-status']).toBe('BYPASS')
+      expect(r.headers['x-flaggate-upstream']).toBe('core')
+    }
+    expect(core.counts(ENV_DOC, '')).toBe(3)
+  })
+
+  it('If-None-Match and If-Modified-Since get 304 from memory', async () => {
+    const { core, gw } = await startCached()
+    const first = await envDoc(gw, DEV_KEY)
+    const etag = first.headers.etag!
+    const byEtag = await envDoc(gw, DEV_KEY, { 'if-none-match': etag })
+    expect(byEtag.status).toBe(304)
+    expect(byEtag.body.length).toBe(0)
+    expect(byEtag.headers).toMatchObject({ etag, 'x-cache-status': 'HIT', 'x-flaggate-upstream': 'none' })
+    expect((await envDoc(gw, DEV_KEY, { 'if-none-match': `W/${etag}` })).status).toBe(304)
+    expect((await envDoc(gw, DEV_KEY, { 'if-none-match': '"something-else"' })).status).toBe(200)
+    const byDate = await envDoc(gw, DEV_KEY, { 'if-modified-since': first.headers['last-modified']! })
+    expect(byDate.status).toBe(304)
+    expect(byDate.headers['last-modified']).toBe(first.headers['last-modified'])
+    const older = new Date(Date.parse(first.headers['last-modified']!) - 1000).toUTCString()
+    expect((await envDoc(gw, DEV_KEY, { 'if-modified-since': older })).status).toBe(200)
+    // another key's validators are worth nothing
+    expect((await envDoc(gw, PROD_KEY, { 'if-none-match': etag })).status).toBe(200)
+    expect(core.counts(ENV_DOC, DEV_KEY)).toBe(1)
+  })
+
+  it('a 304 costs no rate-limit token', async () => {
+    const { gw } = await startCached({ limit: '{ by: environmentKey, rate: 1/m, burst: 2 }' })
+    const first = await envDoc(gw, DEV_KEY)
+    expect(first.status).toBe(200)
+    for (let i = 0; i < 20; i++) expect((await envDoc(gw, DEV_KEY, { 'if-none-match': first.headers.etag! })).status).toBe(304)
+    expect((await envDoc(gw, DEV_KEY)).status).toBe(200)
+    expect((await envDoc(gw, DEV_KEY)).status).toBe(429)
+  })
+
+  it('Core down: stale within staleIfError, then a clear 502; Core hanging: 504 after it', async () => {
+    const { core, gw } = await startCached({ rule: { ttl: '500ms', staleIfError: '1500ms' }, policy: { coreTimeout: '300ms' } })
+    const first = await envDoc(gw, DEV_KEY)
+    core.db.down = true
+    await sleep(600)
+    const stale = await envDoc(gw, DEV_KEY)
+    expect(stale.status).toBe(200)
+    expect(stale.headers['x-cache-status']).toBe('STALE')
+    expect(stale.headers['x-flaggate-upstream']).toBe('none')
+    expect(stale.body.equals(first.body)).toBe(true)
+    await sleep(1500)
+    const gone = await envDoc(gw, DEV_KEY)
+    expect(gone.status).toBe(502)
+    expect(json(gone)).toMatchObject({ statusCode: 502, code: 'FLAGGATE_UPSTREAM_UNREACHABLE' })
+
+    core.db.down = false
+    await envDoc(gw, PROD_KEY)
+    core.db.hang = true
+    await sleep(600)
+    expect((await envDoc(gw, PROD_KEY)).headers['x-cache-status']).toBe('STALE')
+    await sleep(1500)
+    const timedOut = await envDoc(gw, PROD_KEY)
+    expect(timedOut.status).toBe(504)
+    expect(json(timedOut)).toMatchObject({ statusCode: 504, code: 'FLAGGATE_UPSTREAM_TIMEOUT' })
+  })
+
+  it('a document larger than maxEntrySize passes through uncached', async () => {
+    const { core, gw } = await startCached({ rule: { maxEntrySize: '1kb' } })
+    const a = await envDoc(gw, DEV_KEY)
+    const b = await envDoc(gw, DEV_KEY)
+    expect(a.body.length).toBeGreaterThan(1024)
+    for (const r of [a, b]) {
+      expect(r.status).toBe(200)
+      expect(r.headers['x-cache-status']).toBe('MISS')
+      expect(r.headers['cache-control']).toBe(CORE_NEVER_CACHE)
+    }
+    expect(b.body.equals(a.body)).toBe(true)
+    expect(core.counts(ENV_DOC, DEV_KEY)).toBe(2)
+  })
+
+  it('one key\'s document is never served to another key, even of the same environment', async () => {
+    const { core, gw } = await startCached()
+    const dev = await envDoc(gw, DEV_KEY)
+    const prod = await envDoc(gw, PROD_KEY)
+    const prod2 = await envDoc(gw, PROD_KEY_2)
+    expect(json(dev)).toMatchObject({ id: 1 })
+    expect(json(prod)).toMatchObject({ id: 2 })
+    expect(prod2.headers['x-cache-status']).toBe('MISS')
+    expect(core.counts(ENV_DOC, PROD_KEY_2)).toBe(1)
+    expect(json(await envDoc(gw, DEV_KEY))).toMatchObject({ id: 1 })
+    // same key, another page: another entry
+    const page = await envDoc(gw, DEV_KEY, {}, `${ENV_DOC}?page_id=identity_override:1:x`)
+    expect(page.headers['x-cache-status']).toBe('MISS')
+  })
+
+  it('Core\'s 403 for a bad key is answered from memory for a few seconds', async () => {
+    const { core, gw } = await startCached()
+    const first = await envDoc(gw, 'ser.no-such-key')
+    expect(first.status).toBe(403)
+    expect(json(first)).toEqual({ detail: INVALID_KEY_DETAIL })
+    const more = await Promise.all(Array.from({ length: 50 }, async () => await envDoc(gw, 'ser.no-such-key')))
+    for (const r of more) {
+      expect(r.status).toBe(403)
+      expect(r.headers['x-cache-status']).toBe('HIT')
+      expect(json(r)).toEqual({ detail: INVALID_KEY_DETAIL })
+    }
+    expect(core.counts(ENV_DOC, 'ser.no-such-key')).toBe(1)
+  })
+
+  it('webhook: a bad or missing signature is refused and purges nothing; a good one purges', async () => {
+    const { core, gw } = await startCached()
+    await envDoc(gw, DEV_KEY)
+    await envDoc(gw, PROD_KEY)
+    const body = webhookBody(1, 'banner')
+    const post = async (headers: Record<string, string>): Promise<Awaited<ReturnType<typeof raw>>> =>
+      await raw(gw.url, '/webhooks/flagsmith', { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body })
+
+    const refusals: Array<Record<string, string>> = [{}, { 'x-flagsmith-signature': signWebhook('wrong-secret', body) }, { 'x-flagsmith-signature': 'zz' }]
+    for (const headers of refusals) {
+      const refused = await post(headers)
+      expect(refused.status).toBe(401)
+      expect(json(refused)).toMatchObject({ statusCode: 401, code: 'FLAGGATE_UNAUTHORIZED' })
+    }
+    // signed over other bytes (re-serialised JSON): refused
+    const reserialised = JSON.stringify(JSON.parse(body))
+    expect((await post({ 'x-flagsmith-signature': signWebhook(WEBHOOK_SECRET, reserialised) })).status).toBe(401)
+    expect((await envDoc(gw, DEV_KEY)).headers['x-cache-status']).toBe('HIT')
+
+    core.touch(1)
+    const ok = await post({ 'x-flagsmith-signature': signWebhook(WEBHOOK_SECRET, body) })
+    expect(ok.status).toBe(200)
+    expect(json(ok)).toEqual({ purged: 1 })
+    const fresh = await envDoc(gw, DEV_KEY)
+    expect(fresh.headers['x-cache-status']).toBe('MISS')
+    expect(core.counts(ENV_DOC, DEV_KEY)).toBe(2)
+    // after a purge the fetch is unconditional (Core's Last-Modified can lag)
+    expect(core.requests.filter((r) => r.path === ENV_DOC).at(-1)!.headers['if-modified-since']).toBeUndefined()
+    // the other environment was not touched
+    expect((await envDoc(gw, PROD_KEY)).headers['x-cache-status']).toBe('HIT')
+  })
+
+  it('admin purge by key and for all; status and metrics show the cache', async () => {
+    const { gw } = await startCached()
+    await envDoc(gw, DEV_KEY)
+    await envDoc(gw, DEV_KEY, {}, `${ENV_DOC}?page_id=p2`)
+    await envDoc(gw, PROD_KEY)
+    await envDoc(gw, PROD_KEY)
+    const status = json(await raw(gw.adminUrl, '/admin/status'))
+    expect(status).toMatchObject({ cache: { entries: 3, hits: 1, misses: 3 } })
+    expect((status as { cache: { bytes: number } }).cache.bytes).toBeGreaterThan(0)
+
+    const purge = async (body: unknown): Promise<Awaited<ReturnType<typeof raw>>> =>
+      await raw(gw.adminUrl, '/admin/cache/purge', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+    expect(json(await purge({ key: DEV_KEY }))).toEqual({ purged: 2 })
+    expect((await purge({ kye: DEV_KEY })).status).toBe(400)
+    expect(json(await purge({}))).toEqual({ purged: 1 })
+    expect((await envDoc(gw, PROD_KEY)).headers['x-cache-status']).toBe('MISS')
+
+    const metrics = (await raw(gw.adminUrl, '/metrics')).body.toString()
+    expect(metrics).toMatch(/flaggate_cache_events_total\{event="hit"\} 1/)
+    expect(metrics).toMatch(/flaggate_cache_events_total\{event="purge"\} 3/)
+    expect(metrics).toMatch(/flaggate_cache_bytes [1-9]/)
+    const log = gw.logs.lines.find((l) => l.action === 'cache.purge')
+    expect(JSON.stringify(log)).not.toContain(DEV_KEY)
+  })
+})

@@ -1,0 +1,49 @@
+/**
+ * The buggy SDK fleet of the 2022 outage, in its own process so that its event loop is not the
+ * one serving the requests: each client sends a request, gives up after a few milliseconds, and
+ * asks again at once. Prints one JSON line `{sent, answered, timedOut, errors}` and exits.
+ *
+ * node --import tsx test/cache/storm-client.ts <baseUrl> <path> <clients> <durationMs> <timeoutMs> <key,key,...>
+ */
+import http from 'node:http'
+
+const [base, path, clientsArg, durationArg, timeoutArg, keysArg] = process.argv.slice(2)
+if (base === undefined || path === undefined || keysArg === undefined) {
+  process.stderr.write('usage: storm-client <baseUrl> <path> <clients> <durationMs> <timeoutMs> <keys>\n')
+  process.exit(2)
+}
+const clients = Number(clientsArg)
+const durationMs = Number(durationArg)
+const timeoutMs = Number(timeoutArg)
+const keys = keysArg.split(',')
+const u = new URL(base)
+const r = { sent: 0, answered: 0, timedOut: 0, errors: 0 }
+
+async function client (key: string, until: number, agent: http.Agent): Promise<void> {
+  while (Date.now() < until) {
+    r.sent++
+    await new Promise<void>((resolve) => {
+      let done = false
+      const finish = (): void => { if (!done) { done = true; clearTimeout(timer); resolve() } }
+      const req = http.request({ host: u.hostname, port: u.port, path, headers: { 'x-environment-key': key }, agent }, (res) => {
+        res.resume()
+        res.on('end', () => { if (!done) r.answered++; finish() })
+        res.on('error', finish)
+      })
+      // the bug: a timeout meant in seconds, taken as milliseconds; the socket goes with it. The
+      // clock starts once the request is on the wire: with dozens of clients in one process a timer
+      // armed before the connect would fire before the request was ever written, which no fleet of
+      // separate SDK processes does
+      let timer: NodeJS.Timeout | undefined
+      req.on('finish', () => { timer = setTimeout(() => { if (!done) { r.timedOut++; req.destroy() } finish() }, timeoutMs) })
+      req.on('error', () => { if (!done) r.errors++; finish() })
+      req.end()
+    })
+  }
+}
+
+const until = Date.now() + durationMs
+const agents = Array.from({ length: clients }, () => new http.Agent({ keepAlive: true, maxSockets: 1 }))
+await Promise.all(agents.map(async (agent, i) => { await client(keys[i % keys.length]!, until, agent) }))
+for (const a of agents) a.destroy()
+process.stdout.write(`${JSON.stringify(r)}\n`)
