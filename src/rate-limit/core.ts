@@ -181,6 +181,8 @@ end
 return out
 `
 
+const READ_STALE = { allowStale: true, noDeleteOnStaleGet: true } as const
+
 /** Bounded in-memory buckets: the whole state of a single instance, and the Redis fallback. */
 export class MemoryBuckets {
   readonly #clock: Clock
@@ -214,7 +216,11 @@ export class MemoryBuckets {
   take (requests: readonly BucketRequest[], now = this.#clock()): { allowed: boolean; limits: BucketDecision[] } {
     const cache = this.#cache
     const tats = new Array<number | undefined>(requests.length)
-    for (let i = 0; i < requests.length; i++) tats[i] = cache.get(requests[i]!.key)
+    // A stale TAT (bucket full again) decides exactly like a missing one (decideBuckets clamps
+    // it to now), so it is read as is and left for the periodic sweep. Deleting on read is
+    // costly here: when lru-cache drops its last entry it clear()s, filling arrays of `max`
+    // slots, which with one busy client happened on every request.
+    for (let i = 0; i < requests.length; i++) tats[i] = cache.get(requests[i]!.key, READ_STALE)
     return decideBuckets(now, requests, tats, (i, tat, ttlMs) => { cache.set(requests[i]!.key, tat, { ttl: ttlMs }) })
   }
 
