@@ -308,6 +308,11 @@ export interface LimiterRedisStore {
 export interface RateLimiter {
   /** Decides all the limits of one request at once. Never throws, never waits longer than the store's command timeout. */
   decide (requests: readonly BucketRequest[]): Promise<RateLimitDecision>
+  /**
+   * The decision without a promise when it needs no I/O (memory store, or Redis fallback), so
+   * the hot path skips the microtask hops; undefined when only `decide` can answer.
+   */
+  decideLocal (requests: readonly BucketRequest[]): RateLimitDecision | undefined
   readonly kind: 'memory' | 'redis'
   /** `redis`, `local-fallback` (Redis configured but unusable right now) or `memory` */
   readonly mode: StoreMode
@@ -326,6 +331,10 @@ export function createMemoryLimiter (opts: MemoryLimiterOptions = {}): RateLimit
     healthy: true,
     buckets,
     async decide (requests) {
+      const d = buckets.take(requests)
+      return { allowed: d.allowed, limits: d.limits, source: 'memory' }
+    },
+    decideLocal (requests) {
       const d = buckets.take(requests)
       return { allowed: d.allowed, limits: d.limits, source: 'memory' }
     },
@@ -391,6 +400,9 @@ export function createRedisLimiter (store: LimiterRedisStore, opts: RedisLimiter
         }
       }
       return local(requests)
+    },
+    decideLocal (requests) {
+      return store.usable ? undefined : local(requests)
     },
     async close () { fallback.close() }
   }

@@ -12,7 +12,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { effectiveLimits } from '../policy/compile.js'
 import { GatewayError } from '../errors.js'
 import type { Metrics } from '../metrics/registry.js'
-import { createMemoryLimiter, createRedisLimiter, type BucketDecision, type BucketRequest, type RateLimiter, type MemoryLimiterOptions } from './core.js'
+import { createMemoryLimiter, createRedisLimiter, type BucketDecision, type BucketRequest, type RateLimitDecision, type RateLimiter, type MemoryLimiterOptions } from './core.js'
 import { bucketKeys, planFor, type LimitPlan } from './keys.js'
 import type { RedisStore } from '../store/redis.js'
 
@@ -65,26 +65,9 @@ async function rateLimit (app: FastifyInstance, opts: RateLimitPluginOptions): P
     return c
   }
 
-  app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+  /** Headers on an allowed request, or the 429 to throw; metrics either way. */
+  function apply (request: FastifyRequest, reply: FastifyReply, plan: LimitPlan, decision: RateLimitDecision): GatewayError | undefined {
     const gw = request.gateway
-    const route = gw?.route
-    if (route === undefined) return
-    const limits = effectiveLimits(gw.policy, route, gw.envKey)
-    if (limits.length === 0) return
-    const plan = planFor(route.name, limits)
-    const keys = bucketKeys(plan, { envKey: gw.envKey, clientIp: gw.clientIp, headers: request.headers })
-    const requests = new Array<BucketRequest>(keys.length)
-    for (let i = 0; i < keys.length; i++) requests[i] = { key: keys[i]!, params: plan.limits[i]!.params }
-
-    let decision
-    try {
-      decision = await limiter.decide(requests)
-    } catch (err) {
-      // The limiters catch store failures themselves; reaching here is a bug. Let the request
-      // through rather than turn a limiter bug into an outage.
-      request.log.error({ err, route: route.name }, 'rate limiter failed; request let through')
-      return
-    }
     if (decision.source === 'local-fallback') metrics.storeFallback.inc()
 
     // An allowed request shows the most restrictive enforced limit (fewest tokens left); a
@@ -97,7 +80,7 @@ async function rateLimit (app: FastifyInstance, opts: RateLimitPluginOptions): P
       if (plan.limits[i]!.limit.shadow) {
         if (!d.allowed) {
           shadowRefused = true
-          request.log.info({ route: route.name, limit: plan.limits[i]!.limit.id, rate: plan.limits[i]!.limit.rateText, retryAfterMs: d.retryAfterMs }, 'shadow rate limit exceeded (not enforced)')
+          request.log.info({ route: plan.route, limit: plan.limits[i]!.limit.id, rate: plan.limits[i]!.limit.rateText, retryAfterMs: d.retryAfterMs }, 'shadow rate limit exceeded (not enforced)')
         }
         continue
       }
@@ -105,7 +88,7 @@ async function rateLimit (app: FastifyInstance, opts: RateLimitPluginOptions): P
       if (!d.allowed && (refused === -1 || d.retryAfterMs > decision.limits[refused]!.retryAfterMs)) refused = i
     }
 
-    const c = countersFor(route.name)
+    const c = countersFor(plan.route)
     if (decision.allowed) {
       if (shadowRefused) c.shadow.inc(); else c.allowed.inc()
       if (shown !== -1) {
@@ -114,23 +97,48 @@ async function rateLimit (app: FastifyInstance, opts: RateLimitPluginOptions): P
         reply.header(RATELIMIT_POLICY_HEADER, plan.policyHeader)
         reply.header(RATELIMIT_HEADER, `"${p.limit.id}";r=${d.remaining};t=${nextQuotaSeconds(d, p)}`)
       }
-      return
+      return undefined
     }
 
     // Only an enforced limit can refuse, so `refused` is set; its `t` then equals Retry-After.
-    if (refused === -1) { c.allowed.inc(); return }
+    if (refused === -1) { c.allowed.inc(); return undefined }
     c.limited.inc()
     const p = plan.limits[refused]!
     const d = decision.limits[refused]!
     const retryAfter = Math.max(1, seconds(d.retryAfterMs))
     gw.decision = 'limited'
     gw.limitedBy = p.limit.id
-    throw new GatewayError('FLAGGATE_RATE_LIMITED',
+    return new GatewayError('FLAGGATE_RATE_LIMITED',
       `Rate limit '${p.limit.id}' exceeded (${p.limit.rateText}, burst ${p.limit.burst}, per ${p.limit.by.join('+')}); retry after ${retryAfter} s.`,
       {
         [RETRY_AFTER_HEADER]: String(retryAfter),
         [RATELIMIT_POLICY_HEADER]: plan.policyHeader,
         [RATELIMIT_HEADER]: `"${p.limit.id}";r=0;t=${retryAfter}`
+      })
+  }
+
+  // Callback style: a decision taken without I/O (memory store, Redis fallback) finishes the
+  // hook synchronously; only a Redis round trip goes through a promise.
+  app.addHook('onRequest', (request: FastifyRequest, reply: FastifyReply, done: (err?: Error) => void) => {
+    const gw = request.gateway
+    const route = gw?.route
+    if (route === undefined) { done(); return }
+    const limits = effectiveLimits(gw.policy, route, gw.envKey)
+    if (limits.length === 0) { done(); return }
+    const plan = planFor(route.name, limits)
+    const keys = bucketKeys(plan, { envKey: gw.envKey, clientIp: gw.clientIp, headers: request.headers })
+    const requests = new Array<BucketRequest>(keys.length)
+    for (let i = 0; i < keys.length; i++) requests[i] = { key: keys[i]!, params: plan.limits[i]!.params }
+
+    const local = limiter.decideLocal(requests)
+    if (local !== undefined) { done(apply(request, reply, plan, local)); return }
+    limiter.decide(requests).then(
+      (decision) => { done(apply(request, reply, plan, decision)) },
+      (err: unknown) => {
+        // The limiters catch store failures themselves; reaching here is a bug. Let the request
+        // through rather than turn a limiter bug into an outage.
+        request.log.error({ err, route: route.name }, 'rate limiter failed; request let through')
+        done()
       })
   })
 }

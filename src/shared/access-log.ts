@@ -15,6 +15,21 @@ export function createAccessLog (logger: Logger, metrics: Metrics) {
     if (r === undefined) { r = redactKey(key)!; redacted.set(key, r) }
     return r
   }
+  // prom-client hashes a label object on every inc()/observe(); resolve each child once instead
+  const requestCounters = new Map<string, { inc: () => void }>()
+  const durationHistograms = new Map<string, { observe: (v: number) => void }>()
+  const countRequest = (route: string, decision: string, status: number): void => {
+    const k = `${route}\n${decision}\n${status}`
+    let c = requestCounters.get(k)
+    if (c === undefined) { c = metrics.requests.labels(route, decision, String(status)); requestCounters.set(k, c) }
+    c.inc()
+  }
+  const observeUpstream = (upstream: string, route: string, seconds: number): void => {
+    const k = `${upstream}\n${route}`
+    let h = durationHistograms.get(k)
+    if (h === undefined) { h = metrics.upstreamDuration.labels(upstream, route); durationHistograms.set(k, h) }
+    h.observe(seconds)
+  }
   return function onResponse (request: FastifyRequest, reply: FastifyReply, done: () => void): void {
     const gw = request.gateway
     if (gw === null || gw === undefined) { done(); return }
@@ -22,10 +37,10 @@ export function createAccessLog (logger: Logger, metrics: Metrics) {
     const status = reply.statusCode
     const upstream = reply.getHeader('x-flaggate-upstream') ?? 'none'
     const totalMs = Number(process.hrtime.bigint() - gw.startedAt) / 1e6
-    metrics.requests.inc({ route: routeName, decision: gw.decision, status })
+    countRequest(routeName, gw.decision, status)
     // cache fills observe their own latency (a background refresh has no response of its own)
     if (gw.upstreamMs !== undefined && upstream !== 'none' && gw.cacheStatus === undefined) {
-      metrics.upstreamDuration.observe({ upstream: String(upstream), route: routeName }, gw.upstreamMs / 1000)
+      observeUpstream(String(upstream), routeName, gw.upstreamMs / 1000)
     }
     logger.info({
       reqId: request.id,

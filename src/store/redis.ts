@@ -70,6 +70,9 @@ export function createRedisClient (config: RedisData, opts: { connectTimeoutMs?:
     enableOfflineQueue: sub,
     maxRetriesPerRequest: sub ? null : 1,
     ...(sub ? {} : { commandTimeout: config.commandTimeout }),
+    // Decisions of concurrent requests leave in one write per tick instead of one each: fewer
+    // syscalls for the gateway and for Redis, which matters more than the round trip here.
+    enableAutoPipelining: !sub,
     connectTimeout: opts.connectTimeoutMs ?? 1000,
     // Reconnect quickly at first, then every 2 s: never give up (returning null would leave the
     // gateway on local state until a restart).

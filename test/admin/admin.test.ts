@@ -17,7 +17,7 @@ afterAll(async () => { await gw?.close(); await core?.close() })
 
 describe('admin listener', () => {
   it('refuses /admin without the bearer token, or with a wrong one', async () => {
-    for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: `Basic ${TOKEN}` }, { authorization: `Bearer ${TOKEN}x` }]) {
+    for (const headers of [{}, { authorization: 'Bearer wrong' }, { authorization: `Basic ${TOKEN}` }, { authorization: `Bearer ${TOKEN}x` }] as Array<Record<string, string>>) {
       const r = await raw(gw.adminUrl, '/admin/status', { headers })
       expect(r.status).toBe(401)
       expect(json(r)).toMatchObject({ statusCode: 401, code: 'FLAGGATE_UNAUTHORIZED' })
