@@ -44,6 +44,7 @@ async function serve (argv: string[]): Promise<void> {
     if (stopping) return
     stopping = true
     gw.logger.info({ signal }, 'draining: no new connections, finishing in-flight requests')
+    // the exit handler of the logger writes what is still batched, synchronously
     gw.close().then(() => process.exit(0), (err) => { gw.logger.error({ err }, 'shutdown failed'); process.exit(1) })
   }
   process.on('SIGTERM', () => stop('SIGTERM'))

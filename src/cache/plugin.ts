@@ -92,15 +92,21 @@ async function cachePlugin (app: FastifyInstance, opts: CachePluginOptions): Pro
     void reply.code(304).headers(notModifiedHeaders(hit.document, hit.freshForMs, 'none')).send()
   })
 
-  app.addHook('preHandler', async (request, reply) => {
+  // Callback style, so routes without a cache rule pass with no promise at all.
+  app.addHook('preHandler', (request, reply, done) => {
     const gw = isCacheable(request)
-    if (gw === undefined) return
+    if (gw === undefined) { done(); return }
+    serve(request, reply, gw).then((sent) => { if (!sent) done() }, (err: Error) => { done(err) })
+  })
+
+  /** true when this hook answered the request, false to let it go on to the proxy */
+  async function serve (request: FastifyRequest, reply: FastifyReply, gw: RequestGateway): Promise<boolean> {
     const rule = gw.route!.cache!
     if (gw.envKey === undefined) {
       gw.cacheStatus = 'BYPASS'
       void reply.header(CACHE_STATUS_HEADER, 'BYPASS')
       metrics?.cacheEvents.inc({ event: 'bypass' })
-      return
+      return false
     }
 
     let result: LookupResult
@@ -122,21 +128,23 @@ async function cachePlugin (app: FastifyInstance, opts: CachePluginOptions): Pro
       // nothing servable and the breaker is open: the breaker room answers 503
       gw.cacheStatus = 'MISS'
       void reply.header(CACHE_STATUS_HEADER, 'MISS')
-      return
+      return false
     }
     gw.cacheStatus = result.status
     if (result.status === 'HIT') gw.decision = 'cached'
     else if (result.status === 'STALE' || result.status === 'UPDATING') gw.decision = 'stale'
     const upstream = result.status === 'MISS' ? gw.upstream : 'none'
 
-    if (result.kind === 'response') return await sendAnswer(reply, result.response, result.status, upstream)
+    if (result.kind === 'response') { sendAnswer(reply, result.response, result.status, upstream); return true }
 
     const doc = result.document
     if (clientHasCurrent(doc, singleHeader(request.headers['if-none-match']), request.headers['if-modified-since'])) {
-      return await reply.code(304).headers(notModifiedHeaders(doc, result.freshForMs, upstream)).send()
+      void reply.code(304).headers(notModifiedHeaders(doc, result.freshForMs, upstream)).send()
+      return true
     }
-    return await reply.code(200).headers(documentHeaders(doc, result.status, result.freshForMs, upstream)).send(doc.body)
-  })
+    void reply.code(200).headers(documentHeaders(doc, result.status, result.freshForMs, upstream)).send(doc.body)
+    return true
+  }
 
   /** The upstream request of a fill, made on behalf of the request that started it. */
   function fillFor (request: FastifyRequest, gw: RequestGateway): Fill {
@@ -168,14 +176,14 @@ function notModifiedHeaders (doc: CachedDocument, freshForMs: number, upstream: 
 }
 
 /** Replays an upstream answer that was not stored: status, headers and bytes as Core sent them. */
-async function sendAnswer (reply: FastifyReply, answer: UpstreamAnswer, status: 'HIT' | 'MISS', upstream: string): Promise<FastifyReply> {
+function sendAnswer (reply: FastifyReply, answer: UpstreamAnswer, status: 'HIT' | 'MISS', upstream: string): void {
   const headers: Record<string, string | string[] | undefined> = { ...answer.headers }
   removeHopByHop(headers)
   for (const name of TRANSFER_HEADERS) delete headers[name]
   headers[CACHE_STATUS_HEADER] = status
   headers[UPSTREAM_HEADER] = upstream
   for (const name in headers) if (headers[name] === undefined) delete headers[name]
-  return await reply.code(answer.statusCode).headers(headers).send(answer.body)
+  void reply.code(answer.statusCode).headers(headers).send(answer.body)
 }
 
 export default fp(cachePlugin, { name: 'gateway-cache', fastify: '5.x', dependencies: ['gateway-routing'] })

@@ -1,8 +1,13 @@
 /**
- * pino, written asynchronously (sonic-boom on fd 1, not buffered by size: a quiet gateway must still log promptly) so logging never blocks a
- * request; `LOG_PRETTY=1` pipes through pino-pretty for humans, `LOG_LEVEL` sets the level.
+ * pino, written asynchronously so logging never blocks a request. Lines are batched (up to
+ * 8 KiB, or every 250 ms, whichever comes first): one write per batch instead of one per request,
+ * while a quiet gateway still logs within a quarter of a second. `LOG_PRETTY=1` pipes through
+ * pino-pretty for humans, `LOG_LEVEL` sets the level.
  */
 import pino, { type Logger } from 'pino'
+
+const FLUSH_INTERVAL_MS = 250
+const BATCH_BYTES = 8192
 
 export function createLogger (env: NodeJS.ProcessEnv = process.env): Logger {
   const level = env.LOG_LEVEL ?? 'info'
@@ -10,7 +15,11 @@ export function createLogger (env: NodeJS.ProcessEnv = process.env): Logger {
   if (env.LOG_PRETTY === '1' || env.LOG_PRETTY === 'true') {
     return pino({ level, redact, transport: { target: 'pino-pretty', options: { colorize: true } } })
   }
-  return pino({ level, redact, base: { service: 'flaggate' } }, pino.destination({ dest: 1, sync: false }))
+  const destination = pino.destination({ dest: 1, sync: false, minLength: BATCH_BYTES })
+  setInterval(() => { destination.flush() }, FLUSH_INTERVAL_MS).unref()
+  // whatever is still batched when the process ends is written synchronously
+  process.once('exit', () => { try { destination.flushSync() } catch {} })
+  return pino({ level, redact, base: { service: 'flaggate' } }, destination)
 }
 
 export type { Logger }
