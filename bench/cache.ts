@@ -9,56 +9,23 @@
  *
  * Usage: node --import tsx bench/cache.ts [--duration 10] [--connections 50] [--query-latency 1]
  */
-import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
+import { autocannonCli, Children, parseAutocannon, runNode, type LoadResult } from './support.js'
 
 const { values } = parseArgs({ options: { duration: { type: 'string', default: '10' }, connections: { type: 'string', default: '50' }, 'query-latency': { type: 'string', default: '1' }, 'miss-load': { type: 'string' } } })
 const DURATION = Number(values.duration)
 const CONNECTIONS = Number(values.connections)
 const KEY = 'ser.dev_server_key'
 const ENV_DOC = '/api/v1/environment-document/'
-const children: ChildProcess[] = []
-const logDir = mkdtempSync(join(tmpdir(), 'flaggate-bench-cache-'))
-
-/** A child with stdout in a file (parsing its access log here would steal the gateway's CPU). */
-async function start (args: string[], env: NodeJS.ProcessEnv, ready: (line: Record<string, unknown>) => string | undefined): Promise<string> {
-  const file = join(logDir, `child-${children.length}.log`)
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', openSync(file, 'w'), 'inherit'] })
-  children.push(child)
-  let exited = false
-  child.once('exit', () => { exited = true })
-  const deadline = Date.now() + 20_000
-  while (Date.now() < deadline && !exited) {
-    for (const line of readFileSync(file, 'utf8').split('\n')) {
-      try { const url = ready(JSON.parse(line) as Record<string, unknown>); if (url !== undefined) return url } catch {}
-    }
-    await new Promise((resolve) => setTimeout(resolve, 50))
-  }
-  throw new Error(`${args.join(' ')} did not start (log: ${file})`)
-}
-
-interface Result { rps: number; p50: number; p99: number; non2xx: number; errors: number; bytes: number }
-
-function parseResult (out: string): Result {
-  const r = JSON.parse(out) as { requests: { average: number }; throughput: { average: number }; latency: { p50: number; p99: number }; non2xx: number; errors: number }
-  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors, bytes: r.throughput.average }
-}
-
-async function run (args: string[]): Promise<string> {
-  return await new Promise<string>((resolve, reject) => {
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] })
-    let s = ''
-    child.stdout.on('data', (c: Buffer) => { s += c.toString() })
-    child.once('exit', (code) => code === 0 ? resolve(s) : reject(new Error(`${args.join(' ')} exited ${code}`)))
-  })
-}
+const children = new Children()
+type Result = LoadResult
 
 /** autocannon's CLI, in its own process. */
 async function load (url: string): Promise<Result> {
-  return parseResult(await run(['node_modules/autocannon/autocannon.js', '-c', String(CONNECTIONS), '-d', String(DURATION), '-j', '-H', `x-environment-key=${KEY}`, url]))
+  return await autocannonCli(url, { connections: CONNECTIONS, durationS: DURATION, headers: { 'x-environment-key': KEY } })
 }
 
 /**
@@ -66,7 +33,7 @@ async function load (url: string): Promise<Result> {
  * `[<id>]` in a URL), so this file runs itself in a child process with autocannon's API.
  */
 async function loadMisses (base: string): Promise<Result> {
-  return parseResult(await run(['--import', 'tsx', 'bench/cache.ts', '--miss-load', base, '--duration', String(DURATION), '--connections', String(CONNECTIONS)]))
+  return parseAutocannon(await runNode(['--import', 'tsx', 'bench/cache.ts', '--miss-load', base, '--duration', String(DURATION), '--connections', String(CONNECTIONS)]))
 }
 
 async function missLoadChild (base: string): Promise<void> {
@@ -101,10 +68,10 @@ cache: { maxSize: 256mb }
 
 async function main (): Promise<void> {
   try {
-    const coreUrl = await start(['--import', 'tsx', 'bench/upstream.ts'], { QUERY_LATENCY_MS: values['query-latency'], POOL_SIZE: '20' }, (l) => l.url as string)
+    const coreUrl = await children.start(['--import', 'tsx', 'bench/upstream.ts'], { QUERY_LATENCY_MS: values['query-latency'], POOL_SIZE: '20' }, (l) => l.url as string)
     const dir = mkdtempSync(join(tmpdir(), 'flaggate-bench-cache-'))
     writeFileSync(join(dir, 'gateway.yaml'), policy(coreUrl))
-    const gateUrl = await start(['dist/cli.js', 'serve', '--config', join(dir, 'gateway.yaml')], { LOG_LEVEL: 'info' }, (l) => l.msg === 'flaggate serving' ? l.url as string : undefined)
+    const gateUrl = await children.startFlaggate(join(dir, 'gateway.yaml'))
 
     const probe = await fetch(`${gateUrl}${ENV_DOC}`, { headers: { 'x-environment-key': KEY } })
     const again = await fetch(`${gateUrl}${ENV_DOC}`, { headers: { 'x-environment-key': KEY } })
@@ -124,7 +91,7 @@ async function main (): Promise<void> {
     console.log('')
     console.log(`hit/miss throughput = ${(hit.rps / Math.max(1, miss.rps)).toFixed(1)}x`)
   } finally {
-    for (const c of children) c.kill('SIGTERM')
+    children.stopAll()
   }
 }
 

@@ -9,56 +9,19 @@
  *   - environment document: flaggate (cached) req/s ≥ 2× bare (which fetches from Core each time)
  * Usage: npm run bench [-- --duration 10 --connections 50 --no-redis]
  */
-import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
+import { autocannonCli, Children, type LoadResult } from './support.js'
 import { redisServerAvailable, startPrivateRedis, type PrivateRedis } from '../test/support/redis-server.js'
 
 const { values } = parseArgs({ options: { duration: { type: 'string', default: '10' }, connections: { type: 'string', default: '50' }, 'no-redis': { type: 'boolean', default: false } } })
 const DURATION = Number(values.duration)
 const CONNECTIONS = Number(values.connections)
-const children: ChildProcess[] = []
-
-const logDir = mkdtempSync(join(tmpdir(), 'flaggate-bench-logs-'))
-
-/**
- * Starts a child whose stdout goes to a file, not a pipe: parsing its access log here would bill
- * this process's CPU to the gateway on a two-core machine. Polls the file for the ready line.
- */
-async function start (cmd: string, args: string[], env: NodeJS.ProcessEnv, ready: (line: Record<string, unknown>) => string | undefined): Promise<string> {
-  const file = join(logDir, `child-${children.length}.log`)
-  const fd = openSync(file, 'w')
-  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', fd, 'inherit'] })
-  children.push(child)
-  let exited = false
-  child.once('exit', () => { exited = true })
-  const deadline = Date.now() + 20_000
-  while (Date.now() < deadline && !exited) {
-    for (const line of readFileSync(file, 'utf8').split('\n')) {
-      try { const url = ready(JSON.parse(line) as Record<string, unknown>); if (url !== undefined) return url } catch {}
-    }
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  throw new Error(`${args.join(' ')} did not start (log: ${file})`)
-}
-
-interface Result { rps: number; p50: number; p99: number; non2xx: number; errors: number }
-
-async function load (url: string, headers: Record<string, string>): Promise<Result> {
-  const args = ['-c', String(CONNECTIONS), '-d', String(DURATION), '-j', '--renderStatusCodes']
-  for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}=${v}`)
-  args.push(url)
-  const out = await new Promise<string>((resolve, reject) => {
-    const child = spawn(process.execPath, ['node_modules/autocannon/autocannon.js', ...args], { stdio: ['ignore', 'pipe', 'ignore'] })
-    let s = ''
-    child.stdout.on('data', (c: Buffer) => { s += c.toString() })
-    child.once('exit', (code) => code === 0 ? resolve(s) : reject(new Error(`autocannon exited ${code}`)))
-  })
-  const r = JSON.parse(out) as { requests: { average: number }; latency: { p50: number; p99: number }; non2xx: number; errors: number }
-  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors }
-}
+const children = new Children()
+type Result = LoadResult
+const load = async (url: string, headers: Record<string, string>): Promise<Result> => await autocannonCli(url, { connections: CONNECTIONS, durationS: DURATION, headers })
 
 function policy (fastUrl: string, slowUrl: string, redis: PrivateRedis | undefined): string {
   const fleet = '{ by: environmentKey, rate: 1000000/s, burst: 1000000 }'
@@ -91,8 +54,7 @@ const verdict = (label: string, value: number, budget: string, ok: boolean) => c
 async function startFlaggate (fastUrl: string, slowUrl: string, redis: PrivateRedis | undefined): Promise<string> {
   const dir = mkdtempSync(join(tmpdir(), 'flaggate-bench-'))
   writeFileSync(join(dir, 'gateway.yaml'), policy(fastUrl, slowUrl, redis))
-  // the access log stays on (info): it is on in production too, so its cost is measured
-  return await start(process.execPath, ['dist/cli.js', 'serve', '--config', join(dir, 'gateway.yaml')], { LOG_LEVEL: 'info' }, (l) => l.msg === 'flaggate serving' ? l.url as string : undefined)
+  return await children.startFlaggate(join(dir, 'gateway.yaml'))
 }
 
 async function main (): Promise<void> {
@@ -101,10 +63,10 @@ async function main (): Promise<void> {
     // The fast upstream answers at once, so the proxies are the bottleneck (their overhead is
     // what is compared). The slow one costs 1 ms per query, as a warm PostgreSQL might: Core's
     // environment document is 11 queries.
-    const fastUrl = await start(process.execPath, ['--import', 'tsx', 'bench/upstream.ts'], { QUERY_LATENCY_MS: '0' }, (l) => l.url as string)
-    const slowUrl = await start(process.execPath, ['--import', 'tsx', 'bench/upstream.ts'], { QUERY_LATENCY_MS: '1', POOL_SIZE: '20' }, (l) => l.url as string)
-    const bareFast = await start(process.execPath, ['--import', 'tsx', 'bench/bare-proxy.ts'], { UPSTREAM_URL: fastUrl }, (l) => l.url as string)
-    const bareSlow = await start(process.execPath, ['--import', 'tsx', 'bench/bare-proxy.ts'], { UPSTREAM_URL: slowUrl }, (l) => l.url as string)
+    const fastUrl = await children.start(['--import', 'tsx', 'bench/upstream.ts'], { QUERY_LATENCY_MS: '0' }, (l) => l.url as string)
+    const slowUrl = await children.start(['--import', 'tsx', 'bench/upstream.ts'], { QUERY_LATENCY_MS: '1', POOL_SIZE: '20' }, (l) => l.url as string)
+    const bareFast = await children.start(['--import', 'tsx', 'bench/bare-proxy.ts'], { UPSTREAM_URL: fastUrl }, (l) => l.url as string)
+    const bareSlow = await children.start(['--import', 'tsx', 'bench/bare-proxy.ts'], { UPSTREAM_URL: slowUrl }, (l) => l.url as string)
     const gateMemory = await startFlaggate(fastUrl, slowUrl, undefined)
     const gateRedis = redis === undefined ? undefined : await startFlaggate(fastUrl, slowUrl, redis)
     const client = { 'x-environment-key': 'dev_client_key' }
@@ -132,7 +94,7 @@ async function main (): Promise<void> {
     }
     verdict('environment document req/s: flaggate/bare', memDoc.rps / bareDoc.rps, '≥ 2.00', memDoc.rps / bareDoc.rps >= 2)
   } finally {
-    for (const c of children) c.kill('SIGTERM')
+    children.stopAll()
     await redis?.stop()
   }
 }
