@@ -827,32 +827,37 @@ async function routeCore (ex: Exchange, fake: FakeUpstreamServer): Promise<Reply
       return await coreFlags(ex, fake)
     case '/api/v1/identities/':
       return await coreIdentities(ex, fake)
-    case '/api/v1/traits/': {
-      const { env } = await authenticate(ex, fake)
-      requireMethod(ex, ['POST'])
-      const { identifier, trait } = readTraitRequest(ex)
-      await fake.database.run(2)
-      fake.updateTraits(env, identifier, [trait], true)
-      return { status: 200, body: { identity: { identifier }, trait_key: trait.trait_key, trait_value: trait.trait_value } }
-    }
+    case '/api/v1/traits/':
+      return await postTrait(ex, fake, 2)
     case '/api/v1/analytics/flags/':
-      await authenticate(ex, fake)
-      requireMethod(ex, ['POST'])
-      parseJsonBody(ex)
-      await fake.database.run(1)
       // DRF drops Content-Type when the rendered body is empty.
-      return { status: 200 }
+      return await postAnalytics(ex, fake, 200)
     case '/api/v2/analytics/flags/':
-      await authenticate(ex, fake)
-      requireMethod(ex, ['POST'])
-      parseJsonBody(ex)
-      await fake.database.run(1)
-      return { status: 204 }
+      return await postAnalytics(ex, fake, 204)
     case '/api/v1/environment-document/':
       return await coreEnvironmentDocument(ex, fake)
     default:
       return NOT_FOUND
   }
+}
+
+/** POST traits/: the same on Core and Edge but for what it costs the database. */
+async function postTrait (ex: Exchange, fake: FakeUpstreamServer, queries: number): Promise<Reply> {
+  const { env } = await authenticate(ex, fake)
+  requireMethod(ex, ['POST'])
+  const { identifier, trait } = readTraitRequest(ex)
+  await fake.database.run(queries)
+  fake.updateTraits(env, identifier, [trait], true)
+  return { status: 200, body: { identity: { identifier }, trait_key: trait.trait_key, trait_value: trait.trait_value } }
+}
+
+/** POST analytics/flags/ (v1: 200, v2: 204), both with an empty body. */
+async function postAnalytics (ex: Exchange, fake: FakeUpstreamServer, status: 200 | 204): Promise<Reply> {
+  await authenticate(ex, fake)
+  requireMethod(ex, ['POST'])
+  parseJsonBody(ex)
+  await fake.database.run(1)
+  return { status }
 }
 
 async function coreFlags (ex: Exchange, fake: FakeUpstreamServer): Promise<Reply> {
@@ -962,20 +967,10 @@ async function routeEdge (ex: Exchange, fake: FakeUpstreamServer): Promise<Reply
       const flags = evaluate(env, isServer, { identifier: request.identifier, traits })
       return { status: 200, body: { identifier: request.identifier, flags: flags.map(edgeFlag), traits: traitList(traits) } }
     }
-    case '/api/v1/traits/': {
-      const { env } = await authenticate(ex, fake)
-      requireMethod(ex, ['POST'])
-      const { identifier, trait } = readTraitRequest(ex)
-      await fake.database.run(1)
-      fake.updateTraits(env, identifier, [trait], true)
-      return { status: 200, body: { identity: { identifier }, trait_key: trait.trait_key, trait_value: trait.trait_value } }
-    }
+    case '/api/v1/traits/':
+      return await postTrait(ex, fake, 1)
     case '/api/v1/analytics/flags/':
-      await authenticate(ex, fake)
-      requireMethod(ex, ['POST'])
-      parseJsonBody(ex)
-      await fake.database.run(1)
-      return { status: 200 }
+      return await postAnalytics(ex, fake, 200)
     case '/api/v1/environment-document/':
       return await edgeEnvironmentDocument(ex, fake)
     default:
