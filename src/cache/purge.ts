@@ -9,6 +9,7 @@
  * - a replica whose subscription dropped may have missed purges meanwhile, so when it is
  *   subscribed again it drops its whole cache (one upstream request per key follows, no more).
  */
+import { loggableError } from '../shared/redact.js'
 import { randomUUID } from 'node:crypto'
 import type { Redis, Cluster } from 'ioredis'
 import type { DocumentCache, PurgeTarget } from './core.js'
@@ -82,7 +83,7 @@ export class PurgeBus {
       }
     })
     sub.subscribe(channel).then(() => { this.#subscribedOnce = true }, (err: unknown) => {
-      this.#log.warn({ err, channel }, 'cache purge subscription failed; purges from other replicas will not arrive until it reconnects')
+      this.#log.warn({ err: loggableError(err), channel }, 'cache purge subscription failed; purges from other replicas will not arrive until it reconnects')
     })
   }
 
@@ -113,7 +114,7 @@ export class PurgeBus {
     const redis = this.#redis!
     if (!redis.usable) { this.#queue(message, until); return }
     redis.client.publish(this.channel!, message).catch((err: unknown) => {
-      this.#log.warn({ err }, 'cache purge not published; retrying')
+      this.#log.warn({ err: loggableError(err) }, 'cache purge not published; retrying')
       this.#queue(message, until)
     })
   }

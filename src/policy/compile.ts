@@ -55,7 +55,8 @@ export interface Policy {
 export interface CompileProblem { path: Array<string | number>; message: string }
 export type CompileResult = { ok: true; policy: Policy } | { ok: false; problems: CompileProblem[] }
 
-const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost'])
+/** Hosts where an admin listener may go without a token: only this machine can reach it. */
+export const LOOPBACK: ReadonlySet<string> = new Set(['127.0.0.1', '::1', 'localhost'])
 
 function compileLimit (l: LimitData, id: string, headerName: string): CompiledLimit {
   // The IETF draft expresses a policy as quota q per window w; a bucket of `burst` tokens that
@@ -84,7 +85,9 @@ function compileRoute (r: RouteData): CompiledRoute {
   const path = r.match.path
   return Object.freeze({
     name: r.name,
-    methods: r.match.methods === undefined ? null : new Set(r.match.methods),
+    // HEAD is GET without a body (RFC 9110 9.3.2) and costs Core the same work: a GET route
+    // takes its HEADs too, or they would slip past its limits and its cache
+    methods: r.match.methods === undefined ? null : new Set(r.match.methods.includes('GET') ? [...r.match.methods, 'HEAD'] : r.match.methods),
     path,
     pathNoSlash: path !== undefined && path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : undefined,
     pathPrefix: r.match.pathPrefix,

@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events'
 import { readFileSync, watch, type FSWatcher } from 'node:fs'
 import { basename, dirname, resolve } from 'node:path'
 import { loadPolicy, PolicyInvalidError, formatPolicyError, type PolicyError } from './load.js'
-import type { Policy } from './compile.js'
+import { LOOPBACK, type Policy } from './compile.js'
 
 export interface ReloadOutcome { ok: boolean; version: string; errors: PolicyError[]; restartRequired: string[] }
 
@@ -54,6 +54,12 @@ export class PolicyStore extends EventEmitter<PolicyStoreEvents> {
     }
     const result = loadPolicy(basename(this.file), text, this.#env)
     if (!result.ok) return this.#fail(result.errors)
+    // The admin listener stays where it was bound until a restart, so the token rule is that
+    // of the bound address: a reload must not turn auth off on a public admin port.
+    const bound = this.#boot.data.admin.listen.host
+    if (result.policy.data.admin.token === undefined && !LOOPBACK.has(bound)) {
+      return this.#fail([{ file: basename(this.file), line: 0, col: 0, path: 'admin.token', message: `the admin API is bound to non-loopback ${bound} until a restart, so admin.token stays required` }])
+    }
     const previous = this.#current
     this.#lastError = null
     if (result.policy.version === previous.version) {

@@ -10,10 +10,12 @@
  *   different clients still spread over the cluster. A set with no shared dimension uses the
  *   route name (one slot per route). A given bucket always gets the same tag, so it is never
  *   split between slots.
+ * - Environment keys appear only as a digest (Redis is readable by whoever operates it).
  * - Identities longer than {@link MAX_IDENTITY_CHARS} (or containing braces, which would confuse
  *   the hash tag) are replaced by a hash, so keys stay short whatever a client sends.
  */
 import { createHash } from 'node:crypto'
+import { LRUCache } from 'lru-cache'
 import type { CompiledLimit } from '../policy/compile.js'
 import type { Dimension } from '../policy/schema.js'
 import { bucketParams, type BucketParams } from './core.js'
@@ -41,11 +43,24 @@ function accessor (d: Dimension): DimAccessor {
 function valueOf (a: DimAccessor, f: ClientFacts): string {
   // The prefixes keep a client without a key ("i" + its IP) from sharing a bucket with a client
   // whose key happens to be that IP string.
-  if (a.kind === ENV) return f.envKey === undefined || f.envKey === '' ? 'i' + f.clientIp : 'k' + f.envKey
+  if (a.kind === ENV) return f.envKey === undefined || f.envKey === '' ? 'i' + f.clientIp : 'k' + keyDigest(f.envKey)
   if (a.kind === IP) return f.clientIp
   const v = f.headers[a.header]
   if (v === undefined) return ''
   return typeof v === 'string' ? v : v.join(',')
+}
+
+// Bucket keys live in Redis, where anyone with SCAN would read them: an environment key (a
+// server key is a secret) goes in as a digest. 128 bits: no two keys share a bucket by chance.
+// Memoised, since one busy key is hashed once, not once per request.
+const digests = new LRUCache<string, string>({ max: 50_000 })
+function keyDigest (envKey: string): string {
+  let d = digests.get(envKey)
+  if (d === undefined) {
+    d = createHash('sha256').update(envKey).digest('base64url').slice(0, 22)
+    digests.set(envKey, d)
+  }
+  return d
 }
 
 /** `\n` cannot occur in a header value or an IP, so joined parts never collide. */

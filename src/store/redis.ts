@@ -16,6 +16,7 @@
  * and reads how many ids are fresh. The count, learned while Redis is up, is what each replica
  * divides its limits by while Redis is down.
  */
+import { loggableError } from '../shared/redact.js'
 import { randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
 import { Redis, Cluster, type RedisOptions, type ClusterOptions } from 'ioredis'
@@ -193,7 +194,7 @@ export class RedisStore {
   #noteError (err: unknown): void {
     const message = err instanceof Error ? err.message : String(err)
     // Reconnect attempts repeat the same error every backoff; log each distinct one once per outage.
-    if (message !== this.#lastError) this.#log.warn({ err }, 'redis error')
+    if (message !== this.#lastError) this.#log.warn({ err: loggableError(err) }, 'redis error')
     this.#lastError = message
   }
 
@@ -203,7 +204,7 @@ export class RedisStore {
     this.#open = true
     this.#backoffMs = this.#minBackoffMs
     this.#lastError = err instanceof Error ? err.message : String(err)
-    this.#log.warn({ err, liveReplicas: this.#liveReplicas, probeInMs: this.#backoffMs }, 'redis unusable: deciding on local state at a fair share until it answers again')
+    this.#log.warn({ err: loggableError(err), liveReplicas: this.#liveReplicas, probeInMs: this.#backoffMs }, 'redis unusable: deciding on local state at a fair share until it answers again')
     this.#schedule(this.#backoffMs)
   }
 

@@ -1,4 +1,5 @@
 import { execFile, spawnSync } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startFakeCore, type FakeCore } from '../support/fake-flagsmith.js'
@@ -82,5 +83,19 @@ describe('starting', () => {
     const r = spawnSync(process.execPath, ['dist/cli.js', 'serve', '--config', file], { encoding: 'utf8', timeout: 10_000 })
     expect(r.status).toBe(1)
     expect(r.stderr).toContain('admin.listen: admin API on non-loopback 0.0.0.0 needs admin.token (set FLAGGATE_ADMIN_TOKEN)')
+  })
+})
+
+describe('reloading the admin section', () => {
+  it('cannot remove the token while the admin API is still bound to a non-loopback address', async () => {
+    const yaml = policyYaml({ coreUrl: core.url, adminToken: TOKEN }).replace('admin:\n  listen: 127.0.0.1:0', 'admin:\n  listen: 0.0.0.0:0')
+    const g = await startTestGateway(yaml)
+    try {
+      writeFileSync(g.file, policyYaml({ coreUrl: core.url }))
+      const outcome = g.reload()
+      expect(outcome.ok).toBe(false)
+      expect(outcome.errors.map((e) => e.message)).toEqual(['the admin API is bound to non-loopback 0.0.0.0 until a restart, so admin.token stays required'])
+      expect((await raw(g.adminUrl, '/admin/status')).status).toBe(401)
+    } finally { await g.close() }
   })
 })

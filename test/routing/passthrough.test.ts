@@ -129,3 +129,13 @@ describe('trailing slashes on the SDK routes', () => {
     expect(r.headers['x-flaggate-upstream']).toBe('core')
   })
 })
+
+describe('HEAD on a GET route', () => {
+  it('is matched by the GET route (its limits and cache apply), not by the catch-all', async () => {
+    const r = await raw(gw.url, '/api/v1/flags/', { method: 'HEAD', headers: { 'x-environment-key': CLIENT } })
+    expect(r.status).toBe(200)
+    expect(r.body.length).toBe(0)
+    const line = gw.logs.lines.findLast((l) => l.method === 'HEAD')
+    expect(line?.route).toBe('flags')
+  })
+})
