@@ -76,7 +76,10 @@ function explain (argv: string[]): void {
   const method = (values.method ?? 'GET').toUpperCase()
   const url = values.path
   const q = url.indexOf('?')
-  const path = q === -1 ? url : url.slice(0, q)
+  const rawPath = q === -1 ? url : url.slice(0, q)
+  // matched on the decoded path, as the gateway does
+  let path = rawPath
+  try { path = decodeURIComponent(rawPath) } catch { fail(`the path ${rawPath} has an invalid percent-encoding: the gateway answers 400`, 1) }
   const m = matchRoute(policy, method, path)
   const out: string[] = [`request:  ${method} ${url}${values.key === undefined ? '' : `  key ${values.key}`}${values.ip === undefined ? '' : `  ip ${values.ip}`}`]
   if (m === undefined) {

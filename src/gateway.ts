@@ -98,11 +98,16 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   const admin = await buildAdminApp({ store, metrics, logger, lifecycle, version: VERSION, extensions, reload })
 
   const p = store.current.data
-  await admin.listen({ host: p.admin.listen.host, port: p.admin.listen.port })
   try {
+    await admin.listen({ host: p.admin.listen.host, port: p.admin.listen.port })
     await app.listen({ host: p.server.listen.host, port: p.server.listen.port })
   } catch (err) {
-    await admin.close()
+    // a port in use: release everything already opened (Redis connections, timers) so the
+    // process can exit with the error instead of hanging
+    await app.close().catch(() => {})
+    await admin.close().catch(() => {})
+    for (const c of closers.reverse()) await Promise.resolve(c()).catch(() => {})
+    await upstreams.close(true)
     throw err
   }
   if (opts.watch !== false) store.watch()

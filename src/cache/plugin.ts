@@ -89,7 +89,7 @@ async function cachePlugin (app: FastifyInstance, opts: CachePluginOptions): Pro
     gw.cacheStatus = 'HIT'
     gw.decision = 'cached'
     // replying from a callback-style hook: fastify skips the rest of the chain, done() is not called
-    void reply.code(304).headers(notModifiedHeaders(hit.document, hit.freshForMs, 'none')).send()
+    void reply.code(304).headers(notModifiedHeaders(hit.document, 'HIT', hit.freshForMs, 'none')).send()
   })
 
   // Callback style, so routes without a cache rule pass with no promise at all.
@@ -139,7 +139,7 @@ async function cachePlugin (app: FastifyInstance, opts: CachePluginOptions): Pro
 
     const doc = result.document
     if (clientHasCurrent(doc, singleHeader(request.headers['if-none-match']), request.headers['if-modified-since'])) {
-      void reply.code(304).headers(notModifiedHeaders(doc, result.freshForMs, upstream)).send()
+      void reply.code(304).headers(notModifiedHeaders(doc, result.status, result.freshForMs, upstream)).send()
       return true
     }
     void reply.code(200).headers(documentHeaders(doc, result.status, result.freshForMs, upstream)).send(doc.body)
@@ -167,8 +167,8 @@ async function cachePlugin (app: FastifyInstance, opts: CachePluginOptions): Pro
   }
 }
 
-function notModifiedHeaders (doc: CachedDocument, freshForMs: number, upstream: string): Record<string, string> {
-  const h = documentHeaders(doc, 'HIT', Math.max(0, freshForMs), upstream)
+function notModifiedHeaders (doc: CachedDocument, status: string, freshForMs: number, upstream: string): Record<string, string> {
+  const h = documentHeaders(doc, status, Math.max(0, freshForMs), upstream)
   // a 304 carries the validators and caching headers, not the representation's own
   delete h['content-type']
   delete h.link

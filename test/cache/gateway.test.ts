@@ -101,6 +101,17 @@ describe('environment-document cache through the gateway', () => {
     expect(core.counts(ENV_DOC, DEV_KEY)).toBe(1)
   })
 
+  it('a 304 given after a lookup names that lookup: MISS from Core on a cold key', async () => {
+    const { core, gw } = await startCached()
+    const etag = (await envDoc(gw, DEV_KEY)).headers.etag!
+    // purge: the next request must go to Core, and its 304 must say so
+    expect((await raw(gw.adminUrl, '/admin/cache/purge', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).status).toBe(200)
+    const cold = await envDoc(gw, DEV_KEY, { 'if-none-match': etag })
+    expect(cold.status).toBe(304)
+    expect(cold.headers).toMatchObject({ 'x-cache-status': 'MISS', 'x-flaggate-upstream': 'core', etag })
+    expect(core.counts(ENV_DOC, DEV_KEY)).toBe(2)
+  })
+
   it('a 304 costs no rate-limit token', async () => {
     const { gw } = await startCached({ limit: '{ by: environmentKey, rate: 1/m, burst: 2 }' })
     const first = await envDoc(gw, DEV_KEY)

@@ -40,3 +40,37 @@ describe('graceful shutdown', () => {
     } finally { core.db.hang = false }
   })
 })
+
+describe('failing to start', () => {
+  it('a taken port rejects startGateway and leaves nothing open: the process ends by itself', async () => {
+    const { spawn } = await import('node:child_process')
+    const { createServer } = await import('node:net')
+    const { mkdirSync, writeFileSync } = await import('node:fs')
+    const { inject } = await import('vitest')
+    const { tempPolicyFile } = await import('../support/gateway.js')
+    const blocker = createServer()
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve))
+    const port = (blocker.address() as { port: number }).port
+    try {
+      const file = tempPolicyFile(policyYaml({ coreUrl: core.url, redis: { url: inject('redisUrl'), keyPrefix: 'taken-port:' } }).replace('listen: 127.0.0.1:0\n  bodyLimit', `listen: 127.0.0.1:${port}\n  bodyLimit`))
+      // no process.exit anywhere: a leaked Redis socket or timer would keep this process alive
+      // inside the project (git-ignored .tmp/) so that its imports resolve
+      mkdirSync('.tmp', { recursive: true })
+      const script = `.tmp/start-${process.pid}-${Date.now()}.mts`
+      writeFileSync(script, `import pino from 'pino'
+import { startGateway } from '../src/gateway.ts'
+try { await startGateway({ configPath: '${file}', logger: pino({ level: 'silent' }) }); console.log('started') } catch (err) { console.log('refused', (err as NodeJS.ErrnoException).code) }
+`)
+      const started = Date.now()
+      const child = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'inherit'], cwd: process.cwd() })
+      let out = ''
+      child.stdout.on('data', (c: Buffer) => { out += c.toString() })
+      const timer = setTimeout(() => child.kill('SIGKILL'), 8000)
+      const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+      clearTimeout(timer)
+      expect(out.trim()).toBe('refused EADDRINUSE')
+      expect(code).toBe(0)
+      expect(Date.now() - started).toBeLessThan(8000)
+    } finally { blocker.close() }
+  })
+})
