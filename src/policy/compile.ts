@@ -21,7 +21,7 @@ export interface CompiledRoute {
   readonly name: string
   readonly methods: ReadonlySet<string> | null
   readonly path: string | undefined
-  /** `path` without its trailing slash, matched as if it had one (SDK routes, SPEC section 3) */
+  /** `path` (or `pathPrefix`) without its trailing slash, matched as if it had one (SDK routes, SPEC section 3) */
   readonly pathNoSlash: string | undefined
   readonly pathPrefix: string | undefined
   readonly upstream: string
@@ -81,6 +81,11 @@ function compileLimits (limits: readonly LimitData[] | undefined, routeName: str
   })
 }
 
+/** `/api/v1/traits/` → `/api/v1/traits`; undefined when there is no slash to add (or for `/`). */
+function noSlash (p: string | undefined): string | undefined {
+  return p !== undefined && p.length > 1 && p.endsWith('/') ? p.slice(0, -1) : undefined
+}
+
 function compileRoute (r: RouteData): CompiledRoute {
   const path = r.match.path
   return Object.freeze({
@@ -89,7 +94,7 @@ function compileRoute (r: RouteData): CompiledRoute {
     // takes its HEADs too, or they would slip past its limits and its cache
     methods: r.match.methods === undefined ? null : new Set(r.match.methods.includes('GET') ? [...r.match.methods, 'HEAD'] : r.match.methods),
     path,
-    pathNoSlash: path !== undefined && path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : undefined,
+    pathNoSlash: noSlash(path ?? r.match.pathPrefix),
     pathPrefix: r.match.pathPrefix,
     upstream: r.upstream,
     limits: Object.freeze(compileLimits(r.limit, r.name, '')),
@@ -170,8 +175,9 @@ export function matchRoute (policy: Policy, method: string, path: string): Route
     if (route.path !== undefined) {
       if (path === route.path) return { route, upstreamPath: path }
       if (path === route.pathNoSlash) return { route, upstreamPath: route.path }
-    } else if (route.pathPrefix !== undefined && path.startsWith(route.pathPrefix)) {
-      return { route, upstreamPath: path }
+    } else if (route.pathPrefix !== undefined) {
+      if (path.startsWith(route.pathPrefix)) return { route, upstreamPath: path }
+      if (path === route.pathNoSlash) return { route, upstreamPath: route.pathPrefix }
     }
   }
   return undefined

@@ -122,6 +122,22 @@ describe('trailing slashes on the SDK routes', () => {
     expect(core.requests.map((q) => [q.method, q.path, q.status])).toEqual([['POST', '/api/v1/identities/', 200]])
   })
 
+  it('a pathPrefix route takes its bare prefix too, and sends it with the slash (POST /api/v1/traits)', async () => {
+    const g = await startTestGateway(policyYaml({ coreUrl: core.url, routes: `  - name: traits
+    match: { methods: [POST], pathPrefix: /api/v1/traits/ }
+    upstream: core
+  - name: default
+    match: { pathPrefix: / }
+    upstream: core` }))
+    try {
+      core.reset()
+      const r = await raw(g.url, '/api/v1/traits', { method: 'POST', headers: { 'x-environment-key': SERVER, 'content-type': 'application/json' }, body: '{"identity":{"identifier":"u5"},"trait_key":"k","trait_value":1}' })
+      expect(r.status).toBe(200)
+      expect(core.requests.map((q) => [q.method, q.path, q.status])).toEqual([['POST', '/api/v1/traits/', 200]])
+      expect(g.logs.lines.findLast((l) => l.msg === 'request')?.route).toBe('traits')
+    } finally { await g.close() }
+  })
+
   it('a percent-encoded path is matched on its decoded form (no limit bypass)', async () => {
     const r = await raw(gw.url, '/api/v1/%66lags/', { headers: { 'x-environment-key': CLIENT } })
     const line = gw.logs.lines.findLast((l) => l.url === '/api/v1/%66lags/')
