@@ -15,8 +15,16 @@ function elapsedMs (since: bigint): number {
 }
 
 // reply-from retries GETs on 503 unless told otherwise (and `maxRetriesOn503: 0` means 10):
-// a shedding Core must not get the same request up to eleven times.
-const NO_RETRY = (): null => null
+// a shedding Core must not get the same request up to eleven times. The one retry kept is
+// NGINX's proxy_next_upstream for idempotent requests: a keep-alive socket that Core closed
+// just as we reused it fails before Core saw anything, so a GET or HEAD is sent once more on a
+// fresh connection (a delay of 0 would mean "no retry" to reply-from, hence 1 ms).
+const SOCKET_CLOSED = new Set(['UND_ERR_SOCKET', 'ECONNRESET', 'EPIPE'])
+function retryOnce ({ err, req, attempt }: { err?: { code?: string } | null; req: { method: string }; attempt: number }): number | null {
+  if (attempt > 0 || err === undefined || err === null) return null
+  if (req.method !== 'GET' && req.method !== 'HEAD') return null
+  return SOCKET_CLOSED.has(err.code ?? '') ? 1 : null
+}
 
 function rewriteRequestHeaders (request: FastifyRequest, headers: IncomingHttpHeaders): IncomingHttpHeaders {
   removeHopByHop(headers as Record<string, unknown>)
@@ -57,7 +65,7 @@ export async function proxyHandler (request: FastifyRequest, reply: FastifyReply
   gw.upstreamStartedAt = process.hrtime.bigint()
   return reply.from(source, {
     timeout: target.timeoutMs,
-    retryDelay: NO_RETRY,
+    retryDelay: retryOnce as never,
     // raw bytes with their own content type: reply-from would re-encode a parsed JSON body
     ...(body !== undefined ? { body, contentType: request.headers['content-type'] ?? 'application/octet-stream' } : {}),
     rewriteRequestHeaders: rewriteRequestHeaders as never,

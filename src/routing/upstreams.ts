@@ -1,30 +1,52 @@
 /**
- * Connections to the upstreams: one undici Agent whose factory gives each origin its own
+ * Connections to the upstreams: an undici Agent whose factory gives each origin its own
  * keep-alive Pool sized by that upstream's `maxConnections`. Upstream URLs reload live: a new
- * origin simply gets a new pool on first use. TLS certificates are verified (reply-from's own
+ * origin simply gets a new pool on first use; changed pool settings get a new Agent. TLS certificates are verified (reply-from's own
  * default turns verification off; we never use its default agent).
  */
-import { Agent, Pool, errors as undiciErrors, type Dispatcher } from 'undici'
+import { Agent, Dispatcher, Pool, errors as undiciErrors } from 'undici'
 import type { Policy } from '../policy/compile.js'
 import { GatewayError } from '../errors.js'
 
 export interface UpstreamResponse { statusCode: number; headers: Record<string, string | string[] | undefined>; body: Buffer }
 
+/**
+ * A dispatcher that forwards to the Agent in force. reply-from is handed one dispatcher at boot;
+ * when a reload changes an origin's pool settings (maxConnections, TLS verification), a new Agent
+ * takes the new requests and the old one closes once its requests are done.
+ */
+class SwitchingDispatcher extends Dispatcher {
+  current: Agent
+  constructor (agent: Agent) { super(); this.current = agent }
+  override dispatch (opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    return this.current.dispatch(opts, handler)
+  }
+  override async close (): Promise<void> { await this.current.close() }
+  override async destroy (): Promise<void> { await this.current.destroy() }
+}
+
+interface PoolSettings { connections: number; rejectUnauthorized: boolean }
+
 export class Upstreams {
-  readonly agent: Agent
-  #connectionsByOrigin = new Map<string, number>()
-  #rejectUnauthorizedByOrigin = new Map<string, boolean>()
+  readonly agent: Dispatcher
+  readonly #switch: SwitchingDispatcher
+  #settings = new Map<string, PoolSettings>()
 
   constructor () {
-    this.agent = new Agent({
+    this.#switch = new SwitchingDispatcher(this.#newAgent(this.#settings))
+    this.agent = this.#switch
+  }
+
+  #newAgent (settings: ReadonlyMap<string, PoolSettings>): Agent {
+    return new Agent({
       factory: (origin, opts) => {
-        const o = String(origin)
+        const s = settings.get(String(origin))
+        // keep-alive sockets idle for undici's default 4 s at most (a server hint may shorten it)
         return new Pool(origin, {
           ...opts,
-          connections: this.#connectionsByOrigin.get(o) ?? 128,
+          connections: s?.connections ?? 128,
           pipelining: 1,
-          keepAliveTimeout: 30_000,
-          connect: { rejectUnauthorized: this.#rejectUnauthorizedByOrigin.get(o) ?? true }
+          connect: { rejectUnauthorized: s?.rejectUnauthorized ?? true }
         })
       }
     })
@@ -32,10 +54,21 @@ export class Upstreams {
 
   /** Called on every (re)load, before the policy serves requests. */
   configure (policy: Policy): void {
+    const next = new Map<string, PoolSettings>()
     for (const u of Object.values(policy.upstreams)) {
-      const origin = new URL(u.url).origin
-      this.#connectionsByOrigin.set(origin, u.maxConnections)
-      this.#rejectUnauthorizedByOrigin.set(origin, u.tls?.rejectUnauthorized ?? true)
+      next.set(new URL(u.url).origin, { connections: u.maxConnections, rejectUnauthorized: u.tls?.rejectUnauthorized ?? true })
+    }
+    let changed = false
+    for (const [origin, s] of this.#settings) {
+      const n = next.get(origin)
+      if (n !== undefined && (n.connections !== s.connections || n.rejectUnauthorized !== s.rejectUnauthorized)) changed = true
+    }
+    // new origins get their pool on first use from the map; changed ones need a new Agent
+    for (const [origin, s] of next) this.#settings.set(origin, s)
+    if (changed) {
+      const old = this.#switch.current
+      this.#switch.current = this.#newAgent(new Map(this.#settings))
+      void old.close().catch(() => {})
     }
   }
 
@@ -45,7 +78,7 @@ export class Upstreams {
    */
   async request (opts: { origin: string; path: string; method: 'GET' | 'HEAD' | 'POST'; headers: Record<string, string>; timeoutMs: number; body?: Buffer; maxBodyBytes?: number }): Promise<UpstreamResponse> {
     try {
-      const res = await this.agent.request({
+      const res = await this.#switch.current.request({
         origin: opts.origin,
         path: opts.path,
         method: opts.method,
@@ -68,8 +101,9 @@ export class Upstreams {
 
   /** Graceful when `force` is false; past the shutdown deadline, hung upstream requests are cut. */
   async close (force = false): Promise<void> {
-    if (force) { await this.agent.destroy().catch(() => {}); return }
-    await this.agent.close().catch(async () => await this.agent.destroy())
+    const agent = this.#switch.current
+    if (force) { await agent.destroy().catch(() => {}); return }
+    await agent.close().catch(async () => await agent.destroy())
   }
 }
 

@@ -120,3 +120,19 @@ describe('SIGHUP', () => {
     } finally { expect(await g.stop()).toBe(0) }
   })
 })
+
+describe('reloading pool settings', () => {
+  it('a new maxConnections for an upstream already in use applies to new requests', async () => {
+    const withPool = (n: number) => policyYaml({ coreUrl: core1.url }).replace(`core: { url: "${core1.url}", timeout: 5s }`, `core: { url: "${core1.url}", timeout: 5s, maxConnections: ${n} }`)
+    atomicWrite(gw.file, withPool(1))
+    expect(gw.reload().ok).toBe(true)
+    core1.db.queryLatencyMs = 100
+    await Promise.all(Array.from({ length: 4 }, async () => await raw(gw.url, '/api/v1/flags/', { headers: KEY })))
+    expect(core1.maxInFlightSeen()).toBe(1)
+    atomicWrite(gw.file, withPool(4))
+    expect(gw.reload().ok).toBe(true)
+    core1.reset()
+    await Promise.all(Array.from({ length: 4 }, async () => await raw(gw.url, '/api/v1/flags/', { headers: KEY })))
+    expect(core1.maxInFlightSeen()).toBe(4)
+  })
+})

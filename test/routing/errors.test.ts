@@ -140,3 +140,31 @@ describe('the error table and the README agree', () => {
     }
   })
 })
+
+describe('a connection that dies before any answer', () => {
+  it('is retried once on a fresh connection for GET, never for POST', async () => {
+    const { createServer } = await import('node:net')
+    let connections = 0
+    // the first connection is closed as soon as a request arrives (what a keep-alive socket
+    // that the server timed out looks like); later ones answer
+    const server = createServer((sock) => {
+      const n = ++connections
+      sock.once('data', () => {
+        if (n === 1) { sock.destroy(); return }
+        sock.end('HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\nConnection: close\r\n\r\n{"ok":true}')
+      })
+    })
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`
+    const gw = await startTestGateway(policyYaml({ coreUrl: url }))
+    try {
+      const get = await raw(gw.url, '/api/v1/flags/', { headers: { 'x-environment-key': 'k' } })
+      expect(get.status).toBe(200)
+      expect(connections).toBe(2)
+      connections = 0
+      const post = await raw(gw.url, '/api/v1/identities/', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"identifier":"x"}' })
+      expect(post.status).toBe(502)
+      expect(connections).toBe(1)
+    } finally { await gw.close(); server.close() }
+  })
+})
