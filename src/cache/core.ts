@@ -41,6 +41,11 @@ export interface UpstreamAnswer {
  */
 export type Fill = (conditional: { ifModifiedSince?: string }) => Promise<UpstreamAnswer>
 
+/** Thrown by a fill that stopped reading a body larger than the rule's `maxEntrySize`. */
+export class TooLargeToCache extends Error {
+  constructor () { super('document larger than maxEntrySize') }
+}
+
 export interface CachedDocument {
   readonly envKey: string
   readonly body: Buffer
@@ -75,6 +80,11 @@ export type LookupResult =
   | { kind: 'response'; status: 'HIT' | 'MISS'; response: UpstreamAnswer }
   /** the caller said the breaker is open and nothing servable is cached: the breaker answers */
   | { kind: 'unavailable' }
+  /**
+   * The fill stopped reading because the document is larger than `maxEntrySize`: not stored, not
+   * buffered; the caller streams it from the upstream itself (one request per client).
+   */
+  | { kind: 'pass' }
 
 export interface LookupRequest {
   envKey: string
@@ -337,6 +347,11 @@ export class DocumentCache {
     try {
       fetched = await this.#lru.fetch(key, { forceRefresh: true, allowStale: false, ttl: lifetimeOf(rule), context: { fill: req.fill, rule } })
     } catch (err) {
+      if (err instanceof TooLargeToCache) {
+        // definitive, like any answer that replaces the document: the old copy goes
+        this.#lru.delete(key)
+        return { kind: 'pass' }
+      }
       const upstreamFailure = !(err instanceof UncachedAnswer) || err.upstreamFailure
       if (upstreamFailure) {
         // re-read: a purge during the fill removed the entry, and a purged document is not served

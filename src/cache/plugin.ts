@@ -16,10 +16,10 @@
  */
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { clientHasCurrent, type CachedDocument, type DocumentCache, type Fill, type LookupResult, type UpstreamAnswer } from './core.js'
+import { clientHasCurrent, TooLargeToCache, type CachedDocument, type DocumentCache, type Fill, type LookupResult, type UpstreamAnswer } from './core.js'
 import { removeHopByHop, upstreamRequestHeaders } from '../routing/headers.js'
 import { UPSTREAM_HEADER } from '../routing/proxy.js'
-import type { UpstreamResponse, Upstreams } from '../routing/upstreams.js'
+import { BodyTooLarge, type UpstreamResponse, type Upstreams } from '../routing/upstreams.js'
 import type { Metrics } from '../metrics/registry.js'
 import type { RequestGateway } from '../shared/types.js'
 
@@ -124,6 +124,13 @@ async function cachePlugin (app: FastifyInstance, opts: CachePluginOptions): Pro
       throw err
     }
 
+    if (result.kind === 'pass') {
+      // larger than maxEntrySize: the proxy streams it, nothing is buffered here
+      gw.cacheStatus = 'BYPASS'
+      void reply.header(CACHE_STATUS_HEADER, 'BYPASS')
+      metrics?.cacheEvents.inc({ event: 'bypass' })
+      return false
+    }
     if (result.kind === 'unavailable') {
       // nothing servable and the breaker is open: the breaker room answers 503
       gw.cacheStatus = 'MISS'
@@ -155,7 +162,13 @@ async function cachePlugin (app: FastifyInstance, opts: CachePluginOptions): Pro
       // the stored bytes are served to every client, whatever encodings each accepts
       headers['accept-encoding'] = 'identity'
       if (ifModifiedSince !== undefined) headers['if-modified-since'] = ifModifiedSince
-      const run = async (): Promise<UpstreamResponse> => await upstreams.request({ origin: target.origin, path: gw.upstreamUrl, method: 'GET', headers, timeoutMs: target.timeoutMs })
+      const run = async (): Promise<UpstreamResponse> => {
+        try {
+          return await upstreams.request({ origin: target.origin, path: gw.upstreamUrl, method: 'GET', headers, timeoutMs: target.timeoutMs, maxBodyBytes: gw.route!.cache!.maxEntrySize })
+        } catch (err) {
+          throw err instanceof BodyTooLarge ? new TooLargeToCache() : err
+        }
+      }
       const started = gw.upstreamStartedAt = process.hrtime.bigint()
       try {
         return guard === undefined ? await run() : await guard(gw.upstream, gw.route!.name, run)

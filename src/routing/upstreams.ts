@@ -87,14 +87,22 @@ export class Upstreams {
         headersTimeout: opts.timeoutMs,
         bodyTimeout: opts.timeoutMs
       } as Dispatcher.RequestOptions)
+      const max = opts.maxBodyBytes ?? Infinity
+      // abandoning the body aborts the request, which the stream reports as an error: expected
+      const abandon = (bytes: number): never => { res.body.on('error', () => {}); res.body.destroy(); throw new BodyTooLarge(bytes) }
+      const declared = Number(res.headers['content-length'])
+      if (declared > max) abandon(declared)
       const chunks: Buffer[] = []
       let size = 0
       for await (const chunk of res.body) {
         size += (chunk as Buffer).length
+        // stop reading at the limit: the caller falls back to streaming, memory stays bounded
+        if (size > max) abandon(size)
         chunks.push(chunk as Buffer)
       }
       return { statusCode: res.statusCode, headers: res.headers, body: Buffer.concat(chunks, size) }
     } catch (err) {
+      if (err instanceof BodyTooLarge) throw err
       throw toGatewayError(err)
     }
   }
@@ -105,6 +113,11 @@ export class Upstreams {
     if (force) { await agent.destroy().catch(() => {}); return }
     await agent.close().catch(async () => await agent.destroy())
   }
+}
+
+/** The upstream's body passed `maxBodyBytes`: not an upstream failure, a reason not to buffer. */
+export class BodyTooLarge extends Error {
+  constructor (readonly bytes: number) { super(`upstream body larger than the buffering limit (${bytes} bytes read or declared)`) }
 }
 
 /** Maps any upstream failure to the gateway's wire answer (SPEC section 3). */

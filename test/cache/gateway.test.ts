@@ -147,18 +147,23 @@ describe('environment-document cache through the gateway', () => {
     expect(json(timedOut)).toMatchObject({ statusCode: 504, code: 'FLAGGATE_UPSTREAM_TIMEOUT' })
   })
 
-  it('a document larger than maxEntrySize passes through uncached', async () => {
+  it('a document larger than maxEntrySize is streamed through uncached (BYPASS), never buffered whole', async () => {
     const { core, gw } = await startCached({ rule: { maxEntrySize: '1kb' } })
+    const direct = await raw(core.url, ENV_DOC, { headers: { 'x-environment-key': DEV_KEY } })
+    core.reset()
     const a = await envDoc(gw, DEV_KEY)
     const b = await envDoc(gw, DEV_KEY)
     expect(a.body.length).toBeGreaterThan(1024)
     for (const r of [a, b]) {
       expect(r.status).toBe(200)
-      expect(r.headers['x-cache-status']).toBe('MISS')
+      expect(r.headers['x-cache-status']).toBe('BYPASS')
+      expect(r.headers['x-flaggate-upstream']).toBe('core')
       expect(r.headers['cache-control']).toBe(CORE_NEVER_CACHE)
+      expect(r.body.equals(direct.body)).toBe(true)
     }
-    expect(b.body.equals(a.body)).toBe(true)
-    expect(core.counts(ENV_DOC, DEV_KEY)).toBe(2)
+    // per request: the fill that stopped at the limit, then the streamed pass-through
+    expect(core.counts(ENV_DOC, DEV_KEY)).toBe(4)
+    expect((json(await raw(gw.adminUrl, '/admin/status')) as { cache: { entries: number } }).cache.entries).toBe(0)
   })
 
   it('one key\'s document is never served to another key, even of the same environment', async () => {
