@@ -8,6 +8,9 @@ import type { Logger } from 'pino'
 import type { Metrics } from '../metrics/registry.js'
 import { redactKey } from './redact.js'
 
+// Core's dashboard API names environments by their key: /api/v1/environments/<api_key>/...
+const ENV_IN_PATH = /(\/environments\/)([^/?#]+)/
+
 export function createAccessLog (logger: Logger, metrics: Metrics) {
   const redacted = new LRUCache<string, string>({ max: 10_000 })
   const redactMemo = (key: string): string => {
@@ -30,6 +33,8 @@ export function createAccessLog (logger: Logger, metrics: Metrics) {
     if (h === undefined) { h = metrics.upstreamDuration.labels(upstream, route); durationHistograms.set(k, h) }
     h.observe(seconds)
   }
+  const loggableUrl = (url: string): string =>
+    url.includes('/environments/') ? url.replace(ENV_IN_PATH, (_m, prefix: string, key: string) => prefix + redactMemo(key)) : url
   return function onResponse (request: FastifyRequest, reply: FastifyReply, done: () => void): void {
     const gw = request.gateway
     if (gw === null || gw === undefined) { done(); return }
@@ -46,7 +51,7 @@ export function createAccessLog (logger: Logger, metrics: Metrics) {
       reqId: request.id,
       route: routeName,
       method: request.method,
-      url: request.url,
+      url: loggableUrl(request.url),
       status,
       upstream,
       decision: gw.decision,

@@ -75,6 +75,13 @@ describe('the access log', () => {
     expect(typeof line?.totalMs).toBe('number')
     expect(JSON.stringify(gw.logs.lines)).not.toContain(key)
   })
+
+  it('redacts an environment key in a dashboard API path', async () => {
+    await raw(gw.url, '/api/v1/environments/dev_client_key/featurestates/?page=2', { headers: { 'x-request-id': 'req-env-path' } })
+    const line = gw.logs.lines.find((l) => l.reqId === 'req-env-path')
+    expect(line?.url).toMatch(/^\/api\/v1\/environments\/dev_…[0-9a-f]{8}\/featurestates\/\?page=2$/)
+    expect(JSON.stringify(gw.logs.lines)).not.toContain('dev_client_key')
+  })
 })
 
 describe('starting', () => {
