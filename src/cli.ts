@@ -6,7 +6,8 @@
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { loadPolicy, formatPolicyError } from './policy/load.js'
-import { effectiveLimits, matchRoute } from './policy/compile.js'
+import { matchRoute } from './policy/compile.js'
+import { describeLimits } from './rate-limit/core.js'
 import { PolicyInvalidError } from './policy/load.js'
 import { clientIp } from './routing/client.js'
 
@@ -92,14 +93,9 @@ function explain (argv: string[]): void {
     if (m.route.edge !== undefined && (m.route.edge.percent > 0 || m.route.edge.keys.size > 0)) {
       out.push(`edge:     ${m.route.edge.percent}% of keys, plus ${m.route.edge.keys.size} listed key(s)`)
     }
-    const limits = effectiveLimits(policy, m.route, values.key)
-    const overridden = limits !== m.route.limits
-    if (limits.length === 0) out.push('limits:   none')
     const ip = values.ip === undefined ? '<client ip>' : clientIp(values.ip, undefined, policy.trustedProxies)
-    for (const l of limits) {
-      const who = l.by.map((d) => d === 'environmentKey' ? (values.key === undefined ? `ip ${ip} (no key)` : `key ${values.key}`) : d === 'ip' ? `ip ${ip}` : d).join(' + ')
-      out.push(`limit:    ${l.id}${overridden ? ' (override)' : ''}: ${l.rateText}, burst ${l.burst}, per ${who}${l.shadow ? ', shadow (never rejects)' : ''}`)
-    }
+    out.push(`client:   ${values.key === undefined ? 'no key (limited by ip)' : `key ${values.key}`}, ip ${ip}`)
+    for (const line of describeLimits(policy, m.route, values.key)) out.push(`limit:    ${line}`)
     const c = m.route.cache
     out.push(c === undefined
       ? 'cache:    none'

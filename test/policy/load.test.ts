@@ -137,3 +137,30 @@ describe('flaggate validate', () => {
     ])
   })
 })
+
+describe('flaggate explain', () => {
+  const explain = (...args: string[]) => spawnSync(process.execPath, ['dist/cli.js', 'explain', '--config', 'config/gateway.yaml', ...args], { encoding: 'utf8', env: { ...process.env, FLAGGATE_ADMIN_TOKEN: '', FLAGSMITH_CORE_URL: 'http://core.internal:8000' } })
+
+  it('names the route, the upstream URL with the slash added, the limits and the cache rule', () => {
+    const r = explain('--key', 'ser.abc', '--path', '/api/v1/environment-document', '--ip', '203.0.113.7')
+    expect(r.status).toBe(0)
+    expect(r.stdout.split('\n')).toEqual([
+      'request:  GET /api/v1/environment-document  key ser.abc  ip 203.0.113.7',
+      'route:    environment-document (#1 of 7, first match wins)',
+      'upstream: core → http://core.internal:8000/api/v1/environment-document/  (timeout 10000 ms)',
+      '          trailing slash added: /api/v1/environment-document → /api/v1/environment-document/',
+      'client:   key ser.abc, ip 203.0.113.7',
+      'limit:    environment-document.0: 20/s, burst 100, by environmentKey; full again after 5s',
+      'limit:    environment-document.1: 1/s, burst 10, by environmentKey+ip; full again after 10s',
+      'cache:    ttl 30000 ms, stale-while-revalidate 60000 ms, stale-if-error 600000 ms, max entry 10485760 bytes; keyed by environment key + path + query',
+      ''
+    ])
+  })
+
+  it('matches the decoded path and HEAD like the gateway, and shows shadow limits as such', () => {
+    expect(explain('--path', '/api/v1/%66lags/', '--method', 'HEAD').stdout).toContain('route:    flags (#2 of 7')
+    const other = explain('--path', '/api/v1/projects/')
+    expect(other.stdout).toContain('route:    default')
+    expect(other.stdout).toContain('shadow: counted and logged, never rejects')
+  })
+})
