@@ -51,6 +51,13 @@ export function renderError (err: FastifyError | GatewayError | Error): GatewayE
   return new GatewayError('FLAGGATE_INTERNAL_ERROR', undefined, undefined, { cause: err })
 }
 
+/** The wire answer of SPEC section 3; a bug's own message never reaches the client. */
+function sendGatewayError (reply: FastifyReply, ge: GatewayError): FastifyReply {
+  reply.code(ge.statusCode).header('content-type', 'application/json; charset=utf-8').header(UPSTREAM_HEADER, 'none')
+  if (ge.headers !== undefined) reply.headers(ge.headers)
+  return reply.send(errorBody(ge.code, ge.code === 'FLAGGATE_INTERNAL_ERROR' ? ERRORS.FLAGGATE_INTERNAL_ERROR.message : ge.message))
+}
+
 export async function buildPublicApp (deps: PublicAppDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
@@ -62,22 +69,14 @@ export async function buildPublicApp (deps: PublicAppDeps): Promise<FastifyInsta
     bodyLimit: 1024 * 1024 * 1024, // the real limit is server.bodyLimit, applied live by the routing parser
     clientErrorHandler,
     // the router rejects undecodable URLs before any hook runs; answer them in our shape too
-    frameworkErrors: (err, _request, reply: FastifyReply) => {
-      const ge = renderError(err)
-      void reply.code(ge.statusCode).header('content-type', 'application/json; charset=utf-8').header(UPSTREAM_HEADER, 'none')
-        .send(errorBody(ge.code, ge.code === 'FLAGGATE_INTERNAL_ERROR' ? undefined : ge.message))
-    },
+    frameworkErrors: (err, _request, reply: FastifyReply) => { void sendGatewayError(reply, renderError(err)) },
     routerOptions: { ignoreDuplicateSlashes: false, ignoreTrailingSlash: false, maxParamLength: 2048 }
   })
 
   app.setErrorHandler((err: FastifyError | GatewayError, request, reply) => {
     const ge = renderError(err)
     if (ge.code === 'FLAGGATE_INTERNAL_ERROR') request.log.error({ err }, 'unexpected error')
-    reply.code(ge.statusCode)
-      .header('content-type', 'application/json; charset=utf-8')
-      .header(UPSTREAM_HEADER, 'none')
-    if (ge.headers !== undefined) reply.headers(ge.headers)
-    return reply.send(errorBody(ge.code, ge.statusCode >= 500 && ge.code === 'FLAGGATE_INTERNAL_ERROR' ? ERRORS.FLAGGATE_INTERNAL_ERROR.message : ge.message))
+    return sendGatewayError(reply, ge)
   })
 
   registerHealth(app, deps.lifecycle)

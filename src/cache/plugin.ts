@@ -18,7 +18,7 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { clientHasCurrent, TooLargeToCache, type CachedDocument, type DocumentCache, type Fill, type LookupResult, type UpstreamAnswer } from './core.js'
 import { removeHopByHop, upstreamRequestHeaders } from '../routing/headers.js'
-import { UPSTREAM_HEADER } from '../routing/proxy.js'
+import { elapsedMs, UPSTREAM_HEADER } from '../routing/proxy.js'
 import { BodyTooLarge, type UpstreamResponse, type Upstreams } from '../routing/upstreams.js'
 import type { Metrics } from '../metrics/registry.js'
 import type { RequestGateway } from '../shared/types.js'
@@ -51,9 +51,6 @@ function singleHeader (v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v.join(', ') : v
 }
 
-function elapsedMs (since: bigint): number {
-  return Number(process.hrtime.bigint() - since) / 1e6
-}
 
 function documentHeaders (doc: CachedDocument, status: string, freshForMs: number, upstream: string): Record<string, string> {
   return {
@@ -157,7 +154,7 @@ async function cachePlugin (app: FastifyInstance, opts: CachePluginOptions): Pro
   function fillFor (request: FastifyRequest, gw: RequestGateway): Fill {
     return async ({ ifModifiedSince }) => {
       const target = gw.policy.targets[gw.upstream]!
-      const headers = upstreamRequestHeaders(request, new URL(target.origin).host)
+      const headers = upstreamRequestHeaders(request, target.host)
       for (const name of PER_CLIENT_HEADERS) delete headers[name]
       // the stored bytes are served to every client, whatever encodings each accepts
       headers['accept-encoding'] = 'identity'

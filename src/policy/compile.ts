@@ -35,6 +35,8 @@ export interface CompiledOverride { readonly routes: ReadonlySet<string> | null;
 export interface UpstreamTarget {
   readonly name: string
   readonly origin: string
+  /** `host[:port]`, the Host header of requests the gateway makes itself */
+  readonly host: string
   /** path of the upstream URL without its trailing slash, prepended to every request path */
   readonly basePath: string
   readonly timeoutMs: number
@@ -158,7 +160,7 @@ export function compilePolicy (data: PolicyData, version: string, now = new Date
       upstreams: data.upstreams,
       targets: Object.freeze(Object.fromEntries(Object.entries(data.upstreams).map(([name, u]) => {
         const url = new URL(u.url)
-        return [name, Object.freeze({ name, origin: url.origin, basePath: url.pathname.replace(/\/+$/, ''), timeoutMs: u.timeout })]
+        return [name, Object.freeze({ name, origin: url.origin, host: url.host, basePath: url.pathname.replace(/\/+$/, ''), timeoutMs: u.timeout })]
       }))),
       trustedProxies: new IpSet(data.server.trustedProxies),
       overrides

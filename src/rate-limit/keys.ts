@@ -54,10 +54,11 @@ function valueOf (a: DimAccessor, f: ClientFacts): string {
 // server key is a secret) goes in as a digest. 128 bits: no two keys share a bucket by chance.
 // Memoised, since one busy key is hashed once, not once per request.
 const digests = new LRUCache<string, string>({ max: 50_000 })
+const digest22 = (s: string): string => createHash('sha256').update(s).digest('base64url').slice(0, 22)
 function keyDigest (envKey: string): string {
   let d = digests.get(envKey)
   if (d === undefined) {
-    d = createHash('sha256').update(envKey).digest('base64url').slice(0, 22)
+    d = digest22(envKey)
     digests.set(envKey, d)
   }
   return d
@@ -67,7 +68,7 @@ function keyDigest (envKey: string): string {
 function encode (parts: readonly string[]): string {
   const s = parts.length === 1 ? parts[0]! : parts.join('\n')
   if (s.length <= MAX_IDENTITY_CHARS && !s.includes('{') && !s.includes('}') && !s.includes('\n')) return s
-  return '#' + createHash('sha256').update(s).digest('base64url').slice(0, 22)
+  return '#' + digest22(s)
 }
 
 export interface PlannedLimit {

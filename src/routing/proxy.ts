@@ -10,7 +10,7 @@ import { toGatewayError } from './upstreams.js'
 
 export const UPSTREAM_HEADER = 'x-flaggate-upstream'
 
-function elapsedMs (since: bigint): number {
+export function elapsedMs (since: bigint): number {
   return Number(process.hrtime.bigint() - since) / 1e6
 }
 

@@ -46,7 +46,7 @@ function bodyOf (r: LookupResult): string {
 }
 
 function statusOf (r: LookupResult): string {
-  return r.kind === 'unavailable' ? 'unavailable' : r.status
+  return r.kind === 'unavailable' || r.kind === 'pass' ? r.kind : r.status
 }
 
 const flush = async (): Promise<void> => { for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r)) }
