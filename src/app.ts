@@ -4,15 +4,13 @@
  * cache lookup → proxy. Health routes sit outside that scope, so no limit or upstream ever
  * touches /healthz.
  */
-import Fastify, { LogController, type FastifyReply, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyPluginAsync } from 'fastify'
-import replyFrom from '@fastify/reply-from'
+import Fastify, { LogController, type FastifyReply, type FastifyRequest, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyPluginAsync } from 'fastify'
 import type { Socket } from 'node:net'
 import type { Logger } from 'pino'
 import { ERRORS, GatewayError, errorBody } from './errors.js'
 import routing from './routing/plugin.js'
-import { proxyHandler, UPSTREAM_HEADER } from './routing/proxy.js'
+import { UPSTREAM_HEADER, type UpstreamClient } from './upstream/index.js'
 import type { PolicyStore } from './policy/store.js'
-import type { Upstreams } from './routing/upstreams.js'
 import type { Metrics } from './metrics/registry.js'
 import { createAccessLog } from './shared/access-log.js'
 
@@ -22,7 +20,8 @@ export interface RoomPlugin { plugin: FastifyPluginAsync<never>; opts: unknown }
 
 export interface PublicAppDeps {
   store: PolicyStore
-  upstreams: Upstreams
+  /** the upstream module: the proxy handler is its `forward` */
+  client: UpstreamClient
   metrics: Metrics
   logger: Logger
   lifecycle: Lifecycle
@@ -86,8 +85,9 @@ export async function buildPublicApp (deps: PublicAppDeps): Promise<FastifyInsta
   await app.register(async (scope) => {
     await scope.register(routing, { store: deps.store })
     for (const r of deps.rooms ?? []) await scope.register(r.plugin, r.opts as never)
-    await scope.register(replyFrom, { undici: deps.upstreams.agent as never, disableRequestLogging: true, disableCache: true })
     scope.addHook('onResponse', createAccessLog(deps.logger, deps.metrics))
+    const client = deps.client
+    const proxyHandler = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => await client.forward(request, reply)
     scope.route({ method: [...ALL_METHODS], url: '/*', handler: proxyHandler })
     scope.route({ method: [...ALL_METHODS], url: '/', handler: proxyHandler })
   })

@@ -8,7 +8,7 @@ import type { Logger } from 'pino'
 import { PolicyStore } from './policy/store.js'
 import { formatPolicyError } from './policy/load.js'
 import { createMetrics, type Metrics } from './metrics/registry.js'
-import { Upstreams } from './routing/upstreams.js'
+import { UpstreamClient } from './upstream/index.js'
 import { buildPublicApp, type Lifecycle, type RoomPlugin } from './app.js'
 import { buildAdminApp, type AdminExtension } from './admin/app.js'
 import { createLogger } from './shared/logger.js'
@@ -30,6 +30,8 @@ export interface Gateway {
   store: PolicyStore
   metrics: Metrics
   logger: Logger
+  /** the upstream module; a breaker sets `client.gate` */
+  client: UpstreamClient
   app: FastifyInstance
   admin: FastifyInstance
   /** http://host:port of the public listener */
@@ -53,8 +55,8 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   const logger = opts.logger ?? createLogger(env)
   const store = PolicyStore.open(opts.configPath, env)
   const metrics = createMetrics()
-  const upstreams = new Upstreams()
-  upstreams.configure(store.current)
+  const client = new UpstreamClient({ metrics, logger })
+  client.configure(store.current)
   const lifecycle: Lifecycle = { draining: false }
   const closers: Array<() => Promise<void> | void> = []
 
@@ -71,7 +73,7 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   // Rooms in hook order (STYLE.md 4.3): cache conditional 304 (onRequest) → rate limit
   // (onRequest) → cache lookup (preHandler) → proxy. The cache registers first so that a 304
   // from the cache costs no token.
-  const cache = createCacheRoom({ policy: () => store.current, upstreams, metrics, logger, ...(redis !== undefined ? { redis } : {}) })
+  const cache = createCacheRoom({ policy: () => store.current, client, metrics, logger, ...(redis !== undefined ? { redis } : {}) })
   rooms.push(cache.room)
   extraRoutes.push(cache.webhook)
   extensions.push(cache.admin)
@@ -83,7 +85,7 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   closers.push(() => rateLimit.close())
 
   store.on('reload', (policy, previous) => {
-    upstreams.configure(policy)
+    client.configure(policy)
     cache.reload(policy)
     metrics.policyReloads.inc({ result: 'ok' })
     logger.info({ version: policy.version, previous: previous.version, restartRequired: store.restartRequired }, 'policy reloaded')
@@ -94,7 +96,7 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   })
   const reload = (): ReturnType<PolicyStore['reload']> => store.reload()
 
-  const app = await buildPublicApp({ store, upstreams, metrics, logger, lifecycle, rooms, extraRoutes })
+  const app = await buildPublicApp({ store, client, metrics, logger, lifecycle, rooms, extraRoutes })
   const admin = await buildAdminApp({ store, metrics, logger, lifecycle, version: VERSION, extensions, reload })
 
   const p = store.current.data
@@ -107,7 +109,7 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
     await app.close().catch(() => {})
     await admin.close().catch(() => {})
     for (const c of closers.reverse()) await Promise.resolve(c()).catch(() => {})
-    await upstreams.close(true)
+    await client.close(true)
     throw err
   }
   if (opts.watch !== false) store.watch()
@@ -127,12 +129,12 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
         app.server.closeAllConnections()
       }
       for (const c of closers.reverse()) await c()
-      await upstreams.close(drained === 'timeout')
+      await client.close(drained === 'timeout')
       await admin.close()
       logger.flush()
     })()
     return await closing
   }
 
-  return { store, metrics, logger, app, admin, url: urlOf(app), adminUrl: urlOf(admin), lifecycle, reload, close }
+  return { store, metrics, logger, client, app, admin, url: urlOf(app), adminUrl: urlOf(admin), lifecycle, reload, close }
 }

@@ -10,20 +10,19 @@ import { cacheAdminExtension } from './admin.js'
 import webhooks, { type WebhookPluginOptions } from '../webhooks/plugin.js'
 import type { Metrics } from '../metrics/registry.js'
 import type { Policy } from '../policy/compile.js'
-import type { Upstreams } from '../routing/upstreams.js'
+import type { UpstreamClient } from '../upstream/index.js'
 import type { AdminExtension } from '../admin/app.js'
 import type { RoomPlugin } from '../app.js'
 
 export interface CacheRoomDeps {
   /** the policy in force (PolicyStore.current) */
   policy: () => Policy
-  upstreams: Pick<Upstreams, 'request'>
+  /** fills go through its `fetch`; its gate says when the breaker is open */
+  client: Pick<UpstreamClient, 'fetch' | 'gate'>
   metrics: Metrics
   logger: Logger
   /** the RedisStore when `store.redis` is configured: purges then reach every replica */
   redis?: PurgeBusRedis
-  breakerOpen?: CachePluginOptions['breakerOpen']
-  guard?: CachePluginOptions['guard']
   clock?: Clock
 }
 
@@ -60,10 +59,8 @@ export function createCacheRoom (deps: CacheRoomDeps): CacheRoom {
   bus.start()
   const pluginOpts: CachePluginOptions = {
     cache,
-    upstreams: deps.upstreams,
-    metrics,
-    ...(deps.breakerOpen !== undefined ? { breakerOpen: deps.breakerOpen } : {}),
-    ...(deps.guard !== undefined ? { guard: deps.guard } : {})
+    client: deps.client,
+    metrics
   }
   const webhookOpts: WebhookPluginOptions = { policy: deps.policy, purge: (t) => bus.purge(t), logger: log }
   return {

@@ -7,9 +7,11 @@
  *   shared upstream request for this key. Requests without X-Environment-Key are BYPASS: they go
  *   to the proxy untouched (Core answers them 403).
  *
- * The cache fetches documents itself (undici through {@link Upstreams.request}) rather than through
- * reply-from, so that one upstream answer can be given to every request waiting for it. Bodies are
- * sent as the stored Buffer: nothing is parsed or serialised on the hot path.
+ * The cache fetches documents itself (the upstream module's buffered `fetch`, through its gate)
+ * rather than streaming, so that one upstream answer can be given to every request waiting for it.
+ * The fill's headers come from an allow-list and the request's resolved state (upstream/headers.ts),
+ * never from the first client's raw header set. Bodies are sent as the stored Buffer: nothing is
+ * parsed or serialised on the hot path.
  *
  * `X-Flaggate-Upstream` is the upstream's name when this request waited on an upstream answer
  * (MISS), and `none` when the gateway answered from memory (HIT, STALE, UPDATING, 304).
@@ -17,9 +19,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { clientHasCurrent, TooLargeToCache, type CachedDocument, type DocumentCache, type Fill, type LookupResult, type UpstreamAnswer } from './core.js'
-import { removeHopByHop, upstreamRequestHeaders } from '../routing/headers.js'
-import { elapsedMs, UPSTREAM_HEADER } from '../routing/proxy.js'
-import { BodyTooLarge, type UpstreamResponse, type Upstreams } from '../routing/upstreams.js'
+import { BodyTooLarge, elapsedMs, fillRequestHeaders, responseHeaders, type UpstreamClient } from '../upstream/index.js'
 import type { Metrics } from '../metrics/registry.js'
 import type { RequestGateway } from '../shared/types.js'
 
@@ -27,23 +27,15 @@ export const CACHE_STATUS_HEADER = 'x-cache-status'
 
 export interface CachePluginOptions {
   cache: DocumentCache
-  upstreams: Pick<Upstreams, 'request'>
-  metrics?: Metrics
-  /** the upstream's breaker is open: serve stale within staleIfError and do not call it */
-  breakerOpen?: (upstream: string) => boolean
   /**
-   * Wraps each cache fill, so that the breaker counts its outcome and latency and `maxInFlight`
-   * applies to it; may throw (e.g. FLAGGATE_UPSTREAM_OVERLOADED), which counts as an upstream
-   * failure for staleIfError.
+   * Fills go through `client.fetch`, so the gate (breaker, `maxInFlight`) counts their outcome and
+   * may shed them (FLAGGATE_UPSTREAM_OVERLOADED, which counts as an upstream failure for
+   * staleIfError); while `client.gate.isOpen(upstream)`, stale is served within staleIfError and
+   * the upstream is not called.
    */
-  guard?: (upstream: string, routeName: string, run: () => Promise<UpstreamResponse>) => Promise<UpstreamResponse>
+  client: Pick<UpstreamClient, 'fetch' | 'gate'>
+  metrics?: Metrics
 }
-
-/**
- * Client headers that must not reach Core on a fill: the fill is shared by every waiter, so one
- * client's conditionals or ranges must not shape the answer the others get.
- */
-const PER_CLIENT_HEADERS = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range', 'range', 'cache-control', 'pragma'] as const
 /** Headers of a passed-through upstream answer that describe that one transfer, not the resource. */
 const TRANSFER_HEADERS = ['content-length', 'date'] as const
 
@@ -53,17 +45,15 @@ function singleHeader (v: string | string[] | undefined): string | undefined {
 
 
 function documentHeaders (doc: CachedDocument, status: string, freshForMs: number, upstream: string): Record<string, string> {
-  return {
-    ...doc.headers,
-    etag: doc.etag,
-    'last-modified': doc.lastModified,
-    // Core says no-store; on this route we say how long the copy is good for, and only for this
-    // client: the document belongs to its key
-    'cache-control': `private, max-age=${Math.floor(freshForMs / 1000)}`,
-    vary: 'X-Environment-Key',
-    [CACHE_STATUS_HEADER]: status,
-    [UPSTREAM_HEADER]: upstream
-  }
+  const h = responseHeaders(doc.headers, upstream) as Record<string, string>
+  h.etag = doc.etag
+  h['last-modified'] = doc.lastModified
+  // Core says no-store; on this route we say how long the copy is good for, and only for this
+  // client: the document belongs to its key
+  h['cache-control'] = `private, max-age=${Math.floor(freshForMs / 1000)}`
+  h.vary = 'X-Environment-Key'
+  h[CACHE_STATUS_HEADER] = status
+  return h
 }
 
 function isCacheable (request: FastifyRequest): RequestGateway | undefined {
@@ -74,7 +64,7 @@ function isCacheable (request: FastifyRequest): RequestGateway | undefined {
 }
 
 async function cachePlugin (app: FastifyInstance, opts: CachePluginOptions): Promise<void> {
-  const { cache, upstreams, metrics, breakerOpen, guard } = opts
+  const { cache, client, metrics } = opts
 
   app.addHook('onRequest', (request, reply, done) => {
     const gw = isCacheable(request)
@@ -112,7 +102,7 @@ async function cachePlugin (app: FastifyInstance, opts: CachePluginOptions): Pro
         envKey: gw.envKey,
         url: gw.upstreamUrl,
         rule,
-        breakerOpen: breakerOpen?.(gw.upstream) ?? false,
+        breakerOpen: client.gate.isOpen(gw.upstream),
         fill: fillFor(request, gw)
       })
     } catch (err) {
@@ -154,24 +144,17 @@ async function cachePlugin (app: FastifyInstance, opts: CachePluginOptions): Pro
   function fillFor (request: FastifyRequest, gw: RequestGateway): Fill {
     return async ({ ifModifiedSince }) => {
       const target = gw.policy.targets[gw.upstream]!
-      const headers = upstreamRequestHeaders(request, target.host)
-      for (const name of PER_CLIENT_HEADERS) delete headers[name]
+      const headers = fillRequestHeaders(request, target)
       // the stored bytes are served to every client, whatever encodings each accepts
       headers['accept-encoding'] = 'identity'
       if (ifModifiedSince !== undefined) headers['if-modified-since'] = ifModifiedSince
-      const run = async (): Promise<UpstreamResponse> => {
-        try {
-          return await upstreams.request({ origin: target.origin, path: gw.upstreamUrl, method: 'GET', headers, timeoutMs: target.timeoutMs, maxBodyBytes: gw.route!.cache!.maxEntrySize })
-        } catch (err) {
-          throw err instanceof BodyTooLarge ? new TooLargeToCache() : err
-        }
-      }
       const started = gw.upstreamStartedAt = process.hrtime.bigint()
       try {
-        return guard === undefined ? await run() : await guard(gw.upstream, gw.route!.name, run)
+        return await client.fetch({ upstream: gw.upstream, route: gw.route!.name, path: gw.upstreamUrl, method: 'GET', headers, timeoutMs: target.timeoutMs, maxBodyBytes: gw.route!.cache!.maxEntrySize })
+      } catch (err) {
+        throw err instanceof BodyTooLarge ? new TooLargeToCache() : err
       } finally {
         gw.upstreamMs = elapsedMs(started)
-        metrics?.upstreamDuration.observe({ upstream: gw.upstream, route: gw.route!.name }, gw.upstreamMs / 1000)
       }
     }
   }
@@ -187,12 +170,9 @@ function notModifiedHeaders (doc: CachedDocument, status: string, freshForMs: nu
 
 /** Replays an upstream answer that was not stored: status, headers and bytes as Core sent them. */
 function sendAnswer (reply: FastifyReply, answer: UpstreamAnswer, status: 'HIT' | 'MISS', upstream: string): void {
-  const headers: Record<string, string | string[] | undefined> = { ...answer.headers }
-  removeHopByHop(headers)
+  const headers = responseHeaders(answer.headers, upstream)
   for (const name of TRANSFER_HEADERS) delete headers[name]
   headers[CACHE_STATUS_HEADER] = status
-  headers[UPSTREAM_HEADER] = upstream
-  for (const name in headers) if (headers[name] === undefined) delete headers[name]
   void reply.code(answer.statusCode).headers(headers).send(answer.body)
 }
 

@@ -9,7 +9,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { matchRoute } from '../policy/compile.js'
 import type { PolicyStore } from '../policy/store.js'
 import { GatewayError } from '../errors.js'
-import { clientIp } from './client.js'
+import { clientChain } from './client.js'
 import type { RequestGateway } from '../shared/types.js'
 
 export interface RoutingOptions { store: PolicyStore }
@@ -26,18 +26,20 @@ async function routing (app: FastifyInstance, opts: RoutingOptions): Promise<voi
     const query = q === -1 ? '' : rawUrl.slice(q)
     const keyHeader = request.headers['x-environment-key']
     const envKey = typeof keyHeader === 'string' && keyHeader !== '' ? keyHeader : undefined
+    const chain = clientChain(request.socket.remoteAddress, request.headers['x-forwarded-for'], policy.trustedProxies)
     const gw: RequestGateway = request.gateway = {
       policy,
       route: undefined,
       upstream: 'none',
       upstreamUrl: '',
       envKey,
-      clientIp: clientIp(request.socket.remoteAddress, request.headers['x-forwarded-for'], policy.trustedProxies),
+      clientIp: chain[0]!,
       decision: 'allowed',
       cacheStatus: undefined,
       upstreamMs: undefined,
       limitedBy: undefined,
-      startedAt: process.hrtime.bigint()
+      startedAt: process.hrtime.bigint(),
+      forwardedFor: chain.length > 1 ? chain.join(', ') : undefined
     }
     // Core decodes the path before routing, so we match on the decoded form too: otherwise
     // `/api/v1/%66lags/` would reach Core's flags view under the default route's limits.

@@ -20,18 +20,11 @@ export function createAccessLog (logger: Logger, metrics: Metrics) {
   }
   // prom-client hashes a label object on every inc()/observe(); resolve each child once instead
   const requestCounters = new Map<string, { inc: () => void }>()
-  const durationHistograms = new Map<string, { observe: (v: number) => void }>()
   const countRequest = (route: string, decision: string, status: number): void => {
     const k = `${route}\n${decision}\n${status}`
     let c = requestCounters.get(k)
     if (c === undefined) { c = metrics.requests.labels(route, decision, String(status)); requestCounters.set(k, c) }
     c.inc()
-  }
-  const observeUpstream = (upstream: string, route: string, seconds: number): void => {
-    const k = `${upstream}\n${route}`
-    let h = durationHistograms.get(k)
-    if (h === undefined) { h = metrics.upstreamDuration.labels(upstream, route); durationHistograms.set(k, h) }
-    h.observe(seconds)
   }
   const loggableUrl = (url: string): string =>
     url.includes('/environments/') ? url.replace(ENV_IN_PATH, (_m, prefix: string, key: string) => prefix + redactMemo(key)) : url
@@ -43,10 +36,7 @@ export function createAccessLog (logger: Logger, metrics: Metrics) {
     const upstream = reply.getHeader('x-flaggate-upstream') ?? 'none'
     const totalMs = Number(process.hrtime.bigint() - gw.startedAt) / 1e6
     countRequest(routeName, gw.decision, status)
-    // cache fills observe their own latency (a background refresh has no response of its own)
-    if (gw.upstreamMs !== undefined && upstream !== 'none' && gw.cacheStatus === undefined) {
-      observeUpstream(String(upstream), routeName, gw.upstreamMs / 1000)
-    }
+    // the upstream latency is observed by the upstream module, once per attempt
     logger.info({
       reqId: request.id,
       route: routeName,

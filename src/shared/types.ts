@@ -30,6 +30,10 @@ export interface RequestGateway {
   startedAt: bigint
   /** hrtime when the upstream request started */
   upstreamStartedAt?: bigint
+  /** X-Forwarded-For as sent upstream when trusted proxies vouched for a chain (client first, peer last); unset means `clientIp` alone */
+  forwardedFor?: string | undefined
+  /** GET/HEAD only: where the upstream module retries once on a connection error, timeout or 5xx (set by edge routing) */
+  fallbackUpstream?: string
 }
 
 declare module 'fastify' {

@@ -1,0 +1,203 @@
+/**
+ * The only way to talk to an upstream (Core or Edge): `forward` streams a client's request and
+ * the answer back (the proxy), `fetch` makes a buffered request for the gateway's own use (cache
+ * fills, probes). Both go through the gate, apply the one header policy (headers.ts) and observe
+ * `flaggate_upstream_request_duration_seconds` once per attempt that got response headers.
+ *
+ * undici's `dispatcher.request()` directly rather than @fastify/reply-from: the header policy,
+ * the gate's exactly-once outcome and the fallback retry need the attempt in our hands, and
+ * reply-from's own retries and header defaults (a Content-Type on a bare POST, 503 retries) would
+ * each have to be switched off again.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { Logger } from 'pino'
+import type { Dispatcher } from 'undici'
+import { GatewayError } from '../errors.js'
+import type { Metrics } from '../metrics/registry.js'
+import type { Policy, UpstreamTarget } from '../policy/compile.js'
+import { OPEN_GATE, type Admission, type UpstreamGate } from './gate.js'
+import { BodyTooLarge, diedUnanswered, toGatewayError } from './errors.js'
+import { proxyRequestHeaders, responseHeaders, type HeaderSet } from './headers.js'
+import { Pools } from './pools.js'
+
+export interface UpstreamResponse { statusCode: number; headers: Record<string, string | string[] | undefined>; body: Buffer }
+
+export interface FetchRequest {
+  upstream: string
+  route: string
+  /** path and query as sent, base path included */
+  path: string
+  method: 'GET' | 'HEAD' | 'POST'
+  headers: Record<string, string>
+  /** default: the upstream's `timeout` */
+  timeoutMs?: number
+  body?: Buffer
+  /** past this many body bytes the request is abandoned with BodyTooLarge */
+  maxBodyBytes?: number
+}
+
+export function elapsedMs (since: bigint): number {
+  return Number(process.hrtime.bigint() - since) / 1e6
+}
+
+interface Answer { res: Dispatcher.ResponseData; upstream: string }
+
+function failure (ge: GatewayError, latencyMs: number): { kind: 'timeout' | 'unreachable'; latencyMs: number } {
+  return { kind: ge.code === 'FLAGGATE_UPSTREAM_TIMEOUT' ? 'timeout' : 'unreachable', latencyMs }
+}
+
+/** What the fallback retries: a connection error, a timeout or a 5xx; never a shed request. */
+function worthFallback (r: Answer | GatewayError): boolean {
+  if (r instanceof GatewayError) return r.code === 'FLAGGATE_UPSTREAM_TIMEOUT' || r.code === 'FLAGGATE_UPSTREAM_UNREACHABLE'
+  return r.res.statusCode >= 500
+}
+
+export class UpstreamClient {
+  /** settable after construction: the breaker room puts itself here */
+  gate: UpstreamGate
+  readonly #pools = new Pools()
+  readonly #metrics: Metrics
+  readonly #logger: Logger
+  #policy: Policy | undefined
+  // prom-client hashes a label object on every observe(); resolve each child once instead
+  readonly #histograms = new Map<string, { observe: (v: number) => void }>()
+
+  constructor (opts: { metrics: Metrics; logger: Logger; gate?: UpstreamGate }) {
+    this.#metrics = opts.metrics
+    this.#logger = opts.logger
+    this.gate = opts.gate ?? OPEN_GATE
+  }
+
+  /** Every (re)load, before the policy serves requests: pool sizes and TLS settings apply live. */
+  configure (policy: Policy): void {
+    this.#policy = policy
+    this.#pools.configure(policy)
+  }
+
+  /** The pool settings an origin gets (admin view, tests). */
+  poolSettings (origin: string): { connections: number; rejectUnauthorized: boolean } | undefined {
+    return this.#pools.settingsOf(origin)
+  }
+
+  #observe (upstream: string, route: string, ms: number): void {
+    const k = `${upstream}\n${route}`
+    let h = this.#histograms.get(k)
+    if (h === undefined) { h = this.#metrics.upstreamDuration.labels(upstream, route); this.#histograms.set(k, h) }
+    h.observe(ms / 1000)
+  }
+
+  async #request (origin: string, path: string, method: string, headers: HeaderSet, body: Buffer | undefined, timeoutMs: number): Promise<Dispatcher.ResponseData> {
+    const opts = { origin, path, method: method as Dispatcher.HttpMethod, headers, body, headersTimeout: timeoutMs, bodyTimeout: timeoutMs }
+    try {
+      return await this.#pools.dispatcher.request(opts)
+    } catch (err) {
+      // once, idempotent methods only, and only when nothing was answered (see errors.ts)
+      if ((method === 'GET' || method === 'HEAD') && diedUnanswered(err)) return await this.#pools.dispatcher.request(opts)
+      throw err
+    }
+  }
+
+  /** One gated attempt of a streamed request: an answer with its body unread, or the error to send. */
+  async #attempt (name: string, target: UpstreamTarget, route: string, method: string, path: string, headers: HeaderSet, body: Buffer | undefined, timeoutMs: number): Promise<Answer | GatewayError> {
+    const admission = this.gate.admit(name, route)
+    if (admission instanceof GatewayError) return admission
+    const t0 = process.hrtime.bigint()
+    let res: Dispatcher.ResponseData
+    try {
+      res = await this.#request(target.origin, path, method, headers, body, timeoutMs)
+    } catch (err) {
+      const ge = toGatewayError(err)
+      admission.finish(failure(ge, elapsedMs(t0)))
+      return ge
+    }
+    const latencyMs = elapsedMs(t0)
+    admission.finish({ kind: 'response', status: res.statusCode, latencyMs })
+    this.#observe(name, route, latencyMs)
+    return { res, upstream: name }
+  }
+
+  /**
+   * Streams the client's request to `gw.upstream` and the answer to the client. With
+   * `gw.fallbackUpstream` set, a GET or HEAD whose first attempt failed (connection error, timeout,
+   * 5xx) is sent once to the fallback, within what is left of the time budget: the timeout of the
+   * route's own upstream, counted from the first attempt. Other methods are never retried.
+   */
+  async forward (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+    const gw = request.gateway
+    const route = gw.route?.name ?? 'none'
+    const method = request.method
+    const body = Buffer.isBuffer(request.body) && request.body.length > 0 ? request.body : undefined
+    const first = gw.policy.targets[gw.upstream]
+    if (first === undefined) throw new GatewayError('FLAGGATE_UPSTREAM_UNREACHABLE', `No upstream named '${gw.upstream}' in the policy.`)
+    const started = gw.upstreamStartedAt = process.hrtime.bigint()
+    let result = await this.#attempt(gw.upstream, first, route, method, gw.upstreamUrl, proxyRequestHeaders(request, first), body, first.timeoutMs)
+
+    const fallback = gw.fallbackUpstream
+    if (fallback !== undefined && fallback !== gw.upstream && (method === 'GET' || method === 'HEAD') && worthFallback(result)) {
+      const target = gw.policy.targets[fallback]
+      const budgetMs = gw.policy.targets[gw.route?.upstream ?? fallback]?.timeoutMs ?? first.timeoutMs
+      const remainingMs = Math.floor(budgetMs - elapsedMs(started))
+      if (target !== undefined && remainingMs >= 1) {
+        // the first answer is not sent: drop its body so its socket goes back to the pool
+        if (!(result instanceof GatewayError)) await result.res.body.dump().catch(() => {})
+        this.#logger.debug({ route, from: gw.upstream, to: fallback, status: result instanceof GatewayError ? result.code : (result as Answer).res.statusCode }, 'upstream fallback')
+        const path = target.basePath + gw.upstreamUrl.slice(first.basePath.length)
+        result = await this.#attempt(fallback, target, route, method, path, proxyRequestHeaders(request, target), body, Math.min(target.timeoutMs, remainingMs))
+      }
+    }
+    gw.upstreamMs = elapsedMs(started)
+    if (result instanceof GatewayError) throw result
+    return reply.code(result.res.statusCode).headers(responseHeaders(result.res.headers, result.upstream)).send(result.res.body)
+  }
+
+  /**
+   * A buffered request for the gateway's own use. Errors come back as GatewayError 502/504 (or the
+   * gate's 503), never as raw socket errors; a body past `maxBodyBytes` is abandoned with
+   * BodyTooLarge (read no further: the caller streams instead, memory stays bounded).
+   */
+  async fetch (req: FetchRequest): Promise<UpstreamResponse> {
+    const target = this.#policy?.targets[req.upstream]
+    if (target === undefined) throw new GatewayError('FLAGGATE_UPSTREAM_UNREACHABLE', `No upstream named '${req.upstream}' in the policy.`)
+    const admission: Admission | GatewayError = this.gate.admit(req.upstream, req.route)
+    if (admission instanceof GatewayError) throw admission
+    const t0 = process.hrtime.bigint()
+    let res: Dispatcher.ResponseData
+    try {
+      res = await this.#request(target.origin, req.path, req.method, req.headers, req.body, req.timeoutMs ?? target.timeoutMs)
+    } catch (err) {
+      const ge = toGatewayError(err)
+      admission.finish(failure(ge, elapsedMs(t0)))
+      throw ge
+    }
+    const latencyMs = elapsedMs(t0)
+    this.#observe(req.upstream, req.route, latencyMs)
+    try {
+      const body = await readBody(res, req.maxBodyBytes ?? Infinity)
+      admission.finish({ kind: 'response', status: res.statusCode, latencyMs })
+      return { statusCode: res.statusCode, headers: res.headers, body }
+    } catch (err) {
+      if (err instanceof BodyTooLarge) { admission.finish({ kind: 'abandoned' }); throw err }
+      const ge = toGatewayError(err)
+      admission.finish(failure(ge, elapsedMs(t0)))
+      throw ge
+    }
+  }
+
+  /** Graceful when `force` is false; past the shutdown deadline, hung upstream requests are cut. */
+  async close (force = false): Promise<void> { await this.#pools.close(force) }
+}
+
+async function readBody (res: Dispatcher.ResponseData, max: number): Promise<Buffer> {
+  // abandoning the body aborts the request, which the stream reports as an error: expected
+  const abandon = (bytes: number): never => { res.body.on('error', () => {}); res.body.destroy(); throw new BodyTooLarge(bytes) }
+  const declared = Number(res.headers['content-length'])
+  if (declared > max) abandon(declared)
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const chunk of res.body) {
+    size += (chunk as Buffer).length
+    if (size > max) abandon(size)
+    chunks.push(chunk as Buffer)
+  }
+  return Buffer.concat(chunks, size)
+}

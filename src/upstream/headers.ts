@@ -1,0 +1,140 @@
+/**
+ * The one header policy, both directions (SPEC section 3), for the proxy and the cache alike:
+ *
+ * - hop-by-hop headers (RFC 9110 7.6.1) and the headers a `Connection` header names are removed
+ *   both ways, except that a client's `Connection` can never remove a header the gateway keys on
+ *   (X-Environment-Key, Host, any `header:<Name>` limit dimension): what the limiter and the cache
+ *   saw is what Core sees;
+ * - forwarding headers are built from the resolved client address only: X-Forwarded-For is the
+ *   chain the trusted proxies vouch for (routing's `forwardedFor`), X-Real-IP is the client IP,
+ *   and the other client-IP headers are dropped unless the peer is a trusted proxy;
+ * - nothing is added to a request that the client did not send (no Content-Type on a bare POST);
+ * - every answer names the upstream that gave it in X-Flaggate-Upstream.
+ */
+import type { FastifyRequest } from 'fastify'
+import type { IncomingHttpHeaders } from 'node:http'
+import type { Policy, UpstreamTarget } from '../policy/compile.js'
+import type { RequestGateway } from '../shared/types.js'
+
+export const UPSTREAM_HEADER = 'x-flaggate-upstream'
+export const VIA = '1.1 flaggate'
+
+export type HeaderSet = Record<string, string | string[]>
+
+const HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authorization', 'proxy-authenticate'])
+
+/** Headers that name the client's address: believed only from a trusted proxy. */
+const CLIENT_IP_HEADERS: ReadonlySet<string> = new Set(['forwarded', 'x-real-ip', 'true-client-ip', 'x-client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-cluster-client-ip'])
+
+/** What the gateway sets itself; a client's value never passes. */
+const SET_BY_GATEWAY: ReadonlySet<string> = new Set(['host', 'content-length', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'via', 'x-real-ip'])
+
+/** Request headers a cache fill carries: the fill is shared, so nothing that shapes one client's answer. */
+const FILL_ALLOW = ['accept', 'accept-language', 'user-agent'] as const
+
+const keyedOn = new WeakMap<Policy, ReadonlySet<string>>()
+
+/** Headers the gateway keys on under this policy; a `Connection` token never removes them. */
+export function keyedHeaders (policy: Policy): ReadonlySet<string> {
+  let set = keyedOn.get(policy)
+  if (set !== undefined) return set
+  const names = new Set(['x-environment-key', 'host'])
+  const add = (by: readonly string[]): void => { for (const d of by) if (d.startsWith('header:')) names.add(d.slice(7)) }
+  for (const r of policy.routes) for (const l of r.limits) add(l.by)
+  for (const list of policy.overrides.values()) for (const o of list) for (const l of o.limits) add(l.by)
+  keyedOn.set(policy, set = names)
+  return set
+}
+
+function connectionTokens (value: string | string[] | undefined): string[] | undefined {
+  if (value === undefined) return undefined
+  const text = Array.isArray(value) ? value.join(',') : value
+  const out: string[] = []
+  for (const t of text.split(',')) { const n = t.trim().toLowerCase(); if (n !== '') out.push(n) }
+  return out
+}
+
+export function peerIsTrusted (request: FastifyRequest): boolean {
+  const trusted = request.gateway.policy.trustedProxies
+  return trusted.size > 0 && trusted.has(request.socket.remoteAddress ?? '')
+}
+
+function single (v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v
+}
+
+/** X-Forwarded-*, X-Real-IP and Via, from the resolved client address and the trusted peer only. */
+function addForwarding (out: HeaderSet, request: FastifyRequest, gw: RequestGateway, trusted: boolean): void {
+  const src = request.headers
+  out['x-forwarded-for'] = gw.forwardedFor ?? gw.clientIp
+  out['x-real-ip'] = gw.clientIp
+  const proto = single(src['x-forwarded-proto'])
+  out['x-forwarded-proto'] = trusted && proto !== undefined && proto !== '' ? proto : 'http'
+  const host = single(src['x-forwarded-host'])
+  out['x-forwarded-host'] = trusted && host !== undefined && host !== '' ? host : (src.host ?? '')
+  const via = src.via
+  const prior = Array.isArray(via) ? via.join(', ') : via
+  out.via = prior !== undefined && prior !== '' ? `${prior}, ${VIA}` : VIA
+}
+
+/**
+ * The headers of a proxied request: the client's, minus hop-by-hop and connection-listed ones,
+ * minus what the gateway sets itself, plus forwarding headers. Content-Length is left to undici,
+ * which sets it from the body it sends.
+ */
+export function proxyRequestHeaders (request: FastifyRequest, target: UpstreamTarget): HeaderSet {
+  const gw = request.gateway
+  const src = request.headers
+  const trusted = peerIsTrusted(request)
+  const out: HeaderSet = {}
+  for (const name in src) {
+    if (HOP_BY_HOP.has(name) || SET_BY_GATEWAY.has(name) || (!trusted && CLIENT_IP_HEADERS.has(name))) continue
+    const v = src[name]
+    if (v !== undefined) out[name] = v
+  }
+  const listed = connectionTokens(src.connection)
+  if (listed !== undefined) {
+    const keyed = keyedHeaders(gw.policy)
+    for (const n of listed) if (!keyed.has(n)) delete out[n]
+  }
+  out.host = target.host
+  addForwarding(out, request, gw, trusted)
+  return out
+}
+
+/**
+ * The headers of a cache fill, from an allow-list: the key from the request's resolved state
+ * (never the raw header set, which the first client could have shaped), forwarding headers from
+ * the resolved client address.
+ */
+export function fillRequestHeaders (request: FastifyRequest, target: UpstreamTarget): Record<string, string> {
+  const gw = request.gateway
+  const src = request.headers
+  const out: HeaderSet = {}
+  for (const name of FILL_ALLOW) {
+    const v = src[name]
+    if (v !== undefined) out[name] = Array.isArray(v) ? v.join(', ') : v
+  }
+  if (gw.envKey !== undefined) out['x-environment-key'] = gw.envKey
+  out.host = target.host
+  addForwarding(out, request, gw, peerIsTrusted(request))
+  return out as Record<string, string>
+}
+
+/**
+ * An upstream answer's headers as they go to the client: hop-by-hop and connection-listed ones
+ * removed (an upstream's `Connection: close` must not close the client's connection), and
+ * X-Flaggate-Upstream naming the upstream that answered.
+ */
+export function responseHeaders (src: IncomingHttpHeaders | Readonly<Record<string, string | string[] | undefined>>, upstream: string): HeaderSet {
+  const out: HeaderSet = {}
+  for (const name in src) {
+    if (HOP_BY_HOP.has(name)) continue
+    const v = src[name]
+    if (v !== undefined) out[name] = v
+  }
+  const listed = connectionTokens(src.connection)
+  if (listed !== undefined) for (const n of listed) delete out[n]
+  out[UPSTREAM_HEADER] = upstream
+  return out
+}
