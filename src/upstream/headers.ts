@@ -26,8 +26,11 @@ const HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'pr
 /** Headers that name the client's address: believed only from a trusted proxy. */
 const CLIENT_IP_HEADERS: ReadonlySet<string> = new Set(['forwarded', 'x-real-ip', 'true-client-ip', 'x-client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-cluster-client-ip'])
 
-/** What the gateway sets itself; a client's value never passes. */
-const SET_BY_GATEWAY: ReadonlySet<string> = new Set(['host', 'content-length', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'via', 'x-real-ip'])
+/**
+ * What the gateway sets itself; a client's value never passes. `Expect: 100-continue` was
+ * answered by the gateway's own HTTP server (and undici refuses to send it).
+ */
+const SET_BY_GATEWAY: ReadonlySet<string> = new Set(['host', 'content-length', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'via', 'x-real-ip', 'expect'])
 
 /** Request headers a cache fill carries: the fill is shared, so nothing that shapes one client's answer. */
 const FILL_ALLOW = ['accept', 'accept-language', 'user-agent'] as const

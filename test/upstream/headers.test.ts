@@ -102,6 +102,14 @@ describe('requests reach Core as sent', () => {
     expect(call.headers['content-length']).toBe('12')
   })
 
+  it('a POST with Expect: 100-continue is answered by the gateway and reaches Core without it', async () => {
+    const body = 'x'.repeat(2048)
+    const r = await raw(gw.url, '/api/v1/traits/', { method: 'POST', body, headers: { expect: '100-continue', 'content-type': 'application/json', 'content-length': String(body.length) } })
+    expect(r.status).toBe(200)
+    expect(up.calls[0]!.headers.expect).toBeUndefined()
+    expect(up.calls[0]!.body.toString()).toBe(body)
+  })
+
   it('body bytes and the query string go upstream byte for byte', async () => {
     const body = Buffer.from([0x00, 0xff, 0x7b, 0x0a, 0xfe])
     const query = "?a=%2F&b='c'&c=%E2%9C%93&&d"
