@@ -3,9 +3,9 @@
  * `flaggate <command>` (SPEC section 1). Operator commands talk to the admin API; `serve` is the
  * only one that touches process signals.
  */
-import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { loadPolicy, formatPolicyError } from './policy/load.js'
+import { formatPolicyError } from './policy/load.js'
+import { loadPolicyFile } from './policy/file.js'
 import { matchRoute } from './policy/compile.js'
 import { describeLimits } from './rate-limit/core.js'
 import { PolicyInvalidError } from './policy/load.js'
@@ -56,9 +56,8 @@ async function serve (argv: string[]): Promise<void> {
 function validate (argv: string[]): void {
   const file = argv[0]
   if (file === undefined) fail('validate needs a FILE\n' + USAGE)
-  let text: string
-  try { text = readFileSync(file, 'utf8') } catch (err) { fail(`cannot read ${file}: ${(err as Error).message}`, 1) }
-  const result = loadPolicy(file, text, process.env)
+  // total (policy/file.ts): every outcome is a verdict, printed as FILE:LINE:COL lines
+  const result = loadPolicyFile(file, file, process.env)
   if (!result.ok) {
     for (const e of result.errors) process.stderr.write(formatPolicyError(e) + '\n')
     process.stderr.write(`${file}: ${result.errors.length} error${result.errors.length === 1 ? '' : 's'}\n`)
@@ -71,7 +70,7 @@ function explain (argv: string[]): void {
   const { values } = parseArgs({ args: argv, options: { config: { type: 'string' }, key: { type: 'string' }, path: { type: 'string' }, method: { type: 'string' }, ip: { type: 'string' } }, strict: true })
   const file = values.config ?? process.env.FLAGGATE_CONFIG ?? 'config/gateway.yaml'
   if (values.path === undefined) fail('explain needs --path PATH')
-  const result = loadPolicy(file, readFileSync(file, 'utf8'), process.env)
+  const result = loadPolicyFile(file, file, process.env)
   if (!result.ok) { for (const e of result.errors) process.stderr.write(formatPolicyError(e) + '\n'); process.exit(1) }
   const policy = result.policy
   const method = (values.method ?? 'GET').toUpperCase()
