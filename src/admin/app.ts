@@ -76,13 +76,10 @@ export async function buildAdminApp (deps: AdminDeps): Promise<FastifyInstance> 
           loadedAt: p.loadedAt,
           lastError: last === null ? null : { at: last.at, errors: last.errors.map(formatPolicyError) },
           restartRequired: deps.store.restartRequired
-        },
-        store: { kind: 'memory', healthy: true },
-        breakers: {},
-        cache: { entries: 0, bytes: 0, hits: 0, misses: 0 },
-        probes: [],
-        blocks: 0
+        }
       }
+      // Every other section comes from a part that exists (store, cache, ...): no placeholders,
+      // so a status never shows a breaker or a block count that nothing computes.
       for (const ext of deps.extensions ?? []) if (ext.status !== undefined) Object.assign(body, await ext.status())
       return body
     })
