@@ -18,7 +18,7 @@ const USAGE = `usage: flaggate <command> [options]
   explain --config FILE --key KEY --path PATH [--method M] [--ip IP]
                                               which route, upstream, limits and cache rule apply
   status                                      breakers, store, cache and policy of a running gateway
-  purge [--key KEY]                           drop cached environment documents (one key, or all)
+  purge [--key KEY] [--reason TEXT]           drop cached environment documents (one key, or all)
 
 Operator commands use --admin URL (default $FLAGGATE_ADMIN_URL or http://127.0.0.1:8081)
 and the token in $FLAGGATE_ADMIN_TOKEN.`
@@ -104,11 +104,13 @@ function explain (argv: string[]): void {
 }
 
 async function adminCall (argv: string[], method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
-  const { values } = parseArgs({ args: argv, options: { admin: { type: 'string' }, key: { type: 'string' } }, strict: false })
+  const { values } = parseArgs({ args: argv, options: { admin: { type: 'string' }, key: { type: 'string' }, reason: { type: 'string' } }, strict: false })
   const base = (values.admin as string | undefined) ?? process.env.FLAGGATE_ADMIN_URL ?? 'http://127.0.0.1:8081'
   const headers: Record<string, string> = {}
   if (process.env.FLAGGATE_ADMIN_TOKEN !== undefined && process.env.FLAGGATE_ADMIN_TOKEN !== '') headers.authorization = `Bearer ${process.env.FLAGGATE_ADMIN_TOKEN}`
   if (body !== undefined) headers['content-type'] = 'application/json'
+  // the "why" of the admin API's audit log line
+  if (typeof values.reason === 'string') headers['x-flaggate-reason'] = values.reason
   let res: Response
   try {
     res = await fetch(new URL(path, base), { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(5000) })
@@ -128,7 +130,7 @@ async function status (argv: string[]): Promise<void> {
 }
 
 async function purge (argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { admin: { type: 'string' }, key: { type: 'string' } }, strict: true })
+  const { values } = parseArgs({ args: argv, options: { admin: { type: 'string' }, key: { type: 'string' }, reason: { type: 'string' } }, strict: true })
   const r = await adminCall(argv, 'POST', '/admin/cache/purge', values.key === undefined ? {} : { key: values.key })
   if (r.status !== 200) fail(`admin API answered ${r.status}: ${JSON.stringify(r.json)}`, 1)
   process.stdout.write(`purged ${(r.json as { purged: number }).purged} cached document(s)${values.key === undefined ? '' : ' for that key'} on every replica\n`)
