@@ -101,6 +101,11 @@ export type PurgeTarget =
   | { all: true }
   /** every document of this environment key (all paths and pages) */
   | { key: string }
+  /**
+   * the same, naming the key by {@link keyDigestOf}: how a key purge travels between replicas, so
+   * Redis pub/sub never carries an environment key in clear
+   */
+  | { keyDigest: string }
   /** every document whose `id` is this environment id */
   | { envId: number }
   | { projectId: number }
@@ -198,9 +203,20 @@ function entrySize (doc: CachedDocument, key: string): number {
   return Math.max(1, n)
 }
 
-function matches (target: PurgeTarget, envKey: string, doc: CachedDocument | undefined): boolean {
+/** sha256 of an environment key, base64url: names a key on the purge bus without revealing it */
+export function keyDigestOf (envKey: string): string {
+  return createHash('sha256').update(envKey).digest('base64url')
+}
+
+/** `digests` memoises keyDigestOf over one purge, where many entries share a key */
+function matches (target: PurgeTarget, envKey: string, doc: CachedDocument | undefined, digests?: Map<string, string>): boolean {
   if ('all' in target) return true
   if ('key' in target) return target.key === envKey
+  if ('keyDigest' in target) {
+    let d = digests?.get(envKey)
+    if (d === undefined) { d = keyDigestOf(envKey); digests?.set(envKey, d) }
+    return d === target.keyDigest
+  }
   if ('envId' in target) return doc?.envId === target.envId
   return doc?.projectId === target.projectId
 }
@@ -400,12 +416,17 @@ export class DocumentCache {
       // forEach also visits entries whose refresh is in flight (their stale value); fills for
       // cold keys in flight are caught by the purge log when they complete
       const doomed: string[] = []
-      this.#lru.forEach((doc, key) => { if (matches(target, doc.envKey, doc)) doomed.push(key) })
+      const digests = new Map<string, string>()
+      this.#lru.forEach((doc, key) => { if (matches(target, doc.envKey, doc, digests)) doomed.push(key) })
       for (const key of doomed) if (this.#lru.delete(key)) n++
       if ('key' in target) {
         const prefix = `${target.key}\n`
         const neg: string[] = []
         for (const k of this.#negative.keys()) if (k.startsWith(prefix)) neg.push(k)
+        for (const k of neg) if (this.#negative.delete(k)) n++
+      } else if ('keyDigest' in target) {
+        const neg: string[] = []
+        for (const k of this.#negative.keys()) if (matches(target, k.slice(0, k.indexOf('\n')), undefined, digests)) neg.push(k)
         for (const k of neg) if (this.#negative.delete(k)) n++
       }
     }
