@@ -40,6 +40,8 @@ async function serve (argv: string[]): Promise<void> {
     fail(`cannot start: ${(err as Error).message}`, 1)
   }
   gw.logger.info({ url: gw.url, admin: gw.adminUrl, policy: gw.store.current.version }, 'flaggate serving')
+  // Not close-with-grace: its defaults treat SIGHUP (our reload) as a shutdown, and gw.close()
+  // already bounds the drain by server.shutdownTimeout; a crash exits non-zero for the supervisor.
   let stopping = false
   const stop = (signal: string) => {
     if (stopping) return

@@ -1,6 +1,10 @@
 /**
  * The one table of answers the gateway gives on its own behalf (SPEC section 3). A test checks
  * that README.md lists every code here.
+ *
+ * Not @fastify/error: it makes one Error class per code from a message template, while what we
+ * need is this table (status, reason phrase, default message) and one wire-body writer for it;
+ * GatewayError already carries code, status and headers, so it would add a dependency, not remove code.
  */
 export const ERRORS = {
   FLAGGATE_RATE_LIMITED: { status: 429, error: 'Too Many Requests', message: 'Rate limit exceeded; retry after the number of seconds in Retry-After.' },
