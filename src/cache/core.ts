@@ -225,8 +225,8 @@ function matches (target: PurgeTarget, envKey: string, doc: CachedDocument | und
  * Does the client's copy match? If-None-Match wins over If-Modified-Since (RFC 9110 13.1.3);
  * entity tags compare weakly, as RFC 9110 13.1.2 requires for If-None-Match.
  * Not `fresh`: it wants a response-headers object built per request and re-parses Last-Modified,
- * where we hold the validators precomputed; and it answers 200 to `Cache-Control: no-cache`,
- * which for a gateway-owned cache would send every such client's revalidation to Core.
+ * where we hold the validators precomputed; and it says "not fresh" to any `Cache-Control:
+ * no-cache` request, turning a 304 that our own cache can vouch for into the whole document.
  */
 export function clientHasCurrent (doc: CachedDocument, ifNoneMatch: string | undefined, ifModifiedSince: string | undefined): boolean {
   if (ifNoneMatch !== undefined) {
