@@ -16,9 +16,7 @@
  */
 import { createHash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
-
-export interface Clock { now (): number }
-export const systemClock: Clock = { now: () => Date.now() }
+import { systemClock, type Clock } from '../shared/clock.js'
 
 /** A route's `cache` rule, already in ms and bytes (policy/schema.ts). */
 export interface CacheRule {
@@ -264,7 +262,7 @@ export class DocumentCache {
       max: opts.negativeMaxEntries ?? DEFAULT_NEGATIVE_MAX_ENTRIES,
       ttl: opts.negativeTtlMs ?? DEFAULT_NEGATIVE_TTL_MS,
       ttlResolution: 0,
-      perf: this.#clock
+      perf: { now: this.#clock }
     })
   }
 
@@ -275,7 +273,7 @@ export class DocumentCache {
       sizeCalculation: entrySize,
       // our fake clock drives expiry too; ttlResolution 0 because its cached "now" would go
       // stale across clock steps in tests
-      perf: this.#clock,
+      perf: { now: this.#clock },
       ttlResolution: 0,
       // a failed refresh keeps the stale entry: stale-if-error is decided per request, in lookup()
       noDeleteOnFetchRejection: true,
@@ -322,7 +320,7 @@ export class DocumentCache {
   notModified (envKey: string, url: string, rule: CacheRule, ifNoneMatch: string | undefined, ifModifiedSince: string | undefined): { document: CachedDocument; freshForMs: number } | undefined {
     const doc = this.#lru.get(cacheKey(envKey, url))
     if (doc === undefined) return undefined
-    const age = this.#clock.now() - doc.storedAt
+    const age = this.#clock() - doc.storedAt
     if (age >= rule.ttl || !clientHasCurrent(doc, ifNoneMatch, ifModifiedSince)) return undefined
     this.#count('hit')
     return { document: doc, freshForMs: rule.ttl - age }
@@ -342,7 +340,7 @@ export class DocumentCache {
     }
 
     const key = cacheKey(envKey, url)
-    const now = this.#clock.now()
+    const now = this.#clock()
     let doc = this.#lru.get(key)
     if (doc !== undefined && now - doc.storedAt >= lifetimeOf(rule)) doc = undefined
     if (doc !== undefined) {
@@ -375,7 +373,7 @@ export class DocumentCache {
       if (upstreamFailure) {
         // re-read: a purge during the fill removed the entry, and a purged document is not served
         const current = this.#lru.peek(key, { allowStale: true })
-        const t = this.#clock.now()
+        const t = this.#clock()
         if (current !== undefined && t - current.storedAt < rule.ttl + rule.staleIfError) {
           this.#count('stale')
           return { kind: 'document', status: 'STALE', document: current, freshForMs: 0 }
@@ -391,7 +389,7 @@ export class DocumentCache {
     /* c8 ignore next 2 -- lru-cache only resolves undefined for options we never set */
     if (fetched === undefined) throw new Error('document cache: fill resolved nothing')
     this.#count('miss')
-    return { kind: 'document', status: 'MISS', document: fetched, freshForMs: Math.max(0, rule.ttl - (this.#clock.now() - fetched.storedAt)) }
+    return { kind: 'document', status: 'MISS', document: fetched, freshForMs: Math.max(0, rule.ttl - (this.#clock() - fetched.storedAt)) }
   }
 
   #staleOrUnavailable (doc: CachedDocument, rule: CacheRule, now: number): LookupResult {
@@ -404,7 +402,7 @@ export class DocumentCache {
 
   /** Drops documents (and remembered 403s) on this replica; returns how many went. */
   purge (target: PurgeTarget): number {
-    const now = this.#clock.now()
+    const now = this.#clock()
     this.#purgeGen++
     this.#purgeLog.push({ gen: this.#purgeGen, at: now, target })
     if (this.#purgeLog.length > PURGE_LOG_MAX) this.#purgeLog.splice(0, this.#purgeLog.length - PURGE_LOG_MAX)
@@ -463,9 +461,9 @@ export class DocumentCache {
     const { fill, rule } = context
     const gen = this.#purgeGen
     const envKey = key.slice(0, key.indexOf('\n'))
-    const conditional = stale?.upstreamLastModified !== undefined && this.#clock.now() >= stale.unconditionalUntil
+    const conditional = stale?.upstreamLastModified !== undefined && this.#clock() >= stale.unconditionalUntil
     const answer = await fill(conditional ? { ifModifiedSince: stale.upstreamLastModified } : {})
-    const now = this.#clock.now()
+    const now = this.#clock()
     // not aborted ⇒ the slot still holds this fill (a purge, eviction or set would have aborted it)
     const ownsSlot = !signal.aborted
     options.ttl = lifetimeOf(rule)
