@@ -65,7 +65,7 @@ export class PolicyStore extends EventEmitter<PolicyStoreEvents> {
     // of the bound address: a reload must not turn auth off on a public admin port.
     const bound = this.#boot.data.admin.listen.host
     if (result.policy.data.admin.token === undefined && !LOOPBACK.has(bound)) {
-      return this.#fail([{ file: basename(this.file), line: 0, col: 0, path: 'admin.token', message: `the admin API is bound to non-loopback ${bound} until a restart, so admin.token stays required` }])
+      return this.#fail([{ file: basename(this.file), line: 1, col: 1, path: 'admin.token', message: `the admin API is bound to non-loopback ${bound} until a restart, so admin.token stays required` }])
     }
     const previous = this.#current
     this.#lastError = null
