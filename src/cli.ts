@@ -3,9 +3,9 @@
  * `flaggate <command>` (SPEC section 1). Operator commands talk to the admin API; `serve` is the
  * only one that touches process signals.
  */
-import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { loadPolicy, formatPolicyError } from './policy/load.js'
+import { formatPolicyError } from './policy/load.js'
+import { loadPolicyFile } from './policy/file.js'
 import { matchRoute } from './policy/compile.js'
 import { describeLimits } from './rate-limit/core.js'
 import { PolicyInvalidError } from './policy/load.js'
@@ -18,7 +18,7 @@ const USAGE = `usage: flaggate <command> [options]
   explain --config FILE --key KEY --path PATH [--method M] [--ip IP]
                                               which route, upstream, limits and cache rule apply
   status                                      breakers, store, cache and policy of a running gateway
-  purge [--key KEY]                           drop cached environment documents (one key, or all)
+  purge [--key KEY] [--reason TEXT]           drop cached environment documents (one key, or all)
 
 Operator commands use --admin URL (default $FLAGGATE_ADMIN_URL or http://127.0.0.1:8081)
 and the token in $FLAGGATE_ADMIN_TOKEN.`
@@ -40,6 +40,8 @@ async function serve (argv: string[]): Promise<void> {
     fail(`cannot start: ${(err as Error).message}`, 1)
   }
   gw.logger.info({ url: gw.url, admin: gw.adminUrl, policy: gw.store.current.version }, 'flaggate serving')
+  // Not close-with-grace: its defaults treat SIGHUP (our reload) as a shutdown, and gw.close()
+  // already bounds the drain by server.shutdownTimeout; a crash exits non-zero for the supervisor.
   let stopping = false
   const stop = (signal: string) => {
     if (stopping) return
@@ -56,9 +58,8 @@ async function serve (argv: string[]): Promise<void> {
 function validate (argv: string[]): void {
   const file = argv[0]
   if (file === undefined) fail('validate needs a FILE\n' + USAGE)
-  let text: string
-  try { text = readFileSync(file, 'utf8') } catch (err) { fail(`cannot read ${file}: ${(err as Error).message}`, 1) }
-  const result = loadPolicy(file, text, process.env)
+  // total (policy/file.ts): every outcome is a verdict, printed as FILE:LINE:COL lines
+  const result = loadPolicyFile(file, file, process.env)
   if (!result.ok) {
     for (const e of result.errors) process.stderr.write(formatPolicyError(e) + '\n')
     process.stderr.write(`${file}: ${result.errors.length} error${result.errors.length === 1 ? '' : 's'}\n`)
@@ -71,7 +72,7 @@ function explain (argv: string[]): void {
   const { values } = parseArgs({ args: argv, options: { config: { type: 'string' }, key: { type: 'string' }, path: { type: 'string' }, method: { type: 'string' }, ip: { type: 'string' } }, strict: true })
   const file = values.config ?? process.env.FLAGGATE_CONFIG ?? 'config/gateway.yaml'
   if (values.path === undefined) fail('explain needs --path PATH')
-  const result = loadPolicy(file, readFileSync(file, 'utf8'), process.env)
+  const result = loadPolicyFile(file, file, process.env)
   if (!result.ok) { for (const e of result.errors) process.stderr.write(formatPolicyError(e) + '\n'); process.exit(1) }
   const policy = result.policy
   const method = (values.method ?? 'GET').toUpperCase()
@@ -105,11 +106,13 @@ function explain (argv: string[]): void {
 }
 
 async function adminCall (argv: string[], method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
-  const { values } = parseArgs({ args: argv, options: { admin: { type: 'string' }, key: { type: 'string' } }, strict: false })
+  const { values } = parseArgs({ args: argv, options: { admin: { type: 'string' }, key: { type: 'string' }, reason: { type: 'string' } }, strict: false })
   const base = (values.admin as string | undefined) ?? process.env.FLAGGATE_ADMIN_URL ?? 'http://127.0.0.1:8081'
   const headers: Record<string, string> = {}
   if (process.env.FLAGGATE_ADMIN_TOKEN !== undefined && process.env.FLAGGATE_ADMIN_TOKEN !== '') headers.authorization = `Bearer ${process.env.FLAGGATE_ADMIN_TOKEN}`
   if (body !== undefined) headers['content-type'] = 'application/json'
+  // the "why" of the admin API's audit log line
+  if (typeof values.reason === 'string') headers['x-flaggate-reason'] = values.reason
   let res: Response
   try {
     res = await fetch(new URL(path, base), { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(5000) })
@@ -129,7 +132,7 @@ async function status (argv: string[]): Promise<void> {
 }
 
 async function purge (argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { admin: { type: 'string' }, key: { type: 'string' } }, strict: true })
+  const { values } = parseArgs({ args: argv, options: { admin: { type: 'string' }, key: { type: 'string' }, reason: { type: 'string' } }, strict: true })
   const r = await adminCall(argv, 'POST', '/admin/cache/purge', values.key === undefined ? {} : { key: values.key })
   if (r.status !== 200) fail(`admin API answered ${r.status}: ${JSON.stringify(r.json)}`, 1)
   process.stdout.write(`purged ${(r.json as { purged: number }).purged} cached document(s)${values.key === undefined ? '' : ' for that key'} on every replica\n`)

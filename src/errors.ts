@@ -1,6 +1,10 @@
 /**
  * The one table of answers the gateway gives on its own behalf (SPEC section 3). A test checks
  * that README.md lists every code here.
+ *
+ * Not @fastify/error: it makes one Error class per code from a message template, while what we
+ * need is this table (status, reason phrase, default message) and one wire-body writer for it;
+ * GatewayError already carries code, status and headers, so it would add a dependency, not remove code.
  */
 export const ERRORS = {
   FLAGGATE_RATE_LIMITED: { status: 429, error: 'Too Many Requests', message: 'Rate limit exceeded; retry after the number of seconds in Retry-After.' },
@@ -12,6 +16,7 @@ export const ERRORS = {
   FLAGGATE_BAD_REQUEST: { status: 400, error: 'Bad Request', message: 'The request is malformed.' },
   FLAGGATE_NOT_FOUND: { status: 404, error: 'Not Found', message: 'No route matches this request.' },
   FLAGGATE_UNAUTHORIZED: { status: 401, error: 'Unauthorized', message: 'Missing or invalid credentials.' },
+  FLAGGATE_FORBIDDEN: { status: 403, error: 'Forbidden', message: 'This request may not use the admin API.' },
   FLAGGATE_POLICY_INVALID: { status: 422, error: 'Unprocessable Entity', message: 'The policy file is invalid; the previous policy stays in force.' },
   FLAGGATE_INTERNAL_ERROR: { status: 500, error: 'Internal Server Error', message: 'The gateway failed unexpectedly; this is a bug.' }
 } as const satisfies Record<string, { status: number; error: string; message: string }>

@@ -11,6 +11,7 @@ import type { PolicyStore } from '../policy/store.js'
 import { formatPolicyError } from '../policy/load.js'
 import type { Metrics } from '../metrics/registry.js'
 import { registerHealth, type Lifecycle } from '../app.js'
+import { adminRefusal, bearerToken, reasonOf } from './guard.js'
 
 export interface AdminExtension {
   /** adds routes under /admin; they run after the token check */
@@ -48,16 +49,25 @@ export async function buildAdminApp (deps: AdminDeps): Promise<FastifyInstance> 
     const status = err.statusCode ?? 500
     if (status >= 500) request.log.error({ err }, 'admin request failed')
     return reply.code(status).header('content-type', 'application/json')
-      .send(errorBody(status === 401 ? 'FLAGGATE_UNAUTHORIZED' : status === 404 ? 'FLAGGATE_NOT_FOUND' : status < 500 ? 'FLAGGATE_BAD_REQUEST' : 'FLAGGATE_INTERNAL_ERROR', status < 500 ? err.message : undefined))
+      .send(errorBody(status === 401 ? 'FLAGGATE_UNAUTHORIZED' : status === 403 ? 'FLAGGATE_FORBIDDEN' : status === 404 ? 'FLAGGATE_NOT_FOUND' : status < 500 ? 'FLAGGATE_BAD_REQUEST' : 'FLAGGATE_INTERNAL_ERROR', status < 500 ? err.message : undefined))
   })
   app.setNotFoundHandler((_req, reply) => reply.code(404).header('content-type', 'application/json').send(errorBody('FLAGGATE_NOT_FOUND', 'No such admin endpoint.')))
 
   await app.register(async (admin) => {
     admin.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
       const token = deps.store.current.data.admin.token
+      // CSRF and DNS rebinding (admin/guard.ts): checked before the token, in both modes
+      const refusal = adminRefusal(request.method, request.headers, token === undefined)
+      if (refusal !== undefined) {
+        deps.logger.warn({ ip: request.ip, method: request.method, url: request.url, host: request.headers.host, origin: request.headers.origin }, 'admin request refused: not from this machine\'s operators')
+        return await reply.code(403).header('content-type', 'application/json').send(errorBody('FLAGGATE_FORBIDDEN', refusal))
+      }
+      // why an operator made a change, for the audit line every change writes
+      const why = reasonOf(request.headers)
+      if (why !== undefined) (request as FastifyRequest & { why?: string }).why = why
       if (token === undefined) { (request as FastifyRequest & { who?: string }).who = 'loopback'; return }
-      const auth = request.headers.authorization
-      if (typeof auth === 'string' && auth.startsWith('Bearer ') && tokenMatches(auth.slice(7), token)) {
+      const given = bearerToken(request.headers.authorization)
+      if (given !== undefined && tokenMatches(given, token)) {
         (request as FastifyRequest & { who?: string }).who = 'admin-token'
         return
       }
@@ -76,25 +86,22 @@ export async function buildAdminApp (deps: AdminDeps): Promise<FastifyInstance> 
           loadedAt: p.loadedAt,
           lastError: last === null ? null : { at: last.at, errors: last.errors.map(formatPolicyError) },
           restartRequired: deps.store.restartRequired
-        },
-        store: { kind: 'memory', healthy: true },
-        breakers: {},
-        cache: { entries: 0, bytes: 0, hits: 0, misses: 0 },
-        probes: [],
-        blocks: 0
+        }
       }
+      // Every other section comes from a part that exists (store, cache, ...): no placeholders,
+      // so a status never shows a breaker or a block count that nothing computes.
       for (const ext of deps.extensions ?? []) if (ext.status !== undefined) Object.assign(body, await ext.status())
       return body
     })
 
     admin.post('/admin/reload', async (request, reply) => {
       const outcome = deps.reload()
-      const who = (request as FastifyRequest & { who?: string }).who
+      const { who, why } = request as FastifyRequest & { who?: string; why?: string }
       if (!outcome.ok) {
-        deps.logger.warn({ who, action: 'reload', errors: outcome.errors.map(formatPolicyError) }, 'admin: policy reload refused, previous policy kept')
+        deps.logger.warn({ who, why, action: 'reload', errors: outcome.errors.map(formatPolicyError) }, 'admin: policy reload refused, previous policy kept')
         return await reply.code(422).send({ errors: outcome.errors.map(formatPolicyError) })
       }
-      deps.logger.info({ who, action: 'reload', version: outcome.version }, 'admin: policy reloaded')
+      deps.logger.info({ who, why, action: 'reload', version: outcome.version }, 'admin: policy reloaded')
       return { version: outcome.version, restartRequired: outcome.restartRequired }
     })
 

@@ -37,7 +37,8 @@ export function cacheAdminExtension (opts: CacheAdminOptions): AdminExtension {
       admin.post('/admin/cache/purge', async (request: FastifyRequest) => {
         const target = purgeTargetOf(request.body)
         const purged = bus.purge(target)
-        logger.info({ who: (request as FastifyRequest & { who?: string }).who, action: 'cache.purge', target: describeTarget(target), purged }, 'cache purged')
+        const { who, why } = request as FastifyRequest & { who?: string; why?: string }
+        logger.info({ who, why, action: 'cache.purge', target: describeTarget(target), purged }, 'cache purged')
         return { purged }
       })
     },

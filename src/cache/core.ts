@@ -16,9 +16,7 @@
  */
 import { createHash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
-
-export interface Clock { now (): number }
-export const systemClock: Clock = { now: () => Date.now() }
+import { systemClock, type Clock } from '../shared/clock.js'
 
 /** A route's `cache` rule, already in ms and bytes (policy/schema.ts). */
 export interface CacheRule {
@@ -101,6 +99,11 @@ export type PurgeTarget =
   | { all: true }
   /** every document of this environment key (all paths and pages) */
   | { key: string }
+  /**
+   * the same, naming the key by {@link keyDigestOf}: how a key purge travels between replicas, so
+   * Redis pub/sub never carries an environment key in clear
+   */
+  | { keyDigest: string }
   /** every document whose `id` is this environment id */
   | { envId: number }
   | { projectId: number }
@@ -198,9 +201,20 @@ function entrySize (doc: CachedDocument, key: string): number {
   return Math.max(1, n)
 }
 
-function matches (target: PurgeTarget, envKey: string, doc: CachedDocument | undefined): boolean {
+/** sha256 of an environment key, base64url: names a key on the purge bus without revealing it */
+export function keyDigestOf (envKey: string): string {
+  return createHash('sha256').update(envKey).digest('base64url')
+}
+
+/** `digests` memoises keyDigestOf over one purge, where many entries share a key */
+function matches (target: PurgeTarget, envKey: string, doc: CachedDocument | undefined, digests?: Map<string, string>): boolean {
   if ('all' in target) return true
   if ('key' in target) return target.key === envKey
+  if ('keyDigest' in target) {
+    let d = digests?.get(envKey)
+    if (d === undefined) { d = keyDigestOf(envKey); digests?.set(envKey, d) }
+    return d === target.keyDigest
+  }
   if ('envId' in target) return doc?.envId === target.envId
   return doc?.projectId === target.projectId
 }
@@ -208,6 +222,9 @@ function matches (target: PurgeTarget, envKey: string, doc: CachedDocument | und
 /**
  * Does the client's copy match? If-None-Match wins over If-Modified-Since (RFC 9110 13.1.3);
  * entity tags compare weakly, as RFC 9110 13.1.2 requires for If-None-Match.
+ * Not `fresh`: it wants a response-headers object built per request and re-parses Last-Modified,
+ * where we hold the validators precomputed; and it says "not fresh" to any `Cache-Control:
+ * no-cache` request, turning a 304 that our own cache can vouch for into the whole document.
  */
 export function clientHasCurrent (doc: CachedDocument, ifNoneMatch: string | undefined, ifModifiedSince: string | undefined): boolean {
   if (ifNoneMatch !== undefined) {
@@ -245,7 +262,7 @@ export class DocumentCache {
       max: opts.negativeMaxEntries ?? DEFAULT_NEGATIVE_MAX_ENTRIES,
       ttl: opts.negativeTtlMs ?? DEFAULT_NEGATIVE_TTL_MS,
       ttlResolution: 0,
-      perf: this.#clock
+      perf: { now: this.#clock }
     })
   }
 
@@ -256,7 +273,7 @@ export class DocumentCache {
       sizeCalculation: entrySize,
       // our fake clock drives expiry too; ttlResolution 0 because its cached "now" would go
       // stale across clock steps in tests
-      perf: this.#clock,
+      perf: { now: this.#clock },
       ttlResolution: 0,
       // a failed refresh keeps the stale entry: stale-if-error is decided per request, in lookup()
       noDeleteOnFetchRejection: true,
@@ -303,7 +320,7 @@ export class DocumentCache {
   notModified (envKey: string, url: string, rule: CacheRule, ifNoneMatch: string | undefined, ifModifiedSince: string | undefined): { document: CachedDocument; freshForMs: number } | undefined {
     const doc = this.#lru.get(cacheKey(envKey, url))
     if (doc === undefined) return undefined
-    const age = this.#clock.now() - doc.storedAt
+    const age = this.#clock() - doc.storedAt
     if (age >= rule.ttl || !clientHasCurrent(doc, ifNoneMatch, ifModifiedSince)) return undefined
     this.#count('hit')
     return { document: doc, freshForMs: rule.ttl - age }
@@ -323,7 +340,7 @@ export class DocumentCache {
     }
 
     const key = cacheKey(envKey, url)
-    const now = this.#clock.now()
+    const now = this.#clock()
     let doc = this.#lru.get(key)
     if (doc !== undefined && now - doc.storedAt >= lifetimeOf(rule)) doc = undefined
     if (doc !== undefined) {
@@ -356,7 +373,7 @@ export class DocumentCache {
       if (upstreamFailure) {
         // re-read: a purge during the fill removed the entry, and a purged document is not served
         const current = this.#lru.peek(key, { allowStale: true })
-        const t = this.#clock.now()
+        const t = this.#clock()
         if (current !== undefined && t - current.storedAt < rule.ttl + rule.staleIfError) {
           this.#count('stale')
           return { kind: 'document', status: 'STALE', document: current, freshForMs: 0 }
@@ -372,7 +389,7 @@ export class DocumentCache {
     /* c8 ignore next 2 -- lru-cache only resolves undefined for options we never set */
     if (fetched === undefined) throw new Error('document cache: fill resolved nothing')
     this.#count('miss')
-    return { kind: 'document', status: 'MISS', document: fetched, freshForMs: Math.max(0, rule.ttl - (this.#clock.now() - fetched.storedAt)) }
+    return { kind: 'document', status: 'MISS', document: fetched, freshForMs: Math.max(0, rule.ttl - (this.#clock() - fetched.storedAt)) }
   }
 
   #staleOrUnavailable (doc: CachedDocument, rule: CacheRule, now: number): LookupResult {
@@ -385,7 +402,7 @@ export class DocumentCache {
 
   /** Drops documents (and remembered 403s) on this replica; returns how many went. */
   purge (target: PurgeTarget): number {
-    const now = this.#clock.now()
+    const now = this.#clock()
     this.#purgeGen++
     this.#purgeLog.push({ gen: this.#purgeGen, at: now, target })
     if (this.#purgeLog.length > PURGE_LOG_MAX) this.#purgeLog.splice(0, this.#purgeLog.length - PURGE_LOG_MAX)
@@ -400,12 +417,17 @@ export class DocumentCache {
       // forEach also visits entries whose refresh is in flight (their stale value); fills for
       // cold keys in flight are caught by the purge log when they complete
       const doomed: string[] = []
-      this.#lru.forEach((doc, key) => { if (matches(target, doc.envKey, doc)) doomed.push(key) })
+      const digests = new Map<string, string>()
+      this.#lru.forEach((doc, key) => { if (matches(target, doc.envKey, doc, digests)) doomed.push(key) })
       for (const key of doomed) if (this.#lru.delete(key)) n++
       if ('key' in target) {
         const prefix = `${target.key}\n`
         const neg: string[] = []
         for (const k of this.#negative.keys()) if (k.startsWith(prefix)) neg.push(k)
+        for (const k of neg) if (this.#negative.delete(k)) n++
+      } else if ('keyDigest' in target) {
+        const neg: string[] = []
+        for (const k of this.#negative.keys()) if (matches(target, k.slice(0, k.indexOf('\n')), undefined, digests)) neg.push(k)
         for (const k of neg) if (this.#negative.delete(k)) n++
       }
     }
@@ -439,9 +461,9 @@ export class DocumentCache {
     const { fill, rule } = context
     const gen = this.#purgeGen
     const envKey = key.slice(0, key.indexOf('\n'))
-    const conditional = stale?.upstreamLastModified !== undefined && this.#clock.now() >= stale.unconditionalUntil
+    const conditional = stale?.upstreamLastModified !== undefined && this.#clock() >= stale.unconditionalUntil
     const answer = await fill(conditional ? { ifModifiedSince: stale.upstreamLastModified } : {})
-    const now = this.#clock.now()
+    const now = this.#clock()
     // not aborted ⇒ the slot still holds this fill (a purge, eviction or set would have aborted it)
     const ownsSlot = !signal.aborted
     options.ttl = lifetimeOf(rule)

@@ -3,7 +3,8 @@
  * cache, the purge bus, the request-path plugin, the webhook route and the admin extension.
  */
 import type { Logger } from 'pino'
-import { DocumentCache, type Clock } from './core.js'
+import { DocumentCache } from './core.js'
+import type { Clock } from '../shared/clock.js'
 import cachePlugin, { type CachePluginOptions } from './plugin.js'
 import { PurgeBus, type PurgeBusRedis } from './purge.js'
 import { cacheAdminExtension } from './admin.js'

@@ -12,7 +12,7 @@
 import { loggableError } from '../shared/redact.js'
 import { randomUUID } from 'node:crypto'
 import type { Redis, Cluster } from 'ioredis'
-import type { DocumentCache, PurgeTarget } from './core.js'
+import { keyDigestOf, type DocumentCache, type PurgeTarget } from './core.js'
 import { redactKey } from '../shared/redact.js'
 
 /** What the bus needs from `src/store/redis.ts`'s RedisStore. */
@@ -37,7 +37,12 @@ export interface PurgeBusOptions {
   retryForMs?: number
 }
 
-interface PurgeMessage { v: 1; from: string; target: PurgeTarget }
+/**
+ * On the wire a key purge names the key by its digest (`{keyDigest}`), never in clear: whoever
+ * can read Redis must not learn server keys from it (bucket keys are hashed for the same reason).
+ * v2; v1 messages (which carried `{key}`) from replicas not yet upgraded are still applied.
+ */
+interface PurgeMessage { v: 1 | 2; from: string; target: PurgeTarget }
 
 const RETRY_EVERY_MS = 1000
 const MAX_PENDING = 100
@@ -45,7 +50,7 @@ const MAX_PENDING = 100
 function isPurgeTarget (t: unknown): t is PurgeTarget {
   if (typeof t !== 'object' || t === null) return false
   const o = t as Record<string, unknown>
-  return o.all === true || typeof o.key === 'string' || Number.isInteger(o.envId) || Number.isInteger(o.projectId)
+  return o.all === true || typeof o.key === 'string' || typeof o.keyDigest === 'string' || Number.isInteger(o.envId) || Number.isInteger(o.projectId)
 }
 
 export class PurgeBus {
@@ -90,7 +95,10 @@ export class PurgeBus {
   /** Purges here at once and tells the other replicas; returns what this replica dropped. */
   purge (target: PurgeTarget): number {
     const n = this.#cache.purge(target)
-    if (this.#redis !== undefined) this.#publish(JSON.stringify({ v: 1, from: this.#id, target } satisfies PurgeMessage), Date.now() + this.#retryForMs)
+    if (this.#redis !== undefined) {
+      const wire: PurgeTarget = 'key' in target ? { keyDigest: keyDigestOf(target.key) } : target
+      this.#publish(JSON.stringify({ v: 2, from: this.#id, target: wire } satisfies PurgeMessage), Date.now() + this.#retryForMs)
+    }
     return n
   }
 
@@ -105,7 +113,7 @@ export class PurgeBus {
   #receive (raw: string): void {
     let msg: Partial<PurgeMessage>
     try { msg = JSON.parse(raw) as Partial<PurgeMessage> } catch { return }
-    if (msg.v !== 1 || msg.from === this.#id || !isPurgeTarget(msg.target)) return
+    if ((msg.v !== 1 && msg.v !== 2) || msg.from === this.#id || !isPurgeTarget(msg.target)) return
     const n = this.#cache.purge(msg.target)
     this.#log.info({ purged: n, target: describeTarget(msg.target) }, 'cache purge from another replica')
   }

@@ -1,8 +1,14 @@
 /**
  * (file name, YAML text, environment) → a compiled Policy, or every error found, each located as
  * `FILE:LINE:COL: PATH: message`. Pure: no I/O, so `flaggate validate`, reload and tests share it.
+ *
+ * Total: whatever the text, the answer is a verdict, never an exception or a hang (a reload runs
+ * inside the serving process, so a throw here would take every request down with it). Size,
+ * nesting depth and aliases are bounded before the document is composed, because yaml's composer
+ * and `toJS` recurse per level and resolve every alias by walking the whole document; anything
+ * that still throws becomes one positioned error.
  */
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, visit, type Document, type Node } from 'yaml'
+import { Composer, isMap, isScalar, isSeq, Lexer, LineCounter, Parser, visit, type CST, type Document, type Node } from 'yaml'
 import type { z } from 'zod'
 import { PolicySchema, type PolicyData } from './schema.js'
 import { compilePolicy, type Policy } from './compile.js'
@@ -33,14 +39,107 @@ function formatPath (path: readonly PathKey[]): string {
 
 const VAR_RE = /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g
 
+/** A policy is a page or two of YAML; this bounds parse time and memory whatever is saved. */
+export const MAX_POLICY_BYTES = 1024 * 1024
+/**
+ * The deepest real path is about six levels (`routes[0].limit[1].by[0]`); 64 leaves room for any
+ * honest file and keeps yaml's recursive composer far from the stack limit.
+ */
+export const MAX_DEPTH = 64
+/**
+ * Aliases (`*name`) a file may hold. Anchors for shared limits are fine; each alias costs yaml a
+ * walk of the whole document, and nested ones multiply (the "billion laughs" shape).
+ */
+export const MAX_ALIASES = 100
+/**
+ * YAML tokens a file may hold (the shipped policy has about 1,500). yaml's parser costs tens of
+ * microseconds per token, so a megabyte of `1,1,1,…` would hold a reload for many seconds; the
+ * lexer alone counts them in a fraction of that, and stops counting at the cap.
+ */
+export const MAX_TOKENS = 100_000
+/** entries of one mapping: yaml checks duplicate keys pairwise, so this bounds that quadratic step */
+export const MAX_MAP_KEYS = 1000
+/** past this many, more errors only bury the first ones */
+export const MAX_ERRORS = 100
+
 export function loadPolicy (file: string, text: string, env: NodeJS.ProcessEnv = process.env, version?: string): PolicyResult {
+  try {
+    const result = loadPolicyUnguarded(file, text, env, version)
+    if (!result.ok && result.errors.length > MAX_ERRORS) {
+      const more = result.errors.length - MAX_ERRORS
+      const kept = result.errors.slice(0, MAX_ERRORS)
+      const last = kept[kept.length - 1]!
+      kept.push({ file, line: last.line, col: last.col, path: '', message: `${more} more error${more === 1 ? '' : 's'} not shown` })
+      return { ok: false, errors: kept }
+    }
+    return result
+  } catch (err) {
+    // A bug or a limit we did not foresee: still a verdict, and the last good policy stays.
+    const message = err instanceof RangeError && /call stack/i.test(err.message)
+      ? `the policy file is nested too deeply to read (at most ${MAX_DEPTH} levels)`
+      : `the policy file could not be read: ${err instanceof Error ? err.message : String(err)}`
+    return { ok: false, errors: [{ file, line: 1, col: 1, path: '', message }] }
+  }
+}
+
+/** The first collection deeper than `MAX_DEPTH`, or the alias past `MAX_ALIASES`: its offset and why. Iterative: depth is what it checks. */
+function structureProblem (tokens: readonly CST.Token[]): { offset: number; message: string } | undefined {
+  let aliases = 0
+  const stack: Array<{ token: CST.Token; depth: number }> = tokens.map((token) => ({ token, depth: 0 }))
+  while (stack.length > 0) {
+    const { token, depth } = stack.pop()!
+    switch (token.type) {
+      case 'document':
+        if (token.value !== undefined) stack.push({ token: token.value, depth })
+        break
+      case 'alias':
+        if (++aliases > MAX_ALIASES) return { offset: token.offset, message: `more than ${MAX_ALIASES} aliases: a policy file does not need this many (and many nested aliases are a known way to exhaust memory)` }
+        break
+      case 'block-map': case 'block-seq': case 'flow-collection':
+        if (depth >= MAX_DEPTH) return { offset: token.offset, message: `nested deeper than ${MAX_DEPTH} levels` }
+        if ((token.type === 'block-map' || (token.type === 'flow-collection' && token.start.source === '{')) && token.items.length > MAX_MAP_KEYS) {
+          return { offset: token.offset, message: `a mapping with more than ${MAX_MAP_KEYS} keys` }
+        }
+        for (const item of token.items as ReadonlyArray<{ key?: CST.Token | null; value?: CST.Token }>) {
+          if (item.key !== undefined && item.key !== null) stack.push({ token: item.key, depth: depth + 1 })
+          if (item.value !== undefined) stack.push({ token: item.value, depth: depth + 1 })
+        }
+        break
+    }
+  }
+  return undefined
+}
+
+function loadPolicyUnguarded (file: string, text: string, env: NodeJS.ProcessEnv, version: string | undefined): PolicyResult {
   const lineCounter = new LineCounter()
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true })
   const errors: PolicyError[] = []
   const at = (offset: number | undefined, path: readonly PathKey[], message: string): void => {
     const pos = lineCounter.linePos(offset ?? 0)
     errors.push({ file, line: pos.line, col: pos.col, path: formatPath(path), message })
   }
+  if (text.length > MAX_POLICY_BYTES) {
+    return { ok: false, errors: [{ file, line: 1, col: 1, path: '', message: `the policy file is larger than ${MAX_POLICY_BYTES / 1024 / 1024} MB` }] }
+  }
+
+  let count = 0
+  for (const _token of new Lexer().lex(text)) {
+    if (++count > MAX_TOKENS) {
+      return { ok: false, errors: [{ file, line: 1, col: 1, path: '', message: `the policy file holds more than ${MAX_TOKENS} YAML tokens; a policy is never that large` }] }
+    }
+  }
+
+  // parseDocument() in steps: the parser is iterative, so its tokens can be checked for depth
+  // and aliases before the (recursive) composer sees them.
+  const tokens = Array.from(new Parser(lineCounter.addNewLine).parse(text))
+  const problem = structureProblem(tokens)
+  if (problem !== undefined) { at(problem.offset, [], problem.message); return { ok: false, errors } }
+  let doc: Document.Parsed | undefined
+  for (const d of new Composer({ uniqueKeys: true, logLevel: 'error' }).compose(tokens, true, text.length)) {
+    if (doc === undefined) { doc = d; continue }
+    at(d.range[0], [], 'a policy file holds one YAML document; remove the second one (after ---)')
+    break
+  }
+  if (doc === undefined) { at(0, [], 'the policy file is empty'); return { ok: false, errors } }
 
   for (const e of doc.errors) at(e.pos[0], [], e.message.split('\n')[0] ?? e.message)
   if (errors.length > 0) return { ok: false, errors }
@@ -62,7 +161,16 @@ export function loadPolicy (file: string, text: string, env: NodeJS.ProcessEnv =
   })
   if (errors.length > 0) return { ok: false, errors }
 
-  const parsed = PolicySchema.safeParse(doc.toJS({ maxAliasCount: 100 }), { reportInput: true })
+  let data: unknown
+  try {
+    data = doc.toJS({ maxAliasCount: MAX_ALIASES })
+  } catch (err) {
+    let offset: number | undefined
+    visit(doc, { Alias (_key, node) { offset = node.range?.[0]; return visit.BREAK } })
+    at(offset, [], `aliases expand into too much data (${(err as Error).message}); write the repeated values out instead`)
+    return { ok: false, errors }
+  }
+  const parsed = PolicySchema.safeParse(data, { reportInput: true })
   if (!parsed.success) {
     for (const issue of parsed.error.issues) locateIssue(doc, issue, at)
     errors.sort((a, b) => a.line - b.line || a.col - b.col)

@@ -5,9 +5,10 @@
  * nothing: the last good policy stays and the error is kept for /admin/status.
  */
 import { EventEmitter } from 'node:events'
-import { readFileSync, watch, type FSWatcher } from 'node:fs'
+import { watch, type FSWatcher } from 'node:fs'
 import { basename, dirname, resolve } from 'node:path'
-import { loadPolicy, PolicyInvalidError, formatPolicyError, type PolicyError } from './load.js'
+import { PolicyInvalidError, formatPolicyError, type PolicyError } from './load.js'
+import { loadPolicyFile } from './file.js'
 import { LOOPBACK, type Policy } from './compile.js'
 
 export interface ReloadOutcome { ok: boolean; version: string; errors: PolicyError[]; restartRequired: string[] }
@@ -36,7 +37,7 @@ export class PolicyStore extends EventEmitter<PolicyStoreEvents> {
   /** Loads the file or throws PolicyInvalidError: at boot there is no last good policy to keep. */
   static open (file: string, env: NodeJS.ProcessEnv = process.env): PolicyStore {
     const path = resolve(file)
-    const result = loadPolicy(file, readFileSync(path, 'utf8'), env)
+    const result = loadPolicyFile(file, path, env)
     if (!result.ok) throw new PolicyInvalidError(result.errors)
     return new PolicyStore(path, env, result.policy)
   }
@@ -45,20 +46,26 @@ export class PolicyStore extends EventEmitter<PolicyStoreEvents> {
   get lastError (): { at: string; errors: PolicyError[] } | null { return this.#lastError }
   get restartRequired (): readonly string[] { return this.#restartRequired }
 
+  /**
+   * Never throws: it runs from a file watch, a signal and an admin call inside the serving
+   * process, where an exception would stop the gateway. Whatever happens ends in an outcome.
+   */
   reload (): ReloadOutcome {
-    let text: string
     try {
-      text = readFileSync(this.file, 'utf8')
+      return this.#reload()
     } catch (err) {
-      return this.#fail([{ file: basename(this.file), line: 0, col: 0, path: '', message: `cannot read the policy file: ${(err as Error).message}` }])
+      return this.#fail([{ file: basename(this.file), line: 1, col: 1, path: '', message: `reload failed: ${(err as Error).message}` }])
     }
-    const result = loadPolicy(basename(this.file), text, this.#env)
+  }
+
+  #reload (): ReloadOutcome {
+    const result = loadPolicyFile(basename(this.file), this.file, this.#env)
     if (!result.ok) return this.#fail(result.errors)
     // The admin listener stays where it was bound until a restart, so the token rule is that
     // of the bound address: a reload must not turn auth off on a public admin port.
     const bound = this.#boot.data.admin.listen.host
     if (result.policy.data.admin.token === undefined && !LOOPBACK.has(bound)) {
-      return this.#fail([{ file: basename(this.file), line: 0, col: 0, path: 'admin.token', message: `the admin API is bound to non-loopback ${bound} until a restart, so admin.token stays required` }])
+      return this.#fail([{ file: basename(this.file), line: 1, col: 1, path: 'admin.token', message: `the admin API is bound to non-loopback ${bound} until a restart, so admin.token stays required` }])
     }
     const previous = this.#current
     this.#lastError = null
@@ -67,13 +74,20 @@ export class PolicyStore extends EventEmitter<PolicyStoreEvents> {
     }
     this.#restartRequired = restartNeeded(this.#boot, result.policy)
     this.#current = result.policy
-    this.emit('reload', result.policy, previous)
+    try {
+      this.emit('reload', result.policy, previous)
+    } catch (err) {
+      // The new policy is in force for routing; a part that failed to follow it is reported
+      // rather than allowed to unwind into the watcher (which would end the process).
+      return this.#fail([{ file: basename(this.file), line: 1, col: 1, path: '', message: `the policy was loaded but applying it failed: ${(err as Error).message}` }])
+    }
     return { ok: true, version: result.policy.version, errors: [], restartRequired: this.#restartRequired }
   }
 
   #fail (errors: PolicyError[]): ReloadOutcome {
     this.#lastError = { at: new Date().toISOString(), errors }
-    this.emit('error', errors)
+    // an 'error' event nobody listens to is thrown by EventEmitter: only tell listeners
+    if (this.listenerCount('error') > 0) try { this.emit('error', errors) } catch {}
     return { ok: false, version: this.#current.version, errors, restartRequired: this.#restartRequired }
   }
 

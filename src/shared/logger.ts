@@ -3,7 +3,12 @@
  * 8 KiB, or every 250 ms, whichever comes first): one write per batch instead of one per request,
  * while a quiet gateway still logs within a quarter of a second. `LOG_PRETTY=1` pipes through
  * pino-pretty for humans, `LOG_LEVEL` sets the level.
+ *
+ * pino-pretty stays a devDependency (a production install ships JSON logs and does not need its
+ * seven dependencies): it is looked up only when LOG_PRETTY asks for it, and when it is not
+ * installed the gateway says so once and logs JSON rather than failing to start.
  */
+import { createRequire } from 'node:module'
 import pino, { type Logger } from 'pino'
 import { loggableError } from './redact.js'
 
@@ -15,14 +20,23 @@ export function createLogger (env: NodeJS.ProcessEnv = process.env): Logger {
   // any `err` (or Error logged first) goes through this: no command arguments, which may hold keys
   const serializers = { err: (e: unknown) => pino.stdSerializers.err(loggableError(e) as Error) }
   const redact = { paths: ['req.headers.authorization', 'req.headers["x-environment-key"]', 'headers.authorization', 'headers["x-environment-key"]'], censor: '[redacted]' }
+  let prettyMissing = false
   if (env.LOG_PRETTY === '1' || env.LOG_PRETTY === 'true') {
-    return pino({ level, redact, serializers, transport: { target: 'pino-pretty', options: { colorize: true } } })
+    const target = resolvePretty()
+    if (target !== undefined) return pino({ level, redact, serializers, transport: { target, options: { colorize: true } } })
+    prettyMissing = true
   }
   const destination = pino.destination({ dest: 1, sync: false, minLength: BATCH_BYTES })
   setInterval(() => { destination.flush() }, FLUSH_INTERVAL_MS).unref()
   // whatever is still batched when the process ends is written synchronously
   process.once('exit', () => { try { destination.flushSync() } catch {} })
-  return pino({ level, redact, serializers, base: { service: 'flaggate' } }, destination)
+  const logger = pino({ level, redact, serializers, base: { service: 'flaggate' } }, destination)
+  if (prettyMissing) logger.warn('LOG_PRETTY is set but pino-pretty is not installed (a devDependency): logging JSON; pipe it through `npx pino-pretty` to read it')
+  return logger
+}
+
+function resolvePretty (): string | undefined {
+  try { return createRequire(import.meta.url).resolve('pino-pretty') } catch { return undefined }
 }
 
 export type { Logger }

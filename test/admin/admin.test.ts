@@ -34,7 +34,13 @@ describe('admin listener', () => {
       policy: { version: expect.stringMatching(/^[0-9a-f]{8}$/), loadedAt: expect.any(String), lastError: null },
       store: { kind: expect.any(String), healthy: true }
     })
-    expect(Object.keys(s)).toEqual(expect.arrayContaining(['breakers', 'cache', 'probes', 'blocks']))
+    expect(Object.keys(s)).toEqual(expect.arrayContaining(['cache']))
+  })
+
+  it('/admin/status shows only sections something computes: no placeholder breakers, probes or blocks', async () => {
+    const s = json(await raw(gw.adminUrl, '/admin/status', { headers: { authorization: `Bearer ${TOKEN}` } })) as Record<string, unknown>
+    expect(Object.keys(s).sort()).toEqual(['cache', 'policy', 'store', 'version'])
+    expect(s.cache).toMatchObject({ entries: expect.any(Number), bytes: expect.any(Number), maxSize: expect.any(Number) })
   })
 
   it('health and metrics answer without a token; admin routes are not on the public listener', async () => {

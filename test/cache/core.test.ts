@@ -35,7 +35,7 @@ function deferred<T> () {
 function setup (opts: { maxSize?: number } = {}) {
   const clock = new FakeClock()
   const events: Record<string, number> = {}
-  const cache = new DocumentCache({ maxSize: opts.maxSize ?? 50 * 1024 * 1024, clock, onEvent: (e, n) => { events[e] = (events[e] ?? 0) + n } })
+  const cache = new DocumentCache({ maxSize: opts.maxSize ?? 50 * 1024 * 1024, clock: () => clock.now(), onEvent: (e, n) => { events[e] = (events[e] ?? 0) + n } })
   return { clock, cache, events }
 }
 
