@@ -73,7 +73,7 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
 
   // Edge routing first (onRequest, right after routing): the cache key, the fill, the limits'
   // view and the proxy all see the upstream the request really goes to.
-  rooms.push({ plugin: edgeRouting, opts: { metrics, isOpen: () => false } satisfies EdgePluginOptions })
+  rooms.push({ plugin: edgeRouting, opts: { metrics, isOpen: (upstream) => client.gate.isOpen(upstream) } satisfies EdgePluginOptions })
 
   // Rooms in hook order (STYLE.md 4.3): cache conditional 304 (onRequest) → rate limit
   // (onRequest) → cache lookup (preHandler) → proxy. The cache registers first so that a 304

@@ -43,6 +43,8 @@ async function edgeRouting (app: FastifyInstance, opts: EdgePluginOptions): Prom
       const from = gw.policy.targets[route.upstream]!
       gw.upstreamUrl = edgeTarget.basePath + gw.upstreamUrl.slice(from.basePath.length)
       gw.upstream = d.upstream
+      // reads only (decideEdge): the upstream module retries them once on the route's upstream
+      if (d.fallback !== undefined) gw.fallbackUpstream = d.fallback
     }
     done()
   })
