@@ -10,13 +10,14 @@ import { matchRoute } from './policy/compile.js'
 import { describeLimits } from './rate-limit/core.js'
 import { PolicyInvalidError } from './policy/load.js'
 import { clientIp } from './routing/client.js'
+import { decideEdge, describeEdge, EDGE_UPSTREAM } from './edge/core.js'
 
 const USAGE = `usage: flaggate <command> [options]
 
   serve [--config FILE]                       run the gateway (default config/gateway.yaml or $FLAGGATE_CONFIG)
   validate FILE                               check a policy file; exit 0 valid, 1 invalid
   explain --config FILE --key KEY --path PATH [--method M] [--ip IP]
-                                              which route, upstream, limits and cache rule apply
+                                              which route, upstream (edge routing: why), limits and cache rule apply
   status                                      breakers, store, cache and policy of a running gateway
   purge [--key KEY] [--reason TEXT]           drop cached environment documents (one key, or all)
 
@@ -87,13 +88,15 @@ function explain (argv: string[]): void {
   if (m === undefined) {
     out.push('route:    none: the gateway answers 404 FLAGGATE_NOT_FOUND')
   } else {
-    const target = policy.targets[m.route.upstream]!
+    // edge routing: the gateway's own decision function (src/edge/core.ts), breaker closed
+    const edgeQuery = { routeUpstream: m.route.upstream, method, key: values.key, upstreamOpen: false }
+    const edge = m.route.edge !== undefined && policy.targets[EDGE_UPSTREAM] !== undefined ? m.route.edge : undefined
+    const upstream = edge === undefined ? m.route.upstream : decideEdge(edge, edgeQuery).upstream
+    const target = policy.targets[upstream]!
     out.push(`route:    ${m.route.name} (#${policy.routes.indexOf(m.route) + 1} of ${policy.routes.length}, first match wins)`)
-    out.push(`upstream: ${m.route.upstream} → ${target.origin}${target.basePath}${m.upstreamPath}${q === -1 ? '' : url.slice(q)}  (timeout ${target.timeoutMs} ms)`)
+    out.push(`upstream: ${upstream} → ${target.origin}${target.basePath}${m.upstreamPath}${q === -1 ? '' : url.slice(q)}  (timeout ${target.timeoutMs} ms)`)
     if (m.upstreamPath !== path) out.push(`          trailing slash added: ${path} → ${m.upstreamPath}`)
-    if (m.route.edge !== undefined && (m.route.edge.percent > 0 || m.route.edge.keys.size > 0)) {
-      out.push(`edge:     ${m.route.edge.percent}% of keys, plus ${m.route.edge.keys.size} listed key(s)`)
-    }
+    if (edge !== undefined) for (const line of describeEdge(edge, edgeQuery)) out.push(`edge:     ${line}`)
     const ip = values.ip === undefined ? '<client ip>' : clientIp(values.ip, undefined, policy.trustedProxies)
     out.push(`client:   ${values.key === undefined ? 'no key (limited by ip)' : `key ${values.key}`}, ip ${ip}`)
     for (const line of describeLimits(policy, m.route, values.key)) out.push(`limit:    ${line}`)

@@ -15,6 +15,7 @@ import { createLogger } from './shared/logger.js'
 import { createRedisStore } from './store/redis.js'
 import { createCacheRoom } from './cache/index.js'
 import { createRateLimitRoom } from './rate-limit/plugin.js'
+import edgeRouting, { type EdgePluginOptions } from './edge/plugin.js'
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
 
@@ -69,6 +70,10 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   const redisConfig = store.current.data.store?.redis
   const redis = redisConfig === undefined ? undefined : createRedisStore(redisConfig, logger)
   if (redis !== undefined) closers.push(() => redis.close())
+
+  // Edge routing first (onRequest, right after routing): the cache key, the fill, the limits'
+  // view and the proxy all see the upstream the request really goes to.
+  rooms.push({ plugin: edgeRouting, opts: { metrics, isOpen: (upstream) => client.gate.isOpen(upstream) } satisfies EdgePluginOptions })
 
   // Rooms in hook order (STYLE.md 4.3): cache conditional 304 (onRequest) → rate limit
   // (onRequest) → cache lookup (preHandler) → proxy. The cache registers first so that a 304

@@ -88,6 +88,8 @@ export interface LookupRequest {
   envKey: string
   /** upstream path (slash-normalised) plus the query as received; `page_id` is part of it */
   url: string
+  /** the upstream the fill goes to: part of the key, so Edge's and Core's documents never mix */
+  upstream?: string
   rule: CacheRule
   /** the upstream's breaker is open: serve stale within staleIfError, never call the upstream */
   breakerOpen?: boolean
@@ -160,13 +162,15 @@ class UncachedAnswer extends Error {
 interface FillContext { fill: Fill; rule: CacheRule }
 interface PurgeRecord { gen: number; at: number; target: PurgeTarget }
 
-export function cacheKey (envKey: string, url: string): string {
-  // header values cannot contain a newline, so no key can forge another key's prefix
-  return `${envKey}\n${url}`
+export function cacheKey (envKey: string, url: string, upstream = ''): string {
+  // header values cannot contain a newline, so no key can forge another key's prefix; the
+  // upstream keeps Edge's and Core's documents apart (edge routing, SPEC section 6)
+  return `${envKey}\n${upstream}\n${url}`
 }
 
 function negativeKey (envKey: string, url: string): string {
-  // a bad key is bad on every page and query: one entry per key and path
+  // a bad key is bad on every page and query: one entry per key, upstream and path (`url` starts
+  // with the upstream's name and a newline, as in the document key)
   const q = url.indexOf('?')
   return `${envKey}\n${q === -1 ? url : url.slice(0, q)}`
 }
@@ -317,8 +321,8 @@ export class DocumentCache {
    * The fresh document for a conditional request, when the client's validators say it already has
    * it (a 304 from memory); otherwise undefined and nothing is counted.
    */
-  notModified (envKey: string, url: string, rule: CacheRule, ifNoneMatch: string | undefined, ifModifiedSince: string | undefined): { document: CachedDocument; freshForMs: number } | undefined {
-    const doc = this.#lru.get(cacheKey(envKey, url))
+  notModified (envKey: string, url: string, rule: CacheRule, ifNoneMatch: string | undefined, ifModifiedSince: string | undefined, upstream = ''): { document: CachedDocument; freshForMs: number } | undefined {
+    const doc = this.#lru.get(cacheKey(envKey, url, upstream))
     if (doc === undefined) return undefined
     const age = this.#clock() - doc.storedAt
     if (age >= rule.ttl || !clientHasCurrent(doc, ifNoneMatch, ifModifiedSince)) return undefined
@@ -332,14 +336,14 @@ export class DocumentCache {
    * staleIfError when the upstream fails. Throws what the fill threw when nothing can be served.
    */
   async lookup (req: LookupRequest): Promise<LookupResult> {
-    const { envKey, url, rule } = req
-    const negative = this.#negative.get(negativeKey(envKey, url))
+    const { envKey, url, rule, upstream = '' } = req
+    const negative = this.#negative.get(negativeKey(envKey, `${upstream}\n${url}`))
     if (negative !== undefined) {
       this.#count('negative_hit')
       return { kind: 'response', status: 'HIT', response: negative }
     }
 
-    const key = cacheKey(envKey, url)
+    const key = cacheKey(envKey, url, upstream)
     const now = this.#clock()
     let doc = this.#lru.get(key)
     if (doc !== undefined && now - doc.storedAt >= lifetimeOf(rule)) doc = undefined

@@ -18,9 +18,10 @@
  */
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { clientHasCurrent, TooLargeToCache, type CachedDocument, type DocumentCache, type Fill, type LookupResult, type UpstreamAnswer } from './core.js'
+import { clientHasCurrent, TooLargeToCache, type CacheRule, type CachedDocument, type DocumentCache, type Fill, type LookupResult, type UpstreamAnswer } from './core.js'
 import { BodyTooLarge, elapsedMs, fillRequestHeaders, responseHeaders, type UpstreamClient } from '../upstream/index.js'
 import type { Metrics } from '../metrics/registry.js'
+import { GatewayError } from '../errors.js'
 import type { RequestGateway } from '../shared/types.js'
 
 export const CACHE_STATUS_HEADER = 'x-cache-status'
@@ -71,7 +72,7 @@ async function cachePlugin (app: FastifyInstance, opts: CachePluginOptions): Pro
     const ifNoneMatch = singleHeader(request.headers['if-none-match'])
     const ifModifiedSince = request.headers['if-modified-since']
     if (gw === undefined || gw.envKey === undefined || (ifNoneMatch === undefined && ifModifiedSince === undefined)) { done(); return }
-    const hit = cache.notModified(gw.envKey, gw.upstreamUrl, gw.route!.cache!, ifNoneMatch, ifModifiedSince)
+    const hit = cache.notModified(gw.envKey, gw.upstreamUrl, gw.route!.cache!, ifNoneMatch, ifModifiedSince, gw.upstream)
     if (hit === undefined) { done(); return }
     gw.cacheStatus = 'HIT'
     gw.decision = 'cached'
@@ -98,17 +99,23 @@ async function cachePlugin (app: FastifyInstance, opts: CachePluginOptions): Pro
 
     let result: LookupResult
     try {
-      result = await cache.lookup({
-        envKey: gw.envKey,
-        url: gw.upstreamUrl,
-        rule,
-        breakerOpen: client.gate.isOpen(gw.upstream),
-        fill: fillFor(request, gw)
-      })
+      result = await lookup(request, gw, rule, undefined)
+      // edge routing: a read whose document Edge failed to give is asked of the fallback once,
+      // as the proxy does, under the fallback's own key (the documents never mix)
+      if (gw.fallbackUpstream !== undefined && result.kind === 'response' && result.status === 'MISS' && result.response.statusCode >= 500) {
+        result = await lookupOnFallback(request, gw, rule) ?? result
+      }
     } catch (err) {
-      gw.cacheStatus = 'MISS'
-      void reply.header(CACHE_STATUS_HEADER, 'MISS')
-      throw err
+      let fallback: LookupResult | undefined
+      if (gw.fallbackUpstream !== undefined && err instanceof GatewayError && (err.code === 'FLAGGATE_UPSTREAM_TIMEOUT' || err.code === 'FLAGGATE_UPSTREAM_UNREACHABLE')) {
+        fallback = await lookupOnFallback(request, gw, rule).catch((e: unknown) => { err = e; return undefined })
+      }
+      if (fallback === undefined) {
+        gw.cacheStatus = 'MISS'
+        void reply.header(CACHE_STATUS_HEADER, 'MISS')
+        throw err
+      }
+      result = fallback
     }
 
     if (result.kind === 'pass') {
@@ -140,17 +147,49 @@ async function cachePlugin (app: FastifyInstance, opts: CachePluginOptions): Pro
     return true
   }
 
+  async function lookup (request: FastifyRequest, gw: RequestGateway, rule: CacheRule, timeoutMs: number | undefined): Promise<LookupResult> {
+    return await cache.lookup({
+      envKey: gw.envKey!,
+      url: gw.upstreamUrl,
+      upstream: gw.upstream,
+      rule,
+      breakerOpen: client.gate.isOpen(gw.upstream),
+      fill: fillFor(request, gw, timeoutMs)
+    })
+  }
+
+  /**
+   * Moves the request to `gw.fallbackUpstream` (once) and looks the document up there, within what
+   * is left of the route's upstream timeout since the first fill started; undefined when no time
+   * is left.
+   */
+  async function lookupOnFallback (request: FastifyRequest, gw: RequestGateway, rule: CacheRule): Promise<LookupResult | undefined> {
+    const from = gw.upstream
+    const to = gw.fallbackUpstream!
+    gw.fallbackUpstream = undefined
+    const fromTarget = gw.policy.targets[from]!
+    const toTarget = gw.policy.targets[to]
+    const budgetMs = gw.policy.targets[gw.route!.upstream]?.timeoutMs ?? fromTarget.timeoutMs
+    const remainingMs = Math.floor(budgetMs - elapsedMs(gw.upstreamStartedAt ?? gw.startedAt))
+    if (toTarget === undefined || remainingMs < 1) return undefined
+    gw.upstreamUrl = toTarget.basePath + gw.upstreamUrl.slice(fromTarget.basePath.length)
+    gw.upstream = to
+    metrics?.upstreamFallbacks.labels(gw.route!.name, from, to).inc()
+    return await lookup(request, gw, rule, Math.min(toTarget.timeoutMs, remainingMs))
+  }
+
   /** The upstream request of a fill, made on behalf of the request that started it. */
-  function fillFor (request: FastifyRequest, gw: RequestGateway): Fill {
+  function fillFor (request: FastifyRequest, gw: RequestGateway, timeoutMs: number | undefined): Fill {
     return async ({ ifModifiedSince }) => {
       const target = gw.policy.targets[gw.upstream]!
       const headers = fillRequestHeaders(request, target)
       // the stored bytes are served to every client, whatever encodings each accepts
       headers['accept-encoding'] = 'identity'
       if (ifModifiedSince !== undefined) headers['if-modified-since'] = ifModifiedSince
-      const started = gw.upstreamStartedAt = process.hrtime.bigint()
+      const started = process.hrtime.bigint()
+      gw.upstreamStartedAt ??= started
       try {
-        return await client.fetch({ upstream: gw.upstream, route: gw.route!.name, path: gw.upstreamUrl, method: 'GET', headers, timeoutMs: target.timeoutMs, maxBodyBytes: gw.route!.cache!.maxEntrySize })
+        return await client.fetch({ upstream: gw.upstream, route: gw.route!.name, path: gw.upstreamUrl, method: 'GET', headers, timeoutMs: timeoutMs ?? target.timeoutMs, maxBodyBytes: gw.route!.cache!.maxEntrySize })
       } catch (err) {
         throw err instanceof BodyTooLarge ? new TooLargeToCache() : err
       } finally {

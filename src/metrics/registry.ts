@@ -25,7 +25,10 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}) {
     blocksActive: new Gauge({ name: 'flaggate_blocks_active', help: 'Blocks in force', registers }),
     storeFallback: new Counter({ name: 'flaggate_store_fallback_total', help: 'Decisions taken on local state because Redis was unusable', registers }),
     policyReloads: new Counter({ name: 'flaggate_policy_reloads_total', help: 'Policy reloads by result (ok, error)', labelNames: ['result'] as const, registers }),
-    probeSuccess: new Gauge({ name: 'flaggate_probe_success', help: '1 when the last synthetic probe succeeded', labelNames: ['probe'] as const, registers })
+    probeSuccess: new Gauge({ name: 'flaggate_probe_success', help: '1 when the last synthetic probe succeeded', labelNames: ['probe'] as const, registers }),
+    // edge routing (src/edge): every request of an edge-enabled route, by where it went and why
+    edgeRouting: new Counter({ name: 'flaggate_edge_routing_total', help: 'Edge routing decisions by route, upstream and reason (listed, hashed, not-selected, no-key, breaker-open)', labelNames: ['route', 'upstream', 'reason'] as const, registers }),
+    upstreamFallbacks: new Counter({ name: 'flaggate_upstream_fallbacks_total', help: 'Reads retried on the fallback upstream after the first failed (connection error, timeout, 5xx), by route, from and to', labelNames: ['route', 'from', 'to'] as const, registers })
   }
 }
 

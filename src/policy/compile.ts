@@ -4,6 +4,7 @@
  */
 import type { CacheRuleData, Dimension, LimitData, PolicyData, RouteData, UpstreamData } from './schema.js'
 import { IpSet } from '../shared/ip.js'
+import { edgeRouteProblems } from '../edge/served.js'
 
 export interface CompiledLimit {
   /** stable id of this limit: `<route>` for a route's only limit, `<route>.<i>` otherwise (`.o` for overrides) */
@@ -67,8 +68,7 @@ export const NOT_BUILT: Partial<Record<'blocklist' | 'abuse' | 'breakers' | 'pro
   blocklist: 'blocking',
   abuse: 'automatic blocking',
   breakers: 'the circuit breaker',
-  probes: 'synthetic probes',
-  edge: 'edge routing'
+  probes: 'synthetic probes'
 }
 
 function notBuilt (data: PolicyData): CompileProblem[] {
@@ -147,6 +147,8 @@ export function compilePolicy (data: PolicyData, version: string, now = new Date
     if (r.edge !== undefined && (r.edge.percent > 0 || r.edge.keys.length > 0) && !upstreamNames.has('edge')) {
       problems.push({ path: ['routes', i, 'edge'], message: "edge routing needs an upstream named 'edge'" })
     }
+    // edge routing: only routes whose paths and methods the Edge API serves (src/edge/served.ts)
+    for (const message of edgeRouteProblems(r)) problems.push({ path: ['routes', i, 'edge'], message })
     if (r.cache !== undefined && r.match.methods !== undefined && r.match.methods.some((m) => m !== 'GET' && m !== 'HEAD')) {
       problems.push({ path: ['routes', i, 'cache'], message: 'only GET and HEAD routes can be cached' })
     }

@@ -141,6 +141,7 @@ export class UpstreamClient {
         // the first answer is not sent: drop its body so its socket goes back to the pool
         if (!(result instanceof GatewayError)) await result.res.body.dump().catch(() => {})
         this.#logger.debug({ route, from: gw.upstream, to: fallback, status: result instanceof GatewayError ? result.code : (result as Answer).res.statusCode }, 'upstream fallback')
+        this.#metrics.upstreamFallbacks.labels(route, gw.upstream, fallback).inc()
         const path = target.basePath + gw.upstreamUrl.slice(first.basePath.length)
         result = await this.#attempt(fallback, target, route, method, path, proxyRequestHeaders(request, target), body, Math.min(target.timeoutMs, remainingMs))
       }

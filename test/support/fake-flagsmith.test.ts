@@ -289,6 +289,58 @@ describe('fake Edge', () => {
     expect(page2.identity_overrides.map((o) => o.identifier)).toEqual(['identity-override-3'])
     expect(edge.requests[1]?.query).toMatch(/^page_id=identity_override:1:/)
   })
+
+  // issue 9: the gateway's edge routing is tested against these properties of the Edge API
+  it('answers identities in Edge\'s slim shape (no flag.environment, no feature description) and keeps its own identities', async () => {
+    const res = await post(edge.url, '/api/v1/identities/', CLIENT, { identifier: 'erin', traits: [{ trait_key: 'plan', trait_value: 'pro' }] })
+    expect(res.status).toBe(200)
+    const body = await res.json() as { flags: Array<Record<string, unknown> & { feature: Record<string, unknown> }> }
+    for (const flag of body.flags) {
+      expect(Object.keys(flag).sort()).toEqual(['enabled', 'feature', 'feature_state_value'])
+      expect(Object.keys(flag.feature).sort()).toEqual(['id', 'name', 'type'])
+    }
+    // the write landed in Edge's store only (DynamoDB is apart from Core's PostgreSQL)
+    expect(edge.traits(1, 'erin')).toEqual({ plan: 'pro' })
+    expect(core.traits(1, 'erin')).toBeUndefined()
+    const coreFlag = (await (await get(core.url, '/api/v1/flags/', { 'X-Environment-Key': CLIENT })).json() as Array<Record<string, unknown>>)[0]!
+    expect(coreFlag).toHaveProperty('environment', 1)
+    expect(coreFlag.feature).toHaveProperty('description', null)
+  })
+
+  it('has no Core-only routes: traits/ and flags/<id>/multivariate-options/ are 404 on Edge', async () => {
+    const trait = { identity: { identifier: 'bob' }, trait_key: 'age', trait_value: 42 }
+    expect((await post(edge.url, '/api/v1/traits/', CLIENT, trait)).status).toBe(404)
+    expect((await get(edge.url, '/api/v1/flags/1/multivariate-options/', { 'X-Environment-Key': CLIENT })).status).toBe(404)
+    expect((await get(edge.url, '/api/v1/projects/', { 'X-Environment-Key': CLIENT })).status).toBe(404)
+    expect(edge.traits(1, 'bob')).toBeUndefined()
+    expect((await post(core.url, '/api/v1/traits/', CLIENT, trait)).status).toBe(200)
+  })
+
+  it('fails (down, 5xx, slow) independently of Core, and counts requests per path', async () => {
+    const key = { 'X-Environment-Key': CLIENT }
+    const edgeDown = await startFakeEdge({ db: { down: true } })
+    const edge500 = await startFakeEdge({ db: { failRate: 1 } })
+    const edgeSlow = await startFakeEdge({ db: { queryLatencyMs: 300 } })
+    onTestFinished(async () => { await edgeDown.close(); await edge500.close(); await edgeSlow.close() })
+    await expect(get(edgeDown.url, '/api/v1/flags/', key)).rejects.toThrow()
+    const failed = await get(edge500.url, '/api/v1/flags/', key)
+    expect(failed.status).toBe(500)
+    expect(await failed.json()).toEqual({ detail: 'database error' })
+    const started = Date.now()
+    expect((await get(edgeSlow.url, '/api/v1/flags/', key)).status).toBe(200)
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250)
+    // Core is unaffected by any of them
+    expect((await get(core.url, '/api/v1/flags/', key)).status).toBe(200)
+
+    await get(edge.url, '/api/v1/flags/', key)
+    await get(edge.url, '/api/v1/flags?feature=banner', key)
+    await post(edge.url, '/api/v1/identities/', CLIENT, { identifier: 'x' })
+    expect(edge.counts('/api/v1/flags/')).toBe(2)
+    expect(edge.counts('/api/v1/flags/', CLIENT)).toBe(2)
+    expect(edge.counts('/api/v1/identities/')).toBe(1)
+    expect(edgeDown.counts('/api/v1/flags/')).toBe(1)
+    expect(core.counts('/api/v1/flags/')).toBe(1)
+  })
 })
 
 describe('webhooks', () => {

@@ -841,7 +841,7 @@ async function routeCore (ex: Exchange, fake: FakeUpstreamServer): Promise<Reply
   }
 }
 
-/** POST traits/: the same on Core and Edge but for what it costs the database. */
+/** POST traits/ (Core only; the fake Edge has no traits/, issue 9). */
 async function postTrait (ex: Exchange, fake: FakeUpstreamServer, queries: number): Promise<Reply> {
   const { env } = await authenticate(ex, fake)
   requireMethod(ex, ['POST'])
@@ -941,6 +941,9 @@ function coreFlag (env: FakeEnvironment, state: FlagState): Record<string, unkno
  * The Edge API's source is not public, so beyond what FLAGSMITH.md states this is a guess, kept plain:
  * no Core middleware headers, no Last-Modified or 304, paths accepted with or without the trailing slash,
  * 403 with Core's body for bad keys, one "DynamoDB" query per request (or per env-doc page).
+ * Only the endpoints of Flagsmith's SDK OpenAPI (server edge.api.flagsmith.com: flags/, identities/ GET
+ * and POST, environment-document/) plus analytics/flags/; everything else is 404. Identities written
+ * here live in this fake's own store, as DynamoDB is apart from Core's PostgreSQL.
  */
 async function routeEdge (ex: Exchange, fake: FakeUpstreamServer): Promise<Reply> {
   const path = ex.path.endsWith('/') ? ex.path : `${ex.path}/`
@@ -967,13 +970,13 @@ async function routeEdge (ex: Exchange, fake: FakeUpstreamServer): Promise<Reply
       const flags = evaluate(env, isServer, { identifier: request.identifier, traits })
       return { status: 200, body: { identifier: request.identifier, flags: flags.map(edgeFlag), traits: traitList(traits) } }
     }
-    case '/api/v1/traits/':
-      return await postTrait(ex, fake, 1)
     case '/api/v1/analytics/flags/':
       return await postAnalytics(ex, fake, 200)
     case '/api/v1/environment-document/':
       return await edgeEnvironmentDocument(ex, fake)
     default:
+      // Core-only routes (traits/, flags/<id>/multivariate-options/, the dashboard API) do not
+      // exist here: a gateway that sent them to Edge would see this 404 (issue 9)
       return NOT_FOUND
   }
 }

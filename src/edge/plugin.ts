@@ -1,0 +1,53 @@
+/**
+ * Edge routing on the request path (SPEC section 6): one onRequest hook right after routing and
+ * before the cache and the limits, so that everything after it (the cache key, the fill, the
+ * proxy, `X-Flaggate-Upstream`, the upstream metrics) sees the upstream the request really goes
+ * to. It reads the route's `edge` section from the request's policy snapshot, so the split
+ * reloads live with the policy.
+ *
+ * Hot path: routes without an `edge` section cost one property check; edge-enabled routes cost
+ * one SHA-256 of the key (only when the percentage is above 0) and one counter increment.
+ */
+import fp from 'fastify-plugin'
+import type { FastifyInstance } from 'fastify'
+import type { Metrics } from '../metrics/registry.js'
+import { decideEdge, EDGE_UPSTREAM } from './core.js'
+
+export interface EdgePluginOptions {
+  metrics: Pick<Metrics, 'edgeRouting'>
+  /** whether an upstream's breaker is open now (the upstream gate); never open without breakers */
+  isOpen: (upstream: string) => boolean
+}
+
+async function edgeRouting (app: FastifyInstance, opts: EdgePluginOptions): Promise<void> {
+  const { metrics, isOpen } = opts
+  // prom-client hashes its label object on every inc(): resolve each child counter once
+  const counters = new Map<string, { inc: () => void }>()
+  const count = (route: string, upstream: string, reason: string): void => {
+    const k = `${route}\n${upstream}\n${reason}`
+    let c = counters.get(k)
+    if (c === undefined) { c = metrics.edgeRouting.labels(route, upstream, reason); counters.set(k, c) }
+    c.inc()
+  }
+
+  app.addHook('onRequest', (request, _reply, done) => {
+    const gw = request.gateway
+    const route = gw.route
+    // an edge section without an `edge` upstream is valid only at 0% with no keys: nothing to do
+    const edgeTarget = gw.policy.targets[EDGE_UPSTREAM]
+    if (route?.edge === undefined || edgeTarget === undefined) { done(); return }
+    const d = decideEdge(route.edge, { routeUpstream: route.upstream, method: request.method, key: gw.envKey, upstreamOpen: isOpen(route.upstream) })
+    count(route.name, d.upstream, d.reason)
+    if (d.upstream !== route.upstream) {
+      // routing built the URL for the route's upstream: swap its base path for Edge's
+      const from = gw.policy.targets[route.upstream]!
+      gw.upstreamUrl = edgeTarget.basePath + gw.upstreamUrl.slice(from.basePath.length)
+      gw.upstream = d.upstream
+      // reads only (decideEdge): the upstream module retries them once on the route's upstream
+      if (d.fallback !== undefined) gw.fallbackUpstream = d.fallback
+    }
+    done()
+  })
+}
+
+export default fp(edgeRouting, { name: 'gateway-edge', fastify: '5.x', dependencies: ['gateway-routing'] })
