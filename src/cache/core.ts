@@ -310,6 +310,24 @@ export class DocumentCache {
   }
 
   /**
+   * The hit path without a promise: the fresh document for this key (counted as a hit), or
+   * undefined when anything else applies (a remembered 403, stale, missing), which
+   * {@link lookup} then decides. Allocation-free apart from the cache key.
+   */
+  fresh (envKey: string, url: string, rule: CacheRule): CachedDocument | undefined {
+    if (this.#negative.size > 0 && this.#negative.has(negativeKey(envKey, url))) return undefined
+    const doc = this.#lru.get(cacheKey(envKey, url))
+    if (doc === undefined || this.#clock.now() - doc.storedAt >= rule.ttl) return undefined
+    this.#count('hit')
+    return doc
+  }
+
+  /** How long `doc` stays fresh under `rule`, from now (≤ 0 once stale). */
+  freshForMs (doc: CachedDocument, rule: CacheRule): number {
+    return rule.ttl - (this.#clock.now() - doc.storedAt)
+  }
+
+  /**
    * Answers one request: from memory when fresh; stale at once with one background refresh within
    * staleWhileRevalidate; otherwise after the shared fill, falling back to stale within
    * staleIfError when the upstream fails. Throws what the fill threw when nothing can be served.
