@@ -15,6 +15,8 @@ export interface Summary {
   idleUs: number
   top: Array<{ name: string; where: string; selfUs: number; share: number }>
   byPackage: Array<{ name: string; selfUs: number; share: number }>
+  /** flaggate's own functions with everything they call (what each hook costs, all in) */
+  inclusive: Array<{ name: string; where: string; totalUs: number; share: number }>
 }
 
 function where (cf: CallFrame): string {
@@ -70,7 +72,27 @@ export function summarise (profile: Profile, top = 25, window?: [number, number]
     const p = packageOf(cf)
     pkg.set(p, (pkg.get(p) ?? 0) + us)
   }
+  // inclusive time of flaggate's functions: a node's self time counts for every distinct
+  // flaggate function on its path from the root (once, however deep the recursion)
+  const parent = new Map<number, number>()
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id)
+  const incl = new Map<string, { name: string; where: string; totalUs: number }>()
+  for (const [id, us] of self) {
+    if (byId.get(id)!.callFrame.functionName === '(idle)') continue
+    const seen = new Set<string>()
+    for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
+      const cf = byId.get(cur)!.callFrame
+      if (packageOf(cf) !== 'flaggate') continue
+      const k = `${cf.functionName}@${cf.url}:${cf.lineNumber}`
+      if (seen.has(k)) continue
+      seen.add(k)
+      const e = incl.get(k) ?? { name: cf.functionName === '' ? '(anonymous)' : cf.functionName, where: where(cf), totalUs: 0 }
+      e.totalUs += us
+      incl.set(k, e)
+    }
+  }
   return {
+    inclusive: [...incl.values()].sort((a, b) => b.totalUs - a.totalUs).slice(0, top).map((e) => ({ ...e, share: e.totalUs / busy })),
     busyUs: busy,
     idleUs: idle,
     top: [...fn.values()].sort((a, b) => b.selfUs - a.selfUs).slice(0, top).map((e) => ({ ...e, share: e.selfUs / busy })),
@@ -88,6 +110,8 @@ export function render (s: Summary, requests?: number): string {
   for (const p of s.byPackage.slice(0, 12)) out.push(`| ${p.name} | ${(p.share * 100).toFixed(1)}${per(p.selfUs)} |`)
   out.push('', `| function | where | self %${head} |`, `|---|---|---:${sep}|`)
   for (const f of s.top) out.push(`| ${f.name.replace(/\|/g, '\\|')} | ${f.where} | ${(f.share * 100).toFixed(1)}${per(f.selfUs)} |`)
+  out.push('', `| flaggate function, inclusive | where | total %${head} |`, `|---|---|---:${sep}|`)
+  for (const f of s.inclusive.slice(0, 15)) out.push(`| ${f.name.replace(/\|/g, '\\|')} | ${f.where} | ${(f.share * 100).toFixed(1)}${per(f.totalUs)} |`)
   return out.join('\n')
 }
 

@@ -36,7 +36,9 @@ const { values } = parseArgs({
     'no-redis': { type: 'boolean', default: false },
     'no-nginx': { type: 'boolean', default: false },
     'no-keys': { type: 'boolean', default: false },
-    out: { type: 'string', default: 'bench/results.md' }
+    out: { type: 'string', default: 'bench/results.md' },
+    /** run only the rows whose id matches (e.g. 'hit-0|ceiling-0|nginx-hit-0'); for quick comparisons */
+    only: { type: 'string' }
   }
 })
 const QUICK = values.quick
@@ -102,7 +104,8 @@ async function main (): Promise<void> {
   if (redis === undefined) notes.push(values['no-redis'] ? '--no-redis: Redis rows skipped.' : 'redis-server is not installed: Redis rows skipped.')
 
   const rows: Row[] = []
-  const add = (r: Omit<Row, 'results'>): Row => { const row = { ...r, results: [] }; rows.push(row); return row }
+  const only = values.only === undefined ? undefined : new RegExp(`^(${values.only})$`)
+  const add = (r: Omit<Row, 'results'>): void => { if (only === undefined || only.test(r.id)) rows.push({ ...r, results: [] }) }
   const keyRows: Array<{ keys: number; warmS: number; rss: number; row: Row }> = []
   let rssAfterKeys: { rss: number; keys: number } | undefined
 
