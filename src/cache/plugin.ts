@@ -18,7 +18,8 @@
  */
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { clientHasCurrent, TooLargeToCache, type CachedDocument, type DocumentCache, type Fill, type LookupResult, type UpstreamAnswer } from './core.js'
+import type { Readable } from 'node:stream'
+import { clientHasCurrent, TooLargeToCache, type CachedDocument, type DocumentCache, type Fill, type LookupResult, type OversizeAnswer, type UpstreamAnswer } from './core.js'
 import { BodyTooLarge, elapsedMs, fillRequestHeaders, responseHeaders, UPSTREAM_HEADER, type UpstreamClient } from '../upstream/index.js'
 import type { Metrics } from '../metrics/registry.js'
 import type { RequestGateway } from '../shared/types.js'
@@ -162,10 +163,17 @@ async function cachePlugin (app: FastifyInstance, opts: CachePluginOptions): Pro
     }
 
     if (result.kind === 'pass') {
-      // larger than maxEntrySize: the proxy streams it, nothing is buffered here
+      // larger than maxEntrySize: nothing is buffered here. The request that started the fill
+      // sends on the fill's answer; any other goes to the proxy (its own upstream request)
       gw.cacheStatus = 'BYPASS'
-      void reply.header(CACHE_STATUS_HEADER, 'BYPASS')
       metrics?.cacheEvents.inc({ event: 'bypass' })
+      const answer = result.answer as Handover | undefined
+      const body = answer?.take(request)
+      if (answer !== undefined && body !== undefined) {
+        void reply.code(answer.statusCode).headers(responseHeaders(answer.headers, gw.upstream)).header(CACHE_STATUS_HEADER, 'BYPASS').send(body)
+        return true
+      }
+      void reply.header(CACHE_STATUS_HEADER, 'BYPASS')
       return false
     }
     if (result.kind === 'unavailable') {
@@ -195,14 +203,41 @@ async function cachePlugin (app: FastifyInstance, opts: CachePluginOptions): Pro
       if (ifModifiedSince !== undefined) headers['if-modified-since'] = ifModifiedSince
       const started = gw.upstreamStartedAt = process.hrtime.bigint()
       try {
-        return await client.fetch({ upstream: gw.upstream, route: gw.route!.name, path: gw.upstreamUrl, method: 'GET', headers, timeoutMs: target.timeoutMs, maxBodyBytes: gw.route!.cache!.maxEntrySize })
+        return await client.fetch({ upstream: gw.upstream, route: gw.route!.name, path: gw.upstreamUrl, method: 'GET', headers, timeoutMs: target.timeoutMs, maxBodyBytes: gw.route!.cache!.maxEntrySize, handOverLargeBody: true })
       } catch (err) {
-        throw err instanceof BodyTooLarge ? new TooLargeToCache() : err
+        throw err instanceof BodyTooLarge ? new TooLargeToCache(handOver(request, err)) : err
       } finally {
         gw.upstreamMs = elapsedMs(started)
       }
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Oversize documents: the fill's answer, still streaming, goes to the request that started it
+// ---------------------------------------------------------------------------------------------
+
+class Handover implements OversizeAnswer {
+  #body: Readable | undefined
+  constructor (readonly owner: FastifyRequest, readonly statusCode: number, readonly headers: UpstreamAnswer['headers'], body: Readable) {
+    this.#body = body
+    // The fill's waiters all run in the microtasks that follow its rejection. If the one that
+    // started it is not among them (a background refresh), nobody takes the answer: release
+    // the upstream connection.
+    setImmediate(() => { this.#body?.destroy(); this.#body = undefined })
+  }
+
+  take (owner: unknown): Readable | undefined {
+    if (owner !== this.owner) return undefined
+    const b = this.#body
+    this.#body = undefined
+    return b
+  }
+}
+
+function handOver (request: FastifyRequest, err: BodyTooLarge): Handover | undefined {
+  const a = err.answer
+  return a === undefined ? undefined : new Handover(request, a.statusCode, a.headers, a.body)
 }
 
 /** Replays an upstream answer that was not stored: status, headers and bytes as Core sent them. */
