@@ -1,102 +1,277 @@
 /**
- * The gateway against a bare @fastify/http-proxy, in the same run, on the same machine.
- * Every part runs in its own process: the fake Core, the bare proxy, flaggate (dist/cli.js, with
- * every built capability on: two-level token buckets on every route, the environment-document
- * cache; once with the memory store and once with Redis when redis-server is installed), and
- * the load generator
- * (autocannon's CLI). Prints absolute numbers and the ratios of the performance budget:
- *   - flags (proxied, limited): flaggate req/s ≥ 85% of bare, p99 ≤ 1.5× bare
- *   - environment document: flaggate (cached) req/s ≥ 2× bare (which fetches from Core each time)
- * Usage: npm run bench [-- --duration 10 --connections 50 --no-redis]
+ * `npm run bench`: flaggate against the work it has to do, in the same run, on the same machine.
+ * Every configuration runs in its own process (the fake Cores, the bare proxy, the bare fastify
+ * ceiling, flaggate per store and per document size, NGINX), and so does the load generator (wrk
+ * when installed, autocannon's CLI otherwise). Each measurement is repeated in interleaved rounds
+ * and the median is reported, with the CPU time each process spent per request (/proc/<pid>/stat),
+ * which on shared cores varies much less than requests/s.
+ *
+ *   upstream direct       the fake Core itself (flags: instant; environment document: 11 queries
+ *                         of 1 ms, as a warm PostgreSQL)
+ *   bare proxy            @fastify/http-proxy in front of it, nothing else
+ *   ceiling               a bare fastify answering the document from memory with flaggate's headers
+ *   flaggate              every built capability on (see CAPABILITIES), memory and Redis stores
+ *   nginx                 limit_req (per key, per key + IP) + proxy_cache, one worker
+ *   sizes                 cache hits for a 5 KB, a 50 KB and a 2 MB document
+ *   distinct keys         proxied + limited requests rotating over 1 … 1,000,000 keys; RSS after
+ *
+ * Usage: npm run bench [-- --quick] [--duration 5] [--rounds 3] [--connections 50] [--no-redis]
+ *        [--no-nginx] [--no-keys] [--out bench/results.md]
  */
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
+import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { autocannonCli, Children, type LoadResult } from './support.js'
-import { redisServerAvailable, startPrivateRedis, type PrivateRedis } from '../test/support/redis-server.js'
+import { Children, load, median, rssBytes, warmKeys, wrkAvailable, type LoadResult, type LoadOptions } from './support.js'
+import { ensureNginx, nginxVersion, startNginx } from './nginx.js'
+import { redisServerAvailable, startPrivateRedis } from '../test/support/redis-server.js'
+import { CAPABILITIES, ENV_DOC, FLAGS, policy } from './policy.js'
 
-const { values } = parseArgs({ options: { duration: { type: 'string', default: '10' }, connections: { type: 'string', default: '50' }, 'no-redis': { type: 'boolean', default: false } } })
-const DURATION = Number(values.duration)
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    duration: { type: 'string' },
+    rounds: { type: 'string' },
+    connections: { type: 'string', default: '50' },
+    'no-redis': { type: 'boolean', default: false },
+    'no-nginx': { type: 'boolean', default: false },
+    'no-keys': { type: 'boolean', default: false },
+    out: { type: 'string', default: 'bench/results.md' },
+    /** run only the rows whose id matches (e.g. 'hit-0|ceiling-0|nginx-hit-0'); for quick comparisons */
+    only: { type: 'string' }
+  }
+})
+const QUICK = values.quick
+const DURATION = Number(values.duration ?? (QUICK ? 1 : 5))
+const ROUNDS = Number(values.rounds ?? 3)
 const CONNECTIONS = Number(values.connections)
+const KEY_POINTS = QUICK ? [1, 1000] : [1, 1000, 100_000, 1_000_000]
+const SIZES = [{ label: '5 KB', bytes: 0 }, { label: '50 KB', bytes: 50 * 1024 }, { label: '2 MB', bytes: 2 * 1024 * 1024 }]
+const SERVER_KEY = { 'x-environment-key': 'ser.dev_server_key' }
+const CLIENT_KEY = { 'x-environment-key': 'dev_client_key' }
 const children = new Children()
-type Result = LoadResult
-const load = async (url: string, headers: Record<string, string>): Promise<Result> => await autocannonCli(url, { connections: CONNECTIONS, durationS: DURATION, headers })
 
-function policy (fastUrl: string, slowUrl: string, redis: PrivateRedis | undefined): string {
-  const fleet = '{ by: environmentKey, rate: 1000000/s, burst: 1000000 }'
-  const instance = '{ by: [environmentKey, ip], rate: 1000000/s, burst: 1000000 }'
-  return `server: { listen: 127.0.0.1:0 }
-admin: { listen: 127.0.0.1:0 }
-upstreams:
-  core: { url: "${slowUrl}", timeout: 10s, maxConnections: 128 }
-  fast: { url: "${fastUrl}", timeout: 10s, maxConnections: 128 }
-${redis === undefined ? '' : `store:\n  redis: { url: "${redis.url}", keyPrefix: "bench:${Date.now()}:", commandTimeout: 50ms }\n`}routes:
-  - name: environment-document
-    match: { methods: [GET], path: /api/v1/environment-document/ }
-    upstream: core
-    limit: [${fleet}, ${instance}]
-    cache: { ttl: 30s, staleWhileRevalidate: 60s, staleIfError: 10m }
-  - name: flags
-    match: { methods: [GET], path: /api/v1/flags/ }
-    upstream: fast
-    limit: [${fleet}, ${instance}]
-  - name: default
-    match: { pathPrefix: / }
-    upstream: fast
-    limit: { by: ip, rate: 50/s, burst: 100, shadow: true }
-`
+const configDir = mkdtempSync(join(tmpdir(), 'flaggate-bench-config-'))
+let configN = 0
+async function startFlaggate (o: Parameters<typeof policy>[0]): Promise<{ url: string; pid: number }> {
+  const file = join(configDir, `gateway-${configN++}.yaml`)
+  writeFileSync(file, policy(o))
+  return await children.spawnFlaggate(file)
 }
 
-const row = (name: string, r: Result) => console.log(`${name.padEnd(40)} ${r.rps.toFixed(0).padStart(8)} req/s   p50 ${String(r.p50).padStart(4)} ms   p99 ${String(r.p99).padStart(4)} ms   non-2xx ${r.non2xx}   errors ${r.errors}`)
-const verdict = (label: string, value: number, budget: string, ok: boolean) => console.log(`${label.padEnd(44)} ${value.toFixed(2)}  (budget ${budget}) ${ok ? 'ok' : 'OVER BUDGET'}`)
+// ---------------------------------------------------------------------------------------------
 
-async function startFlaggate (fastUrl: string, slowUrl: string, redis: PrivateRedis | undefined): Promise<string> {
-  const dir = mkdtempSync(join(tmpdir(), 'flaggate-bench-'))
-  writeFileSync(join(dir, 'gateway.yaml'), policy(fastUrl, slowUrl, redis))
-  return await children.startFlaggate(join(dir, 'gateway.yaml'))
+interface Row {
+  id: string
+  group: 'main' | 'size' | 'keys'
+  label: string
+  url: string
+  headers: Record<string, string>
+  watch: Record<string, number>
+  keys?: number
+  results: LoadResult[]
+}
+
+const fmt = (n: number, d = 0) => Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: d, minimumFractionDigits: d }) : '–'
+const mb = (n: number) => Number.isFinite(n) ? `${(n / 2 ** 20).toFixed(0)} MB` : '–'
+
+function med (r: Row, f: (x: LoadResult) => number): number { return median(r.results.map(f)) }
+const rps = (r: Row | undefined) => r === undefined ? NaN : med(r, (x) => x.rps)
+const p99 = (r: Row | undefined) => r === undefined ? NaN : med(r, (x) => x.p99)
+const cpu = (r: Row | undefined, who = 'server') => r === undefined ? NaN : med(r, (x) => x.cpuUsPerReq[who] ?? NaN)
+
+async function getStarted (url: string, headers: Record<string, string>, expectHit: boolean): Promise<number> {
+  const a = await fetch(url, { headers })
+  await a.arrayBuffer()
+  const b = await fetch(url, { headers })
+  const n = (await b.arrayBuffer()).byteLength
+  if (b.status !== 200) throw new Error(`${url} answered ${b.status}`)
+  if (expectHit && !/HIT/.test(b.headers.get('x-cache-status') ?? '')) throw new Error(`${url} did not answer from its cache (X-Cache-Status: ${b.headers.get('x-cache-status')})`)
+  return n
 }
 
 async function main (): Promise<void> {
+  const startedAt = new Date()
+  const load0 = loadavg()
+  const notes: string[] = []
+  const generator = wrkAvailable() ? 'wrk (1 thread)' : 'autocannon CLI (wrk not installed)'
+  if (!wrkAvailable()) notes.push('wrk is not installed: autocannon is the load generator and the distinct-keys curve is skipped (`apt-get install wrk`).')
+  if (!existsSync('dist/cli.js')) throw new Error('dist/cli.js is missing: run `npm run build` first')
+
+  const nginx = values['no-nginx'] ? { bin: undefined, note: '--no-nginx: NGINX rows skipped' } : ensureNginx()
+  notes.push(`NGINX: ${nginx.note}${nginx.bin !== undefined ? `, version ${nginxVersion(nginx.bin)}` : ''}.`)
   const redis = !values['no-redis'] && redisServerAvailable() ? await startPrivateRedis() : undefined
+  if (redis === undefined) notes.push(values['no-redis'] ? '--no-redis: Redis rows skipped.' : 'redis-server is not installed: Redis rows skipped.')
+
+  const rows: Row[] = []
+  const only = values.only === undefined ? undefined : new RegExp(`^(${values.only})$`)
+  const add = (r: Omit<Row, 'results'>): void => { if (only === undefined || only.test(r.id)) rows.push({ ...r, results: [] }) }
+  const keyRows: Array<{ keys: number; warmS: number; rss: number; row: Row }> = []
+  let rssAfterKeys: { rss: number; keys: number } | undefined
+
   try {
-    // The fast upstream answers at once, so the proxies are the bottleneck (their overhead is
-    // what is compared). The slow one costs 1 ms per query, as a warm PostgreSQL might: Core's
-    // environment document is 11 queries.
-    const fastUrl = await children.start(['--import', 'tsx', 'bench/upstream.ts'], { QUERY_LATENCY_MS: '0' }, (l) => l.url as string)
-    const slowUrl = await children.start(['--import', 'tsx', 'bench/upstream.ts'], { QUERY_LATENCY_MS: '1', POOL_SIZE: '20' }, (l) => l.url as string)
-    const bareFast = await children.start(['--import', 'tsx', 'bench/bare-proxy.ts'], { UPSTREAM_URL: fastUrl }, (l) => l.url as string)
-    const bareSlow = await children.start(['--import', 'tsx', 'bench/bare-proxy.ts'], { UPSTREAM_URL: slowUrl }, (l) => l.url as string)
-    const gateMemory = await startFlaggate(fastUrl, slowUrl, undefined)
-    const gateRedis = redis === undefined ? undefined : await startFlaggate(fastUrl, slowUrl, redis)
-    const client = { 'x-environment-key': 'dev_client_key' }
-    const server = { 'x-environment-key': 'ser.dev_server_key' }
-
-    console.log(`flaggate bench: ${CONNECTIONS} connections, ${DURATION} s per run; every process separate (autocannon, proxies, fake Core)`)
-    for (const u of [bareFast, gateMemory, gateRedis]) if (u !== undefined) await load(`${u}/api/v1/flags/`, client) // warm JIT and pools
-    const bareFlags = await load(`${bareFast}/api/v1/flags/`, client)
-    const memFlags = await load(`${gateMemory}/api/v1/flags/`, client)
-    const redisFlags = gateRedis === undefined ? undefined : await load(`${gateRedis}/api/v1/flags/`, client)
-    const bareDoc = await load(`${bareSlow}/api/v1/environment-document/`, server)
-    const memDoc = await load(`${gateMemory}/api/v1/environment-document/`, server)
-
-    row('bare proxy  GET flags', bareFlags)
-    row('flaggate    GET flags, memory store', memFlags)
-    if (redisFlags !== undefined) row('flaggate    GET flags, Redis store', redisFlags)
-    row('bare proxy  GET environment-document', bareDoc)
-    row('flaggate    GET environment-document', memDoc)
-    console.log('')
-    verdict('flags req/s, memory store: flaggate/bare', memFlags.rps / bareFlags.rps, '≥ 0.85', memFlags.rps / bareFlags.rps >= 0.85)
-    verdict('flags p99, memory store: flaggate/bare', memFlags.p99 / Math.max(1, bareFlags.p99), '≤ 1.50', memFlags.p99 / Math.max(1, bareFlags.p99) <= 1.5)
-    if (redisFlags !== undefined) {
-      verdict('flags req/s, Redis store: flaggate/bare', redisFlags.rps / bareFlags.rps, '≥ 0.85', redisFlags.rps / bareFlags.rps >= 0.85)
-      verdict('flags p99, Redis store: flaggate/bare', redisFlags.p99 / Math.max(1, bareFlags.p99), '≤ 1.50', redisFlags.p99 / Math.max(1, bareFlags.p99) <= 1.5)
+    // upstreams: instant (flags, and the distinct-keys curve), and one per document size at 1 ms per query
+    const fast = await children.spawn(['--import', 'tsx', 'bench/upstream.ts'], { QUERY_LATENCY_MS: '0', BENCH_KEYS: '1' }, (l) => typeof l.url === 'string')
+    const fastUrl = fast.info.url as string
+    const docs: Array<{ label: string; url: string; pid: number; bytes: number }> = []
+    for (const s of SIZES) {
+      const c = await children.spawn(['--import', 'tsx', 'bench/upstream.ts'], { QUERY_LATENCY_MS: '1', POOL_SIZE: '20', DOC_BYTES: String(s.bytes) }, (l) => typeof l.url === 'string')
+      docs.push({ label: s.label, url: c.info.url as string, pid: c.pid, bytes: c.info.docBytes as number })
     }
-    verdict('environment document req/s: flaggate/bare', memDoc.rps / bareDoc.rps, '≥ 2.00', memDoc.rps / bareDoc.rps >= 2)
+    const doc5 = docs[0]!
+
+    const bareFast = await children.spawn(['--import', 'tsx', 'bench/bare-proxy.ts'], { UPSTREAM_URL: fastUrl }, (l) => typeof l.url === 'string')
+    const bareDoc = await children.spawn(['--import', 'tsx', 'bench/bare-proxy.ts'], { UPSTREAM_URL: doc5.url }, (l) => typeof l.url === 'string')
+    const gwMem = await startFlaggate({ docUrl: doc5.url, fastUrl })
+    const gwRedis = redis === undefined ? undefined : await startFlaggate({ docUrl: doc5.url, fastUrl, redis })
+    const ng = nginx.bin === undefined ? undefined : await startNginx(children, nginx.bin, { docUpstream: doc5.url, fastUpstream: fastUrl })
+
+    add({ id: 'direct-flags', group: 'main', label: 'upstream direct: flags', url: fastUrl + FLAGS, headers: CLIENT_KEY, watch: { server: fast.pid } })
+    add({ id: 'bare-flags', group: 'main', label: 'bare proxy: flags', url: (bareFast.info.url as string) + FLAGS, headers: CLIENT_KEY, watch: { server: bareFast.pid, upstream: fast.pid } })
+    add({ id: 'mem-flags', group: 'main', label: 'flaggate memory: flags (proxied)', url: gwMem.url + FLAGS, headers: CLIENT_KEY, watch: { server: gwMem.pid, upstream: fast.pid } })
+    if (gwRedis !== undefined) add({ id: 'redis-flags', group: 'main', label: 'flaggate Redis: flags (proxied)', url: gwRedis.url + FLAGS, headers: CLIENT_KEY, watch: { server: gwRedis.pid, upstream: fast.pid, redis: redis!.pid } })
+    if (ng !== undefined) add({ id: 'nginx-flags', group: 'main', label: 'nginx: flags (limit_req, proxied)', url: ng.url + FLAGS, headers: CLIENT_KEY, watch: { server: ng.pid, upstream: fast.pid } })
+    add({ id: 'direct-doc', group: 'main', label: 'upstream direct: env doc (11 × 1 ms queries)', url: doc5.url + ENV_DOC, headers: SERVER_KEY, watch: { server: doc5.pid } })
+    add({ id: 'bare-doc', group: 'main', label: 'bare proxy: env doc', url: (bareDoc.info.url as string) + ENV_DOC, headers: SERVER_KEY, watch: { server: bareDoc.pid, upstream: doc5.pid } })
+
+    // per document size: flaggate HIT, the ceiling serving the same bytes, NGINX proxy_cache HIT
+    for (const [i, d] of docs.entries()) {
+      const gw = i === 0 ? gwMem : await startFlaggate({ docUrl: d.url, fastUrl })
+      await getStarted(gw.url + ENV_DOC, SERVER_KEY, true)
+      const ceiling = await children.spawn(['--import', 'tsx', 'bench/ceiling.ts'], { GATEWAY_URL: gw.url }, (l) => typeof l.url === 'string')
+      const n = i === 0 ? ng : ng === undefined ? undefined : await startNginx(children, nginx.bin!, { docUpstream: d.url, fastUpstream: fastUrl })
+      if (n !== undefined) await getStarted(n.url + ENV_DOC, SERVER_KEY, true)
+      const group = i === 0 ? 'main' : 'size'
+      add({ id: `ceiling-${i}`, group, label: `ceiling (bare fastify, memory): env doc ${d.label}`, url: (ceiling.info.url as string) + ENV_DOC, headers: SERVER_KEY, watch: { server: ceiling.pid } })
+      add({ id: `hit-${i}`, group, label: `flaggate memory: env doc ${d.label} HIT`, url: gw.url + ENV_DOC, headers: SERVER_KEY, watch: { server: gw.pid } })
+      if (i === 0 && gwRedis !== undefined) {
+        await getStarted(gwRedis.url + ENV_DOC, SERVER_KEY, true)
+        add({ id: 'redis-hit-0', group, label: `flaggate Redis: env doc ${d.label} HIT`, url: gwRedis.url + ENV_DOC, headers: SERVER_KEY, watch: { server: gwRedis.pid, redis: redis!.pid } })
+      }
+      if (n !== undefined) add({ id: `nginx-hit-${i}`, group, label: `nginx: env doc ${d.label} proxy_cache HIT`, url: n.url + ENV_DOC, headers: SERVER_KEY, watch: { server: n.pid } })
+    }
+
+    const env = `${generator}, ${CONNECTIONS} connections, ${DURATION} s per run, ${ROUNDS} rounds (interleaved), medians`
+    console.log(`flaggate bench: ${env}`)
+    for (const n of notes) console.log(`  note: ${n}`)
+
+    // warm JIT, pools and caches, then the rounds; every row once per round, so a slow moment
+    // of the shared machine hits one sample of each row rather than all samples of one row
+    for (const r of rows) await load(r.url, { connections: CONNECTIONS, durationS: Math.min(2, DURATION), headers: r.headers })
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const r of rows) {
+        const res = await load(r.url, { connections: CONNECTIONS, durationS: DURATION, headers: r.headers, watch: r.watch })
+        r.results.push(res)
+        console.log(`  round ${round}  ${r.label.padEnd(48)} ${fmt(res.rps).padStart(8)} req/s  p99 ${fmt(res.p99, 1).padStart(6)} ms  server ${fmt(res.cpuUsPerReq.server ?? NaN, 1).padStart(6)} µs/req${res.non2xx + res.errors > 0 ? `  non-2xx ${res.non2xx} errors ${res.errors}` : ''}`)
+      }
+    }
+
+    // distinct keys: a fresh gateway, proxied + limited flags requests rotating over N keys
+    if (!values['no-keys'] && wrkAvailable()) {
+      const gwKeys = await startFlaggate({ docUrl: doc5.url, fastUrl })
+      for (const keys of KEY_POINTS) {
+        // every key sent once before measuring, so the point measures N keys in steady state
+        const warm = await warmKeys(gwKeys.url + FLAGS, keys, CONNECTIONS)
+        const row: Row = { id: `keys-${keys}`, group: 'keys', label: `${fmt(keys)} keys`, url: gwKeys.url + FLAGS, headers: {}, watch: { server: gwKeys.pid, upstream: fast.pid }, keys, results: [] }
+        for (let round = 1; round <= ROUNDS; round++) {
+          const res = await load(row.url, { connections: CONNECTIONS, durationS: DURATION, headers: {}, keys, watch: row.watch })
+          row.results.push(res)
+          console.log(`  round ${round}  flags, ${fmt(keys).padStart(9)} keys ${fmt(res.rps).padStart(8)} req/s  p99 ${fmt(res.p99, 1).padStart(6)} ms  server ${fmt(res.cpuUsPerReq.server ?? NaN, 1).padStart(6)} µs/req${res.non2xx + res.errors > 0 ? `  non-2xx ${res.non2xx} errors ${res.errors}` : ''}`)
+        }
+        const rss = rssBytes(gwKeys.pid)
+        keyRows.push({ keys, warmS: warm.seconds, rss, row })
+        rssAfterKeys = { rss, keys }
+      }
+    }
+
+    write({ startedAt, load0, env, notes, rows, keyRows, rssAfterKeys, docs })
   } finally {
     children.stopAll()
     await redis?.stop()
   }
+}
+
+interface Report {
+  startedAt: Date
+  load0: number[]
+  env: string
+  notes: string[]
+  rows: Row[]
+  keyRows: Array<{ keys: number; warmS: number; rss: number; row: Row }>
+  rssAfterKeys: { rss: number; keys: number } | undefined
+  docs: Array<{ label: string; bytes: number }>
+}
+
+const PROFILE_MARK = '<!-- profiles: kept across runs; written by hand from `npm run bench:profile` -->'
+
+function write (rep: Report): void {
+  const by = (id: string) => rep.rows.find((r) => r.id === id)
+  const out: string[] = []
+  const argv = process.argv.slice(2).join(' ')
+  out.push('# Benchmark results', '')
+  out.push(`Command: \`npm run bench${argv === '' ? '' : ` -- ${argv}`}\` (${rep.startedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC)`, '')
+  out.push(`Machine: ${cpus().length} CPUs (nproc), ${cpus()[0]?.model ?? 'unknown CPU'}, Node ${process.version}; load average at start ${rep.load0.map((x) => x.toFixed(1)).join(' / ')}, at end ${loadavg().map((x) => x.toFixed(1)).join(' / ')}.`, '')
+  out.push(`Load: ${rep.env}. Every configuration and the load generator run in their own processes on the same two cores, so req/s is shared with the load generator and the upstream; **CPU µs/req** (utime + stime of the process from /proc, divided by the requests of the run) is the steadier measure.`, '')
+  for (const n of rep.notes) out.push(`- ${n}`)
+  out.push('', `flaggate runs with: ${CAPABILITIES.map((c) => c.name).join('; ')}; access log on; metrics on.`, '')
+
+  out.push('## Side by side', '')
+  out.push('| configuration | req/s | p50 ms | p99 ms | CPU µs/req (server) | CPU µs/req (upstream) | non-2xx / errors |', '|---|---:|---:|---:|---:|---:|---:|')
+  for (const r of rep.rows.filter((x) => x.group === 'main')) {
+    out.push(`| ${r.label} | ${fmt(rps(r))} | ${fmt(med(r, (x) => x.p50), 1)} | ${fmt(p99(r), 1)} | ${fmt(cpu(r), 1)} | ${fmt(cpu(r, 'upstream'), 1)} | ${r.results.reduce((a, x) => a + x.non2xx, 0)} / ${r.results.reduce((a, x) => a + x.errors, 0)} |`)
+  }
+  out.push('')
+
+  out.push('## Targets', '')
+  out.push('| target | measured (req/s ratio) | CPU µs/req ratio | verdict |', '|---|---:|---:|---|')
+  const target = (label: string, a: Row | undefined, b: Row | undefined, min: number) => {
+    if (a === undefined || b === undefined) { out.push(`| ${label} | – | – | not measured |`); return }
+    const ratio = rps(a) / rps(b)
+    // cost ratio: how many of `a` one CPU-second buys against `b`
+    const costRatio = cpu(b) / cpu(a)
+    out.push(`| ${label} | ${ratio.toFixed(2)} | ${Number.isFinite(costRatio) ? costRatio.toFixed(2) : '–'} | ${ratio >= min ? 'met' : 'MISSED'} |`)
+  }
+  target('cache HIT ≥ 0.7 × bare fastify ceiling (5 KB)', by('hit-0'), by('ceiling-0'), 0.7)
+  target('cache HIT ≥ 3 × bare proxy fetching it', by('hit-0'), by('bare-doc'), 3)
+  target('cache HIT ≥ 0.5 × NGINX proxy_cache (5 KB)', by('hit-0'), by('nginx-hit-0'), 0.5)
+  target('proxied ≥ 0.85 × bare proxy, memory', by('mem-flags'), by('bare-flags'), 0.85)
+  target('proxied ≥ 0.85 × bare proxy, Redis', by('redis-flags'), by('bare-flags'), 0.85)
+  const p99Target = (label: string, a: Row | undefined, b: Row | undefined) => {
+    if (a === undefined || b === undefined) { out.push(`| ${label} | – | – | not measured |`); return }
+    const ratio = p99(a) / Math.max(0.001, p99(b))
+    out.push(`| ${label} | ${ratio.toFixed(2)} (p99 ratio) | | ${ratio <= 1.5 ? 'met' : 'MISSED'} |`)
+  }
+  p99Target('proxied p99 ≤ 1.5 × bare proxy, memory', by('mem-flags'), by('bare-flags'))
+  p99Target('proxied p99 ≤ 1.5 × bare proxy, Redis', by('redis-flags'), by('bare-flags'))
+  if (rep.rssAfterKeys !== undefined) {
+    out.push(`| RSS after ${fmt(rep.rssAfterKeys.keys)} distinct keys < 300 MB | ${mb(rep.rssAfterKeys.rss)} | | ${rep.rssAfterKeys.rss < 300 * 2 ** 20 ? 'met' : 'MISSED'} |`)
+  }
+  out.push('', 'CPU µs/req ratio: the server CPU per request of the comparison divided by flaggate\'s (above 1: flaggate is cheaper).', '')
+
+  out.push('## Document size (cache hits)', '')
+  out.push('| document | ceiling req/s | flaggate HIT req/s | NGINX HIT req/s | ceiling p99 | flaggate p99 | NGINX p99 | CPU µs/req ceiling / flaggate / NGINX | flaggate/ceiling | flaggate/NGINX |', '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
+  for (const [i, d] of rep.docs.entries()) {
+    const c = by(`ceiling-${i}`); const h = by(`hit-${i}`); const n = by(`nginx-hit-${i}`)
+    out.push(`| ${d.label} (${fmt(d.bytes)} B) | ${fmt(rps(c))} | ${fmt(rps(h))} | ${fmt(rps(n))} | ${fmt(p99(c), 1)} | ${fmt(p99(h), 1)} | ${fmt(p99(n), 1)} | ${fmt(cpu(c), 0)} / ${fmt(cpu(h), 0)} / ${fmt(cpu(n), 0)} | ${(rps(h) / rps(c)).toFixed(2)} | ${(rps(h) / rps(n)).toFixed(2)} |`)
+  }
+  out.push('')
+
+  if (rep.keyRows.length > 0) {
+    out.push('## Distinct keys (proxied + limited flags requests, memory store)', '')
+    out.push('Each point: every key sent once (the warm-up pass), then the rounds, rotating over the N keys. The memory limiter holds at most 200,000 buckets (least recently used go first), so past that every request of the rotation is a new bucket.', '')
+    out.push('| keys | req/s | p99 ms | CPU µs/req (gateway) | warm-up pass | gateway RSS after |', '|---:|---:|---:|---:|---:|---:|')
+    for (const k of rep.keyRows) out.push(`| ${fmt(k.keys)} | ${fmt(rps(k.row))} | ${fmt(p99(k.row), 1)} | ${fmt(cpu(k.row), 1)} | ${k.warmS.toFixed(1)} s | ${mb(k.rss)} |`)
+    out.push('')
+  }
+
+  let kept = ''
+  if (existsSync(values.out!)) {
+    const old = readFileSync(values.out!, 'utf8')
+    const at = old.indexOf(PROFILE_MARK)
+    if (at !== -1) kept = old.slice(at)
+  }
+  writeFileSync(values.out!, out.join('\n') + '\n' + (kept === '' ? `${PROFILE_MARK}\n` : kept))
+  console.log(`\n${out.join('\n')}\nwritten to ${values.out}`)
 }
 
 await main()

@@ -44,7 +44,7 @@ export function cacheAdminExtension (opts: CacheAdminOptions): AdminExtension {
     },
     status () {
       const s = cache.stats()
-      return { cache: { entries: s.entries, bytes: s.bytes, maxSize: s.maxSize, hits: s.hits, misses: s.misses, stale: s.stale, negativeEntries: s.negativeEntries } }
+      return { cache: { entries: s.entries, bytes: s.bytes, maxSize: s.maxSize, hits: s.hits, misses: s.misses, stale: s.stale, negativeEntries: s.negativeEntries, tooLargeEntries: s.tooLargeEntries } }
     }
   }
 }

@@ -39,9 +39,20 @@ export interface UpstreamAnswer {
  */
 export type Fill = (conditional: { ifModifiedSince?: string }) => Promise<UpstreamAnswer>
 
-/** Thrown by a fill that stopped reading a body larger than the rule's `maxEntrySize`. */
+/**
+ * The upstream answer of a fill that passed `maxEntrySize`, still streaming. The request that
+ * started the fill takes it and sends it on, so Core builds such a document once per client
+ * request, not twice; everyone else waiting on that fill makes its own upstream request.
+ */
+export interface OversizeAnswer {
+  readonly statusCode: number
+  /** the body for `owner` (the request that started the fill), once; undefined for anyone else */
+  take (owner: unknown): unknown
+}
+
+/** Thrown by a fill that stopped buffering a body larger than the rule's `maxEntrySize`. */
 export class TooLargeToCache extends Error {
-  constructor () { super('document larger than maxEntrySize') }
+  constructor (readonly answer?: OversizeAnswer) { super('document larger than maxEntrySize') }
 }
 
 export interface CachedDocument {
@@ -79,10 +90,12 @@ export type LookupResult =
   /** the caller said the breaker is open and nothing servable is cached: the breaker answers */
   | { kind: 'unavailable' }
   /**
-   * The fill stopped reading because the document is larger than `maxEntrySize`: not stored, not
-   * buffered; the caller streams it from the upstream itself (one request per client).
+   * The document is larger than `maxEntrySize`: not stored, not buffered. `answer` is the fill's
+   * answer still streaming, for the request that started the fill to take; everyone else (and
+   * every request for this key within the rule's ttl, which is remembered) streams it from the
+   * upstream itself: one upstream request per client request.
    */
-  | { kind: 'pass' }
+  | { kind: 'pass'; answer?: OversizeAnswer }
 
 export interface LookupRequest {
   envKey: string
@@ -131,6 +144,8 @@ export interface CacheStats {
   misses: number
   stale: number
   negativeEntries: number
+  /** keys remembered as too large to cache */
+  tooLargeEntries: number
 }
 
 /**
@@ -144,6 +159,10 @@ const DEFAULT_NEGATIVE_MAX_ENTRIES = 10_000
 /** a 403 body is a short JSON error; anything bigger is not worth remembering */
 const NEGATIVE_MAX_BODY_BYTES = 4096
 const PURGE_LOG_MAX = 1024
+/** bytes of memory for the keys remembered as too large (key length + bookkeeping, each) */
+const TOO_LARGE_MAX_BYTES = 1024 * 1024
+const TOO_LARGE_ENTRY_OVERHEAD = 96
+const PASS: LookupResult = Object.freeze({ kind: 'pass' })
 const REPLAY_HEADERS = ['content-type', 'x-flagsmith-document-updated-at', 'link'] as const
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json(?:\s*;|$)/i
 
@@ -250,6 +269,8 @@ export function clientHasCurrent (doc: CachedDocument, ifNoneMatch: string | und
 export class DocumentCache {
   #lru: LRUCache<string, CachedDocument, FillContext>
   #negative: LRUCache<string, UpstreamAnswer>
+  /** cache keys whose document passed maxEntrySize, until the rule's ttl: they go straight to the proxy */
+  #tooLarge: LRUCache<string, true>
   readonly #clock: Clock
   readonly #onEvent: ((event: CacheEvent, count: number) => void) | undefined
   #purgeGen = 0
@@ -265,6 +286,12 @@ export class DocumentCache {
     this.#negative = new LRUCache<string, UpstreamAnswer>({
       max: opts.negativeMaxEntries ?? DEFAULT_NEGATIVE_MAX_ENTRIES,
       ttl: opts.negativeTtlMs ?? DEFAULT_NEGATIVE_TTL_MS,
+      ttlResolution: 0,
+      perf: { now: this.#clock }
+    })
+    this.#tooLarge = new LRUCache<string, true>({
+      maxSize: TOO_LARGE_MAX_BYTES,
+      sizeCalculation: (_v, k) => k.length + TOO_LARGE_ENTRY_OVERHEAD,
       ttlResolution: 0,
       perf: { now: this.#clock }
     })
@@ -313,7 +340,8 @@ export class DocumentCache {
       hits: this.#hits,
       misses: this.#misses,
       stale: this.#stale,
-      negativeEntries: this.#negative.size
+      negativeEntries: this.#negative.size,
+      tooLargeEntries: this.#tooLarge.size
     }
   }
 
@@ -331,6 +359,24 @@ export class DocumentCache {
   }
 
   /**
+   * The hit path without a promise: the fresh document for this key (counted as a hit), or
+   * undefined when anything else applies (a remembered 403, stale, missing), which
+   * {@link lookup} then decides. Allocation-free apart from the cache key.
+   */
+  fresh (envKey: string, url: string, rule: CacheRule, upstream = ''): CachedDocument | undefined {
+    if (this.#negative.size > 0 && this.#negative.has(negativeKey(envKey, `${upstream}\n${url}`))) return undefined
+    const doc = this.#lru.get(cacheKey(envKey, url, upstream))
+    if (doc === undefined || this.#clock() - doc.storedAt >= rule.ttl) return undefined
+    this.#count('hit')
+    return doc
+  }
+
+  /** How long `doc` stays fresh under `rule`, from now (≤ 0 once stale). */
+  freshForMs (doc: CachedDocument, rule: CacheRule): number {
+    return rule.ttl - (this.#clock() - doc.storedAt)
+  }
+
+  /**
    * Answers one request: from memory when fresh; stale at once with one background refresh within
    * staleWhileRevalidate; otherwise after the shared fill, falling back to stale within
    * staleIfError when the upstream fails. Throws what the fill threw when nothing can be served.
@@ -344,6 +390,7 @@ export class DocumentCache {
     }
 
     const key = cacheKey(envKey, url, upstream)
+    if (this.#tooLarge.size > 0 && this.#tooLarge.has(key)) return PASS
     const now = this.#clock()
     let doc = this.#lru.get(key)
     if (doc !== undefined && now - doc.storedAt >= lifetimeOf(rule)) doc = undefined
@@ -371,7 +418,9 @@ export class DocumentCache {
       if (err instanceof TooLargeToCache) {
         // definitive, like any answer that replaces the document: the old copy goes
         this.#lru.delete(key)
-        return { kind: 'pass' }
+        // a large error page says nothing about the document's size
+        if (err.answer === undefined || err.answer.statusCode === 200) this.#tooLarge.set(key, true, { ttl: rule.ttl })
+        return err.answer === undefined ? PASS : { kind: 'pass', answer: err.answer }
       }
       const upstreamFailure = !(err instanceof UncachedAnswer) || err.upstreamFailure
       if (upstreamFailure) {
@@ -417,6 +466,7 @@ export class DocumentCache {
       n += this.#negative.size
       this.#lru.clear()
       this.#negative.clear()
+      this.#tooLarge.clear()
     } else {
       // forEach also visits entries whose refresh is in flight (their stale value); fills for
       // cold keys in flight are caught by the purge log when they complete
@@ -429,10 +479,18 @@ export class DocumentCache {
         const neg: string[] = []
         for (const k of this.#negative.keys()) if (k.startsWith(prefix)) neg.push(k)
         for (const k of neg) if (this.#negative.delete(k)) n++
+        // not counted: nothing is stored for them (an environment-id purge cannot name them:
+        // their documents were never parsed, so they wait for their ttl)
+        const large: string[] = []
+        for (const k of this.#tooLarge.keys()) if (k.startsWith(prefix)) large.push(k)
+        for (const k of large) this.#tooLarge.delete(k)
       } else if ('keyDigest' in target) {
         const neg: string[] = []
         for (const k of this.#negative.keys()) if (matches(target, k.slice(0, k.indexOf('\n')), undefined, digests)) neg.push(k)
         for (const k of neg) if (this.#negative.delete(k)) n++
+        const large: string[] = []
+        for (const k of this.#tooLarge.keys()) if (matches(target, k.slice(0, k.indexOf('\n')), undefined, digests)) large.push(k)
+        for (const k of large) this.#tooLarge.delete(k)
       }
     }
     this.#emit('purge', n)

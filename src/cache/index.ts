@@ -48,11 +48,15 @@ const BYTES_EVENTS = new Set(['store', 'evict', 'purge', 'revalidated'])
 export function createCacheRoom (deps: CacheRoomDeps): CacheRoom {
   const { metrics, logger } = deps
   const log = logger.child({ room: 'cache' })
+  // one child counter per event, resolved once: inc({ event }) hashes its labels on every hit
+  const counters = new Map<string, { inc (n: number): void }>()
   const cache: DocumentCache = new DocumentCache({
     maxSize: deps.policy().data.cache.maxSize,
     ...(deps.clock !== undefined ? { clock: deps.clock } : {}),
     onEvent: (event, count) => {
-      metrics.cacheEvents.inc({ event }, count)
+      let c = counters.get(event)
+      if (c === undefined) { c = metrics.cacheEvents.labels(event); counters.set(event, c) }
+      c.inc(count)
       if (BYTES_EVENTS.has(event)) metrics.cacheBytes.set(cache.bytes)
     }
   })

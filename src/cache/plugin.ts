@@ -18,8 +18,9 @@
  */
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { clientHasCurrent, TooLargeToCache, type CacheRule, type CachedDocument, type DocumentCache, type Fill, type LookupResult, type UpstreamAnswer } from './core.js'
-import { BodyTooLarge, elapsedMs, fillRequestHeaders, responseHeaders, type UpstreamClient } from '../upstream/index.js'
+import type { Readable } from 'node:stream'
+import { clientHasCurrent, TooLargeToCache, type CacheRule, type CachedDocument, type DocumentCache, type Fill, type LookupResult, type OversizeAnswer, type UpstreamAnswer } from './core.js'
+import { BodyTooLarge, elapsedMs, fillRequestHeaders, responseHeaders, UPSTREAM_HEADER, type UpstreamClient } from '../upstream/index.js'
 import type { Metrics } from '../metrics/registry.js'
 import { GatewayError } from '../errors.js'
 import type { RequestGateway } from '../shared/types.js'
@@ -45,16 +46,55 @@ function singleHeader (v: string | string[] | undefined): string | undefined {
 }
 
 
-function documentHeaders (doc: CachedDocument, status: string, freshForMs: number, upstream: string): Record<string, string> {
-  const h = responseHeaders(doc.headers, upstream) as Record<string, string>
-  h.etag = doc.etag
-  h['last-modified'] = doc.lastModified
-  // Core says no-store; on this route we say how long the copy is good for, and only for this
-  // client: the document belongs to its key
-  h['cache-control'] = `private, max-age=${Math.floor(freshForMs / 1000)}`
-  h.vary = 'X-Environment-Key'
-  h[CACHE_STATUS_HEADER] = status
+// ---------------------------------------------------------------------------------------------
+// HIT side: a stored document → its response. Entries are immutable, so what a response needs
+// from an entry is computed once per entry (on its first answer) and reused; per request only
+// Cache-Control's max-age, X-Cache-Status and X-Flaggate-Upstream change.
+// ---------------------------------------------------------------------------------------------
+
+interface EntryHeaders {
+  /** the representation's headers (content-type, X-Flagsmith-Document-Updated-At, Link) and validators */
+  readonly ok: Readonly<Record<string, string>>
+  /** a 304 carries the validators and caching headers, not the representation's own */
+  readonly notModified: Readonly<Record<string, string>>
+}
+
+const entryHeaders = new WeakMap<CachedDocument, EntryHeaders>()
+
+function headersOf (doc: CachedDocument): EntryHeaders {
+  let h = entryHeaders.get(doc)
+  if (h === undefined) {
+    // the one response-header policy (upstream/headers.ts); X-Flaggate-Upstream is per request
+    const base = responseHeaders(doc.headers, 'none') as Record<string, string>
+    delete base[UPSTREAM_HEADER]
+    const validators = { etag: doc.etag, 'last-modified': doc.lastModified, vary: 'X-Environment-Key' }
+    const notModified: Record<string, string> = { ...base, ...validators }
+    delete notModified['content-type']
+    delete notModified.link
+    h = Object.freeze({ ok: Object.freeze({ ...base, ...validators }), notModified: Object.freeze(notModified) })
+    entryHeaders.set(doc, h)
+  }
   return h
+}
+
+// Core says no-store; on this route we say how long the copy is good for, and only for this
+// client: the document belongs to its key. One string per whole second of freshness.
+const cacheControls: string[] = []
+function cacheControl (freshForMs: number): string {
+  const s = freshForMs > 0 ? Math.floor(freshForMs / 1000) : 0
+  if (s >= 86_400) return `private, max-age=${s}`
+  return cacheControls[s] ??= `private, max-age=${s}`
+}
+
+/** 200 with the stored bytes, or 304 when the client's validators say it has them. */
+function sendDocument (request: FastifyRequest, reply: FastifyReply, doc: CachedDocument, status: string, freshForMs: number, upstream: string): void {
+  const h = headersOf(doc)
+  const inm = request.headers['if-none-match']
+  const ims = request.headers['if-modified-since']
+  const current = (inm !== undefined || ims !== undefined) && clientHasCurrent(doc, singleHeader(inm), ims)
+  reply.code(current ? 304 : 200).headers(current ? h.notModified : h.ok)
+  reply.header('cache-control', cacheControl(freshForMs)).header(CACHE_STATUS_HEADER, status).header(UPSTREAM_HEADER, upstream)
+  void reply.send(current ? undefined : doc.body)
 }
 
 function isCacheable (request: FastifyRequest): RequestGateway | undefined {
@@ -77,13 +117,24 @@ async function cachePlugin (app: FastifyInstance, opts: CachePluginOptions): Pro
     gw.cacheStatus = 'HIT'
     gw.decision = 'cached'
     // replying from a callback-style hook: fastify skips the rest of the chain, done() is not called
-    void reply.code(304).headers(notModifiedHeaders(hit.document, 'HIT', hit.freshForMs, 'none')).send()
+    sendDocument(request, reply, hit.document, 'HIT', hit.freshForMs, 'none')
   })
 
-  // Callback style, so routes without a cache rule pass with no promise at all.
+  // Callback style, so routes without a cache rule pass with no promise at all, and a fresh
+  // HIT is answered synchronously: no promise, no fill closure, no lookup result object.
   app.addHook('preHandler', (request, reply, done) => {
     const gw = isCacheable(request)
     if (gw === undefined) { done(); return }
+    if (gw.envKey !== undefined) {
+      const rule = gw.route!.cache!
+      const doc = cache.fresh(gw.envKey, gw.upstreamUrl, rule, gw.upstream)
+      if (doc !== undefined) {
+        gw.cacheStatus = 'HIT'
+        gw.decision = 'cached'
+        sendDocument(request, reply, doc, 'HIT', cache.freshForMs(doc, rule), 'none')
+        return
+      }
+    }
     serve(request, reply, gw).then((sent) => { if (!sent) done() }, (err: Error) => { done(err) })
   })
 
@@ -119,10 +170,17 @@ async function cachePlugin (app: FastifyInstance, opts: CachePluginOptions): Pro
     }
 
     if (result.kind === 'pass') {
-      // larger than maxEntrySize: the proxy streams it, nothing is buffered here
+      // larger than maxEntrySize: nothing is buffered here. The request that started the fill
+      // sends on the fill's answer; any other goes to the proxy (its own upstream request)
       gw.cacheStatus = 'BYPASS'
-      void reply.header(CACHE_STATUS_HEADER, 'BYPASS')
       metrics?.cacheEvents.inc({ event: 'bypass' })
+      const answer = result.answer as Handover | undefined
+      const body = answer?.take(request)
+      if (answer !== undefined && body !== undefined) {
+        void reply.code(answer.statusCode).headers(responseHeaders(answer.headers, gw.upstream)).header(CACHE_STATUS_HEADER, 'BYPASS').send(body)
+        return true
+      }
+      void reply.header(CACHE_STATUS_HEADER, 'BYPASS')
       return false
     }
     if (result.kind === 'unavailable') {
@@ -138,12 +196,7 @@ async function cachePlugin (app: FastifyInstance, opts: CachePluginOptions): Pro
 
     if (result.kind === 'response') { sendAnswer(reply, result.response, result.status, upstream); return true }
 
-    const doc = result.document
-    if (clientHasCurrent(doc, singleHeader(request.headers['if-none-match']), request.headers['if-modified-since'])) {
-      void reply.code(304).headers(notModifiedHeaders(doc, result.status, result.freshForMs, upstream)).send()
-      return true
-    }
-    void reply.code(200).headers(documentHeaders(doc, result.status, result.freshForMs, upstream)).send(doc.body)
+    sendDocument(request, reply, result.document, result.status, result.freshForMs, upstream)
     return true
   }
 
@@ -189,9 +242,9 @@ async function cachePlugin (app: FastifyInstance, opts: CachePluginOptions): Pro
       const started = process.hrtime.bigint()
       gw.upstreamStartedAt ??= started
       try {
-        return await client.fetch({ upstream: gw.upstream, route: gw.route!.name, path: gw.upstreamUrl, method: 'GET', headers, timeoutMs: timeoutMs ?? target.timeoutMs, maxBodyBytes: gw.route!.cache!.maxEntrySize })
+        return await client.fetch({ upstream: gw.upstream, route: gw.route!.name, path: gw.upstreamUrl, method: 'GET', headers, timeoutMs: timeoutMs ?? target.timeoutMs, maxBodyBytes: gw.route!.cache!.maxEntrySize, handOverLargeBody: true })
       } catch (err) {
-        throw err instanceof BodyTooLarge ? new TooLargeToCache() : err
+        throw err instanceof BodyTooLarge ? new TooLargeToCache(handOver(request, err)) : err
       } finally {
         gw.upstreamMs = elapsedMs(started)
       }
@@ -199,12 +252,31 @@ async function cachePlugin (app: FastifyInstance, opts: CachePluginOptions): Pro
   }
 }
 
-function notModifiedHeaders (doc: CachedDocument, status: string, freshForMs: number, upstream: string): Record<string, string> {
-  const h = documentHeaders(doc, status, Math.max(0, freshForMs), upstream)
-  // a 304 carries the validators and caching headers, not the representation's own
-  delete h['content-type']
-  delete h.link
-  return h
+// ---------------------------------------------------------------------------------------------
+// Oversize documents: the fill's answer, still streaming, goes to the request that started it
+// ---------------------------------------------------------------------------------------------
+
+class Handover implements OversizeAnswer {
+  #body: Readable | undefined
+  constructor (readonly owner: FastifyRequest, readonly statusCode: number, readonly headers: UpstreamAnswer['headers'], body: Readable) {
+    this.#body = body
+    // The fill's waiters all run in the microtasks that follow its rejection. If the one that
+    // started it is not among them (a background refresh), nobody takes the answer: release
+    // the upstream connection.
+    setImmediate(() => { this.#body?.destroy(); this.#body = undefined })
+  }
+
+  take (owner: unknown): Readable | undefined {
+    if (owner !== this.owner) return undefined
+    const b = this.#body
+    this.#body = undefined
+    return b
+  }
+}
+
+function handOver (request: FastifyRequest, err: BodyTooLarge): Handover | undefined {
+  const a = err.answer
+  return a === undefined ? undefined : new Handover(request, a.statusCode, a.headers, a.body)
 }
 
 /** Replays an upstream answer that was not stored: status, headers and bytes as Core sent them. */

@@ -11,6 +11,7 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
+import { Readable } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import { GatewayError } from '../errors.js'
 import type { Metrics } from '../metrics/registry.js'
@@ -34,6 +35,11 @@ export interface FetchRequest {
   body?: Buffer
   /** past this many body bytes the request is abandoned with BodyTooLarge */
   maxBodyBytes?: number
+  /**
+   * Past `maxBodyBytes`, hand the answer over in BodyTooLarge.answer (still streaming) instead of
+   * abandoning it, so the caller can send it on rather than make the same request again.
+   */
+  handOverLargeBody?: boolean
 }
 
 export function elapsedMs (since: bigint): number {
@@ -173,11 +179,15 @@ export class UpstreamClient {
     const latencyMs = elapsedMs(t0)
     this.#observe(req.upstream, req.route, latencyMs)
     try {
-      const body = await readBody(res, req.maxBodyBytes ?? Infinity)
+      const body = await readBody(res, req.maxBodyBytes ?? Infinity, req.handOverLargeBody === true)
       admission.finish({ kind: 'response', status: res.statusCode, latencyMs })
       return { statusCode: res.statusCode, headers: res.headers, body }
     } catch (err) {
-      if (err instanceof BodyTooLarge) { admission.finish({ kind: 'abandoned' }); throw err }
+      if (err instanceof BodyTooLarge) {
+        // handed over, the answer is used like any other; abandoned, it says nothing about the upstream
+        admission.finish(err.answer !== undefined ? { kind: 'response', status: res.statusCode, latencyMs } : { kind: 'abandoned' })
+        throw err
+      }
       const ge = toGatewayError(err)
       admission.finish(failure(ge, elapsedMs(t0)))
       throw ge
@@ -188,17 +198,42 @@ export class UpstreamClient {
   async close (force = false): Promise<void> { await this.#pools.close(force) }
 }
 
-async function readBody (res: Dispatcher.ResponseData, max: number): Promise<Buffer> {
-  // abandoning the body aborts the request, which the stream reports as an error: expected
-  const abandon = (bytes: number): never => { res.body.on('error', () => {}); res.body.destroy(); throw new BodyTooLarge(bytes) }
-  const declared = Number(res.headers['content-length'])
-  if (declared > max) abandon(declared)
+async function readBody (res: Dispatcher.ResponseData, max: number, handOver: boolean): Promise<Buffer> {
   const chunks: Buffer[] = []
   let size = 0
-  for await (const chunk of res.body) {
-    size += (chunk as Buffer).length
-    if (size > max) abandon(size)
-    chunks.push(chunk as Buffer)
+  // the iterator by hand: leaving a for-await loop would destroy the body we may hand over
+  const it = res.body[Symbol.asyncIterator]() as AsyncIterator<Buffer>
+  const tooLarge = (bytes: number): never => {
+    if (handOver) throw new BodyTooLarge(bytes, { statusCode: res.statusCode, headers: res.headers, body: Readable.from(remainder(chunks, it), { objectMode: false }) })
+    // abandoning the body aborts the request, which the stream reports as an error: expected
+    res.body.on('error', () => {})
+    res.body.destroy()
+    throw new BodyTooLarge(bytes)
+  }
+  const declared = Number(res.headers['content-length'])
+  if (declared > max) tooLarge(declared)
+  for (;;) {
+    const r = await it.next()
+    if (r.done === true) break
+    size += r.value.length
+    chunks.push(r.value)
+    // stop buffering at the limit: the caller streams instead, memory stays bounded
+    if (size > max) tooLarge(size)
   }
   return Buffer.concat(chunks, size)
+}
+
+/** The bytes already read, then the rest of the body; ending early (client gone) releases the upstream request. */
+async function * remainder (read: Buffer[], it: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
+  try {
+    for (const chunk of read) yield chunk
+    read.length = 0
+    for (;;) {
+      const r = await it.next()
+      if (r.done === true) return
+      yield r.value
+    }
+  } finally {
+    await it.return?.()
+  }
 }

@@ -1,12 +1,21 @@
 /**
  * Upstream failures as the gateway's wire answers (SPEC section 3), and as gate outcomes.
  */
+import type { Readable } from 'node:stream'
 import { errors as undiciErrors } from 'undici'
 import { GatewayError } from '../errors.js'
 
 /** The upstream's body passed `maxBodyBytes`: not an upstream failure, a reason not to buffer. */
 export class BodyTooLarge extends Error {
-  constructor (readonly bytes: number) { super(`upstream body larger than the buffering limit (${bytes} bytes read or declared)`) }
+  constructor (
+    readonly bytes: number,
+    /**
+     * With `handOverLargeBody`: the answer, still streaming (the bytes already read, then the
+     * rest), for a caller to send on instead of asking again; whoever gets it must consume or
+     * destroy `body`, or the upstream connection stays taken.
+     */
+    readonly answer?: { statusCode: number; headers: Record<string, string | string[] | undefined>; body: Readable }
+  ) { super(`upstream body larger than the buffering limit (${bytes} bytes read or declared)`) }
 }
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'ETIMEDOUT'])

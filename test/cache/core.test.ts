@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import {
-  CORE_LAST_MODIFIED_LAG_MS, DocumentCache, clientHasCurrent, etagOf,
-  type CacheRule, type Fill, type LookupResult, type UpstreamAnswer
+  CORE_LAST_MODIFIED_LAG_MS, DocumentCache, TooLargeToCache, clientHasCurrent, etagOf,
+  type CacheRule, type OversizeAnswer, type Fill, type LookupResult, type UpstreamAnswer
 } from '../../src/cache/core.js'
 
 const RULE: CacheRule = { ttl: 30_000, staleWhileRevalidate: 60_000, staleIfError: 600_000, maxEntrySize: 1024 * 1024 }
@@ -251,6 +251,41 @@ describe('what is stored', () => {
     }
     expect(up.calls).toHaveLength(3)
     expect(cache.stats()).toMatchObject({ entries: 0, bytes: 0 })
+  })
+
+  it('a fill that finds the document too large: its answer goes to the fill\'s owner only, and the key passes for the rule\'s ttl', async () => {
+    const { cache, clock } = setup()
+    const gate = deferred<UpstreamAnswer>()
+    const up = fakeUpstream(() => gate.promise)
+    const owner = {}
+    const answer: OversizeAnswer = { statusCode: 200, take: (o) => o === owner ? 'the stream' : undefined }
+    const waiting = Array.from({ length: 3 }, async () => await cache.lookup({ envKey: KEY, url: URL_, rule: RULE, fill: up.fill }))
+    await flush()
+    gate.reject(new TooLargeToCache(answer))
+    const results = await Promise.all(waiting)
+    expect(up.calls).toHaveLength(1)
+    for (const r of results) expect(r).toEqual({ kind: 'pass', answer })
+    expect(answer.take(owner)).toBe('the stream')
+    expect(answer.take({})).toBeUndefined()
+
+    // within the ttl: straight to the proxy, no fill; after it, a fill tries again
+    clock.advance(RULE.ttl - 1)
+    expect(await cache.lookup({ envKey: KEY, url: URL_, rule: RULE, fill: up.fill })).toEqual({ kind: 'pass' })
+    expect(cache.stats().tooLargeEntries).toBe(1)
+    expect(up.calls).toHaveLength(1)
+    clock.advance(2)
+    const small = fakeUpstream(() => ok(doc(1)))
+    expect(statusOf(await cache.lookup({ envKey: KEY, url: URL_, rule: RULE, fill: small.fill }))).toBe('MISS')
+    expect(small.calls).toHaveLength(1)
+  })
+
+  it('a large error page is passed on but not remembered as a large document', async () => {
+    const { cache } = setup()
+    const up = fakeUpstream(() => { throw new TooLargeToCache({ statusCode: 502, take: () => undefined }) })
+    expect((await cache.lookup({ envKey: KEY, url: URL_, rule: RULE, fill: up.fill })).kind).toBe('pass')
+    expect((await cache.lookup({ envKey: KEY, url: URL_, rule: RULE, fill: up.fill })).kind).toBe('pass')
+    expect(up.calls).toHaveLength(2)
+    expect(cache.stats().tooLargeEntries).toBe(0)
   })
 
   it('only 200 JSON is stored; a definitive non-200 drops the old copy', async () => {

@@ -1,0 +1,42 @@
+/**
+ * The policy every flaggate of the benchmarks runs: every capability that exists, with limits that
+ * decide every request and refuse none. One entry of CAPABILITIES per capability, so a capability
+ * that lands is one more line here.
+ */
+import type { PrivateRedis } from '../test/support/redis-server.js'
+
+export const ENV_DOC = '/api/v1/environment-document/'
+export const FLAGS = '/api/v1/flags/'
+
+export interface RouteSpec { name: string; path: string; upstream: string; cached: boolean }
+export type Capability = { name: string; route?: (r: RouteSpec) => string; top?: () => string }
+const NEVER = '1000000/s, burst: 1000000' // limits that decide every request and refuse none
+
+export const CAPABILITIES: Capability[] = [
+  { name: 'rate limits (per key, per key + IP)', route: () => `limit: [{ by: environmentKey, rate: ${NEVER} }, { by: [environmentKey, ip], rate: ${NEVER} }]` },
+  { name: 'document cache', route: (r) => r.cached ? 'cache: { ttl: 30s, staleWhileRevalidate: 60s, staleIfError: 10m, maxEntrySize: 10mb }' : '', top: () => 'cache: { maxSize: 256mb }' }
+]
+
+export function policy (o: { docUrl: string; fastUrl: string; redis?: PrivateRedis }): string {
+  const routes: RouteSpec[] = [
+    { name: 'environment-document', path: ENV_DOC, upstream: 'core', cached: true },
+    { name: 'flags', path: FLAGS, upstream: 'fast', cached: false }
+  ]
+  const body = routes.map((r) => {
+    const extra = CAPABILITIES.map((c) => c.route?.(r) ?? '').filter((s) => s !== '').map((s) => `    ${s}\n`).join('')
+    return `  - name: ${r.name}\n    match: { methods: [GET], path: ${r.path} }\n    upstream: ${r.upstream}\n${extra}`
+  }).join('')
+  return `server: { listen: 127.0.0.1:0 }
+admin: { listen: 127.0.0.1:0 }
+upstreams:
+  core: { url: "${o.docUrl}", timeout: 10s, maxConnections: 128 }
+  fast: { url: "${o.fastUrl}", timeout: 10s, maxConnections: 128 }
+${o.redis === undefined ? '' : `store:\n  redis: { url: "${o.redis.url}", keyPrefix: "bench:${Date.now()}:", commandTimeout: 50ms }\n`}routes:
+${body}  - name: default
+    match: { pathPrefix: / }
+    upstream: fast
+    limit: { by: ip, rate: 50/s, burst: 100, shadow: true }
+${CAPABILITIES.map((c) => c.top?.() ?? '').filter((s) => s !== '').join('\n')}
+`
+}
+
