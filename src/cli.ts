@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { loadPolicy, formatPolicyError } from './policy/load.js'
-import { matchRoute } from './policy/compile.js'
+import { resolveTarget } from './routing/match.js'
 import { describeLimits } from './rate-limit/core.js'
 import { PolicyInvalidError } from './policy/load.js'
 import { clientIp } from './routing/client.js'
@@ -76,20 +76,23 @@ function explain (argv: string[]): void {
   const policy = result.policy
   const method = (values.method ?? 'GET').toUpperCase()
   const url = values.path
-  const q = url.indexOf('?')
-  const rawPath = q === -1 ? url : url.slice(0, q)
-  // matched on the decoded path, as the gateway does
-  let path = rawPath
-  try { path = decodeURIComponent(rawPath) } catch { fail(`the path ${rawPath} has an invalid percent-encoding: the gateway answers 400`, 1) }
-  const m = matchRoute(policy, method, path)
+  // the same resolution as the gateway's (routing/match.ts); the operator's text as the wire
+  // would carry it: UTF-8 bytes, read as latin1 by Node's HTTP parser
+  const r = resolveTarget(policy, method, Buffer.from(url, 'utf8').toString('latin1'))
   const out: string[] = [`request:  ${method} ${url}${values.key === undefined ? '' : `  key ${values.key}`}${values.ip === undefined ? '' : `  ip ${values.ip}`}`]
-  if (m === undefined) {
+  if (r.kind === 'bad') {
+    out.push(`path:     refused: the gateway answers 400 FLAGGATE_BAD_REQUEST (${r.message})`)
+  } else if (r.kind === 'none') {
+    out.push(`path:     ${r.path} (canonical)`)
     out.push('route:    none: the gateway answers 404 FLAGGATE_NOT_FOUND')
   } else {
+    const m = r
     const target = policy.targets[m.route.upstream]!
+    out.push(`path:     ${m.path} (canonical)`)
     out.push(`route:    ${m.route.name} (#${policy.routes.indexOf(m.route) + 1} of ${policy.routes.length}, first match wins)`)
-    out.push(`upstream: ${m.route.upstream} → ${target.origin}${target.basePath}${m.upstreamPath}${q === -1 ? '' : url.slice(q)}  (timeout ${target.timeoutMs} ms)`)
-    if (m.upstreamPath !== path) out.push(`          trailing slash added: ${path} → ${m.upstreamPath}`)
+    out.push(`upstream: ${m.route.upstream} → ${target.origin}${m.upstreamUrl}  (timeout ${target.timeoutMs} ms)`)
+    const sentPath = m.upstreamUrl.slice(target.basePath.length).split('?')[0]!
+    if (sentPath !== m.path) out.push(`          trailing slash added: ${m.path} → ${sentPath}`)
     if (m.route.edge !== undefined && (m.route.edge.percent > 0 || m.route.edge.keys.size > 0)) {
       out.push(`edge:     ${m.route.edge.percent}% of keys, plus ${m.route.edge.keys.size} listed key(s)`)
     }
@@ -99,7 +102,7 @@ function explain (argv: string[]): void {
     const c = m.route.cache
     out.push(c === undefined
       ? 'cache:    none'
-      : `cache:    ttl ${c.ttl} ms, stale-while-revalidate ${c.staleWhileRevalidate} ms, stale-if-error ${c.staleIfError} ms, max entry ${c.maxEntrySize} bytes; keyed by environment key + path + query`)
+      : `cache:    ttl ${c.ttl} ms, stale-while-revalidate ${c.staleWhileRevalidate} ms, stale-if-error ${c.staleIfError} ms, max entry ${c.maxEntrySize} bytes; keyed by environment key + path + page_id`)
   }
   process.stdout.write(out.join('\n') + '\n')
 }

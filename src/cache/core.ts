@@ -16,6 +16,9 @@
  */
 import { createHash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
+import { cacheKey } from './key.js'
+
+export { cacheKey }
 
 export interface Clock { now (): number }
 export const systemClock: Clock = { now: () => Date.now() }
@@ -88,7 +91,7 @@ export type LookupResult =
 
 export interface LookupRequest {
   envKey: string
-  /** upstream path (slash-normalised) plus the query as received; `page_id` is part of it */
+  /** canonical upstream path plus `?page_id=…` when given (key.ts documentQuery): what the fill requests */
   url: string
   rule: CacheRule
   /** the upstream's breaker is open: serve stale within staleIfError, never call the upstream */
@@ -157,10 +160,6 @@ class UncachedAnswer extends Error {
 interface FillContext { fill: Fill; rule: CacheRule }
 interface PurgeRecord { gen: number; at: number; target: PurgeTarget }
 
-export function cacheKey (envKey: string, url: string): string {
-  // header values cannot contain a newline, so no key can forge another key's prefix
-  return `${envKey}\n${url}`
-}
 
 function negativeKey (envKey: string, url: string): string {
   // a bad key is bad on every page and query: one entry per key and path

@@ -6,6 +6,7 @@
 import { z } from 'zod'
 import { parseCountPerWindow, parseDuration, parseListen, parsePercent, parseRate, parseSize } from '../shared/units.js'
 import { isValidCidrOrIp } from '../shared/ip.js'
+import { canonicalPath } from '../routing/path.js'
 
 function unit<T> (what: string, example: string, parse: (s: string) => T | undefined, check?: (v: T) => string | undefined) {
   return z.string({ error: (iss) => iss.input === undefined ? 'required' : `expected ${what} such as "${example}", got ${typeof iss.input}` })
@@ -71,10 +72,19 @@ const EdgeSchema = z.strictObject({
   keys: z.array(z.string().min(1)).default([])
 })
 
+// requests are matched on their canonical path (routing/path.ts): a route path in any other
+// spelling could never match
+const RoutePath = z.string().startsWith('/', 'must start with /').refine((p) => canonicalPath(p) === p, {
+  error: (iss) => {
+    const c = canonicalPath(iss.input as string)
+    return typeof c === 'string' ? `is not in canonical form: requests are matched on "${c}"` : `can never match: ${c.message}`
+  }
+})
+
 const MatchSchema = z.strictObject({
   methods: z.array(Method).min(1).optional(),
-  path: z.string().startsWith('/', 'must start with /').optional(),
-  pathPrefix: z.string().startsWith('/', 'must start with /').optional()
+  path: RoutePath.optional(),
+  pathPrefix: RoutePath.optional()
 }).refine((m) => (m.path === undefined) !== (m.pathPrefix === undefined), { message: 'needs exactly one of path or pathPrefix' })
 
 const RouteSchema = z.strictObject({

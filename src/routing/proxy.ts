@@ -41,6 +41,13 @@ function rewriteHeaders (headers: Record<string, unknown>, request?: FastifyRequ
   return headers
 }
 
+/** The query that goes upstream is routing's (routing/match.ts), never re-read from the raw URL. */
+function upstreamQuery (_search: string, _reqUrl: string, request: FastifyRequest): string {
+  const url = request.gateway.upstreamUrl
+  const q = url.indexOf('?')
+  return q === -1 ? '' : url.slice(q + 1)
+}
+
 interface RawResponse { statusCode: number; stream: NodeJS.ReadableStream }
 
 function onResponse (request: FastifyRequest, reply: FastifyReply, res: unknown): void {
@@ -58,8 +65,8 @@ export async function proxyHandler (request: FastifyRequest, reply: FastifyReply
   const gw = request.gateway
   const target = gw.policy.targets[gw.upstream]!
   const q = gw.upstreamUrl.indexOf('?')
-  // no query in `source`: reply-from then appends the client's query from the raw URL, byte for
-  // byte (a query parsed into a URL would get re-encoded)
+  // no query in `source` (a query parsed into a URL would get re-encoded): `upstreamQuery` hands
+  // reply-from the query of `upstreamUrl`, byte for byte, which on a cache route is `page_id` only
   const source = target.origin + (q === -1 ? gw.upstreamUrl : gw.upstreamUrl.slice(0, q))
   const body = Buffer.isBuffer(request.body) && request.body.length > 0 ? request.body : undefined
   gw.upstreamStartedAt = process.hrtime.bigint()
@@ -68,6 +75,7 @@ export async function proxyHandler (request: FastifyRequest, reply: FastifyReply
     retryDelay: retryOnce as never,
     // raw bytes with their own content type: reply-from would re-encode a parsed JSON body
     ...(body !== undefined ? { body, contentType: request.headers['content-type'] ?? 'application/octet-stream' } : {}),
+    queryString: upstreamQuery as never,
     rewriteRequestHeaders: rewriteRequestHeaders as never,
     rewriteHeaders: rewriteHeaders as never,
     onResponse: onResponse as never,
