@@ -11,6 +11,7 @@ import type { PolicyStore } from '../policy/store.js'
 import { GatewayError } from '../errors.js'
 import { clientIp } from './client.js'
 import { resolveTarget } from './match.js'
+import { oversizedHeader } from './header-limits.js'
 import type { RequestGateway } from '../shared/types.js'
 
 export interface RoutingOptions { store: PolicyStore }
@@ -36,6 +37,13 @@ async function routing (app: FastifyInstance, opts: RoutingOptions): Promise<voi
       upstreamMs: undefined,
       limitedBy: undefined,
       startedAt: process.hrtime.bigint()
+    }
+    const tooLarge = oversizedHeader(request.raw.rawHeaders, envKey)
+    if (tooLarge !== undefined) {
+      // nothing downstream (limiter, cache, log memos) ever sees an oversized key
+      gw.envKey = undefined
+      done(new GatewayError('FLAGGATE_HEADERS_TOO_LARGE', tooLarge))
+      return
     }
     // the canonical path, once: what routes match is exactly what goes upstream (routing/path.ts)
     const r = resolveTarget(policy, request.method, request.raw.url ?? '/')

@@ -6,49 +6,16 @@
  * applied (named by the `RateLimit-Policy` header) is the route Django would serve the received
  * path with (Core percent-decodes the path before routing and compares case-sensitively).
  */
-import { connect } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startRecordingUpstream, type RecordingUpstream } from '../support/recording-upstream.js'
 import { policyYaml, startTestGateway, type TestGateway } from '../support/gateway.js'
+import { rawExchange, type RawAnswer } from '../support/http.js'
 
-interface Answer { status: number; headers: Record<string, string>; body: string }
-
-/** One request, the target and headers written byte for byte (latin1); read until one response is complete. */
-async function send (base: string, method: string, target: string, headers: Record<string, string> = {}): Promise<Answer> {
-  const u = new URL(base)
+/** One GET-style request with the target and headers written byte for byte. */
+async function send (base: string, method: string, target: string, headers: Record<string, string> = {}): Promise<RawAnswer> {
   let head = `${method} ${target} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n`
   for (const [k, v] of Object.entries(headers)) head += `${k}: ${v}\r\n`
-  return await new Promise<Answer>((resolve, reject) => {
-    const sock = connect(Number(u.port), u.hostname)
-    let text = ''
-    const parse = (final: boolean): void => {
-      const end = text.indexOf('\r\n\r\n')
-      if (end === -1) { if (final) reject(new Error(`incomplete answer to ${target}: ${text}`)); return }
-      const lines = text.slice(0, end).split('\r\n')
-      const h: Record<string, string> = {}
-      for (const l of lines.slice(1)) { const i = l.indexOf(':'); h[l.slice(0, i).toLowerCase()] = l.slice(i + 1).trim() }
-      let body = text.slice(end + 4)
-      if (h['transfer-encoding'] === 'chunked') {
-        if (!body.endsWith('0\r\n\r\n')) { if (final) reject(new Error(`incomplete chunked body: ${text}`)); return }
-        let plain = ''
-        for (let at = 0; ;) {
-          const nl = body.indexOf('\r\n', at)
-          const n = parseInt(body.slice(at, nl), 16)
-          if (n === 0) break
-          plain += body.slice(nl + 2, nl + 2 + n)
-          at = nl + 2 + n + 2
-        }
-        body = plain
-      } else if (h['content-length'] !== undefined && body.length < Number(h['content-length']) && !final) return
-      sock.destroy()
-      resolve({ status: Number(lines[0]!.split(' ')[1]), headers: h, body })
-    }
-    sock.on('data', (c: Buffer) => { text += c.toString('latin1'); parse(false) })
-    sock.on('end', () => parse(true))
-    sock.on('error', reject)
-    sock.setTimeout(15_000, () => { sock.destroy(); reject(new Error(`no answer to ${target}`)) })
-    sock.write(Buffer.from(head + '\r\n', 'latin1'))
-  })
+  return await rawExchange(base, head + '\r\n')
 }
 
 /** What Django routes on: the path percent-decoded (Python's unquote: bad escapes left as they are). */
