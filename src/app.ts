@@ -17,6 +17,7 @@ import type { Policy } from './policy/compile.js'
 import type { Upstreams } from './routing/upstreams.js'
 import type { Metrics } from './metrics/registry.js'
 import { createAccessLog } from './shared/access-log.js'
+import { createRequestMetrics } from './shared/request-metrics.js'
 
 export interface Lifecycle { draining: boolean }
 
@@ -127,7 +128,8 @@ export async function buildPublicApp (deps: PublicAppDeps): Promise<FastifyInsta
     await scope.register(routing, { store: deps.store })
     for (const r of deps.rooms ?? []) await scope.register(r.plugin, r.opts as never)
     await scope.register(replyFrom, { undici: deps.upstreams.agent as never, disableRequestLogging: true, disableCache: true })
-    scope.addHook('onResponse', createAccessLog(deps.logger, deps.metrics))
+    scope.addHook('onResponse', createRequestMetrics(deps.metrics))
+    scope.addHook('onResponse', createAccessLog(deps.logger))
     scope.route({ method: [...ALL_METHODS], url: '/*', handler: proxyHandler })
     scope.route({ method: [...ALL_METHODS], url: '/', handler: proxyHandler })
   })

@@ -116,7 +116,8 @@ export interface DocumentCacheOptions {
   clock?: Clock
   /** how long Core's 403 for a key is answered from memory */
   negativeTtlMs?: number
-  negativeMaxEntries?: number
+  /** all remembered 403s together (keys, bodies, headers), in bytes: they are keyed by client input */
+  negativeMaxBytes?: number
   /** called for every event, for metrics */
   onEvent?: (event: CacheEvent, count: number) => void
 }
@@ -129,6 +130,8 @@ export interface CacheStats {
   misses: number
   stale: number
   negativeEntries: number
+  /** bytes the negative cache holds, as counted against `negativeMaxBytes` */
+  negativeBytes: number
 }
 
 /**
@@ -138,7 +141,9 @@ export interface CacheStats {
  */
 export const CORE_LAST_MODIFIED_LAG_MS = 60_000
 export const DEFAULT_NEGATIVE_TTL_MS = 5_000
-const DEFAULT_NEGATIVE_MAX_ENTRIES = 10_000
+const DEFAULT_NEGATIVE_MAX_BYTES = 8 * 1024 * 1024
+/** what one remembered answer costs beyond its strings and bytes (maps, objects, buffer headers), estimated */
+const NEGATIVE_ENTRY_OVERHEAD = 256
 /** a 403 body is a short JSON error; anything bigger is not worth remembering */
 const NEGATIVE_MAX_BODY_BYTES = 4096
 const PURGE_LOG_MAX = 1024
@@ -165,6 +170,15 @@ function negativeKey (envKey: string, url: string): string {
   // a bad key is bad on every page and query: one entry per key and path
   const q = url.indexOf('?')
   return `${envKey}\n${q === -1 ? url : url.slice(0, q)}`
+}
+
+function negativeSize (answer: UpstreamAnswer, key: string): number {
+  let n = NEGATIVE_ENTRY_OVERHEAD + key.length + answer.body.length
+  for (const name in answer.headers) {
+    const v = answer.headers[name]
+    n += name.length + (v === undefined ? 0 : Array.isArray(v) ? v.join(', ').length : v.length)
+  }
+  return n
 }
 
 export function lifetimeOf (rule: CacheRule): number {
@@ -241,7 +255,8 @@ export class DocumentCache {
     this.#onEvent = opts.onEvent
     this.#lru = this.#createLru(opts.maxSize)
     this.#negative = new LRUCache<string, UpstreamAnswer>({
-      max: opts.negativeMaxEntries ?? DEFAULT_NEGATIVE_MAX_ENTRIES,
+      maxSize: opts.negativeMaxBytes ?? DEFAULT_NEGATIVE_MAX_BYTES,
+      sizeCalculation: negativeSize,
       ttl: opts.negativeTtlMs ?? DEFAULT_NEGATIVE_TTL_MS,
       ttlResolution: 0,
       perf: this.#clock
@@ -291,7 +306,8 @@ export class DocumentCache {
       hits: this.#hits,
       misses: this.#misses,
       stale: this.#stale,
-      negativeEntries: this.#negative.size
+      negativeEntries: this.#negative.size,
+      negativeBytes: this.#negative.calculatedSize
     }
   }
 
