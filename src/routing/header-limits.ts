@@ -5,8 +5,9 @@
  * - The whole header block: Node's `maxHeaderSize` (16 KiB by default), enforced by its parser;
  *   app.ts answers that overflow 431 too.
  * - One header line: {@link MAX_HEADER_BYTES}, as NGINX's `large_client_header_buffers 4 8k`.
- * - `X-Environment-Key`: {@link MAX_KEY_BYTES}. Flagsmith keys are a ~22-character random id, or
- *   `ser.` plus a ~40-character one (FLAGSMITH.md 1.1); 256 leaves room for any future format.
+ * - `X-Environment-Key`: {@link MAX_KEY_BYTES}. Flagsmith keys are a random id of a few dozen
+ *   characters, `ser.`-prefixed for server keys (FLAGSMITH.md 1.1); 256 leaves room for any
+ *   future format.
  */
 export const MAX_KEY_BYTES = 256
 export const MAX_HEADER_BYTES = 8 * 1024

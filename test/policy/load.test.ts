@@ -164,4 +164,15 @@ describe('flaggate explain', () => {
     expect(other.stdout).toContain('route:    default')
     expect(other.stdout).toContain('shadow: counted and logged, never rejects')
   })
+
+  it('uses the gateway\'s canonical path: the incident spelling is the document route, ambiguous ones are 400', () => {
+    const dot = explain('--path', '/api/v1/./environment-document/?cb=1&page_id=p2')
+    expect(dot.stdout).toContain('path:     /api/v1/environment-document/ (canonical)')
+    expect(dot.stdout).toContain('route:    environment-document (#1 of 7')
+    expect(dot.stdout).toContain('upstream: core → http://core.internal:8000/api/v1/environment-document/?page_id=p2  (timeout 10000 ms)')
+    const slash = explain('--path', '/api/v1%2Fflags/')
+    expect(slash.status).toBe(0)
+    expect(slash.stdout).toContain('path:     refused: the gateway answers 400 FLAGGATE_BAD_REQUEST (The request path contains an encoded slash (%2F).)')
+    expect(slash.stdout).not.toContain('route:')
+  })
 })
