@@ -6,13 +6,16 @@
  */
 import Fastify, { LogController, type FastifyReply, type FastifyRequest, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyPluginAsync } from 'fastify'
 import type { Socket } from 'node:net'
+import type { Server } from 'node:http'
 import type { Logger } from 'pino'
-import { ERRORS, GatewayError, errorBody } from './errors.js'
+import { ERRORS, GatewayError, errorBody, type ErrorCode } from './errors.js'
 import routing from './routing/plugin.js'
 import { UPSTREAM_HEADER, type UpstreamClient } from './upstream/index.js'
 import type { PolicyStore } from './policy/store.js'
+import type { Policy } from './policy/compile.js'
 import type { Metrics } from './metrics/registry.js'
 import { createAccessLog } from './shared/access-log.js'
+import { createRequestMetrics } from './shared/request-metrics.js'
 
 export interface Lifecycle { draining: boolean }
 
@@ -33,11 +36,33 @@ export interface PublicAppDeps {
 
 const ALL_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const
 
-/** Malformed HTTP never reaches fastify's router: answer it here, in our JSON shape. */
+/**
+ * What Node's HTTP layer refuses never reaches fastify's router: answer it here, in our JSON
+ * shape, then close the connection (the server is half-open: `end()` alone would let a client
+ * that keeps sending hold the socket).
+ */
 function clientErrorHandler (err: Error & { code?: string }, socket: Socket): void {
-  if (!socket.writable || (err.code === 'ECONNRESET')) { socket.destroy(); return }
-  const body = errorBody('FLAGGATE_BAD_REQUEST', `Malformed HTTP request (${err.code ?? 'parse error'}).`)
-  socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${UPSTREAM_HEADER}: none\r\nConnection: close\r\n\r\n${body}`)
+  // a response already under way on this socket: writing another would corrupt it
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage
+  if (!socket.writable || err.code === 'ECONNRESET' || inFlight?.headersSent === true) { socket.destroy(); return }
+  const code: ErrorCode = err.code === 'HPE_HEADER_OVERFLOW'
+    ? 'FLAGGATE_HEADERS_TOO_LARGE'
+    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'FLAGGATE_REQUEST_TIMEOUT' : 'FLAGGATE_BAD_REQUEST'
+  answerOnSocket(socket, code, code === 'FLAGGATE_BAD_REQUEST' ? `Malformed HTTP request (${err.code ?? 'parse error'}).` : undefined)
+}
+
+function answerOnSocket (socket: Socket, code: ErrorCode, message?: string): void {
+  const body = errorBody(code, message)
+  const e = ERRORS[code]
+  socket.end(`HTTP/1.1 ${e.status} ${e.error}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${UPSTREAM_HEADER}: none\r\nConnection: close\r\n\r\n${body}`, () => socket.destroy())
+}
+
+/** The listener's bounds from the policy; Node reads all four live, so a reload applies them at once. */
+export function applyListenerBounds (server: Server, s: Policy['data']['server']): void {
+  server.requestTimeout = s.requestTimeout
+  server.headersTimeout = s.headersTimeout
+  server.keepAliveTimeout = s.keepAliveTimeout
+  server.maxConnections = s.maxConnections
 }
 
 export function renderError (err: FastifyError | GatewayError | Error): GatewayError {
@@ -67,6 +92,9 @@ export async function buildPublicApp (deps: PublicAppDeps): Promise<FastifyInsta
     return503OnClosing: true,
     bodyLimit: 1024 * 1024 * 1024, // the real limit is server.bodyLimit, applied live by the routing parser
     clientErrorHandler,
+    // how often Node looks for requests past server.requestTimeout / headersTimeout (its default,
+    // 30 s, would let a 10 s headersTimeout run to 40 s); fixed when the server is created
+    http: { connectionsCheckingInterval: 1000 },
     // the router rejects undecodable URLs before any hook runs; answer them in our shape too
     frameworkErrors: (err, _request, reply: FastifyReply) => { void sendGatewayError(reply, renderError(err)) },
     routerOptions: { ignoreDuplicateSlashes: false, ignoreTrailingSlash: false, maxParamLength: 2048 }
@@ -78,6 +106,19 @@ export async function buildPublicApp (deps: PublicAppDeps): Promise<FastifyInsta
     return sendGatewayError(reply, ge)
   })
 
+  applyListenerBounds(app.server, deps.store.current.data.server)
+  const onReload = (policy: Policy): void => { applyListenerBounds(app.server, policy.data.server) }
+  deps.store.on('reload', onReload)
+  app.addHook('onClose', (_app, done) => { deps.store.off('reload', onReload); done() })
+
+  // Methods the router has no route for (TRACE, PROPFIND, ...): no policy route takes them either
+  app.setNotFoundHandler((request, reply) => sendGatewayError(reply, new GatewayError('FLAGGATE_NOT_FOUND', `No route of the policy takes the method ${request.method}.`)))
+  // CONNECT carries an authority, not a path: we are not a forward proxy. Node hands it to the
+  // 'connect' event, and without a listener would drop the connection without an answer.
+  app.server.on('connect', (_req: unknown, socket: Socket) => {
+    answerOnSocket(socket, 'FLAGGATE_BAD_REQUEST', 'CONNECT is not supported: the gateway is not a forward proxy.')
+  })
+
   registerHealth(app, deps.lifecycle)
 
   for (const r of deps.extraRoutes ?? []) await app.register(r.plugin, r.opts as never)
@@ -85,7 +126,8 @@ export async function buildPublicApp (deps: PublicAppDeps): Promise<FastifyInsta
   await app.register(async (scope) => {
     await scope.register(routing, { store: deps.store })
     for (const r of deps.rooms ?? []) await scope.register(r.plugin, r.opts as never)
-    scope.addHook('onResponse', createAccessLog(deps.logger, deps.metrics))
+    scope.addHook('onResponse', createRequestMetrics(deps.metrics))
+    scope.addHook('onResponse', createAccessLog(deps.logger))
     const client = deps.client
     const proxyHandler = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => await client.forward(request, reply)
     scope.route({ method: [...ALL_METHODS], url: '/*', handler: proxyHandler })

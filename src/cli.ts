@@ -6,7 +6,7 @@
 import { parseArgs } from 'node:util'
 import { formatPolicyError } from './policy/load.js'
 import { loadPolicyFile } from './policy/file.js'
-import { matchRoute } from './policy/compile.js'
+import { resolveTarget } from './routing/match.js'
 import { describeLimits } from './rate-limit/core.js'
 import { PolicyInvalidError } from './policy/load.js'
 import { clientIp } from './routing/client.js'
@@ -78,24 +78,29 @@ function explain (argv: string[]): void {
   const policy = result.policy
   const method = (values.method ?? 'GET').toUpperCase()
   const url = values.path
-  const q = url.indexOf('?')
-  const rawPath = q === -1 ? url : url.slice(0, q)
-  // matched on the decoded path, as the gateway does
-  let path = rawPath
-  try { path = decodeURIComponent(rawPath) } catch { fail(`the path ${rawPath} has an invalid percent-encoding: the gateway answers 400`, 1) }
-  const m = matchRoute(policy, method, path)
+  // the same resolution as the gateway's (routing/match.ts); the operator's text as the wire
+  // would carry it: UTF-8 bytes, read as latin1 by Node's HTTP parser
+  const r = resolveTarget(policy, method, Buffer.from(url, 'utf8').toString('latin1'))
   const out: string[] = [`request:  ${method} ${url}${values.key === undefined ? '' : `  key ${values.key}`}${values.ip === undefined ? '' : `  ip ${values.ip}`}`]
-  if (m === undefined) {
+  if (r.kind === 'bad') {
+    out.push(`path:     refused: the gateway answers 400 FLAGGATE_BAD_REQUEST (${r.message})`)
+  } else if (r.kind === 'none') {
+    out.push(`path:     ${r.path} (canonical)`)
     out.push('route:    none: the gateway answers 404 FLAGGATE_NOT_FOUND')
   } else {
+    const m = r
     // edge routing: the gateway's own decision function (src/edge/core.ts), breaker closed
     const edgeQuery = { routeUpstream: m.route.upstream, method, key: values.key, upstreamOpen: false }
     const edge = m.route.edge !== undefined && policy.targets[EDGE_UPSTREAM] !== undefined ? m.route.edge : undefined
     const upstream = edge === undefined ? m.route.upstream : decideEdge(edge, edgeQuery).upstream
+    const routeTarget = policy.targets[m.route.upstream]!
     const target = policy.targets[upstream]!
+    const sent = m.upstreamUrl.slice(routeTarget.basePath.length)
+    out.push(`path:     ${m.path} (canonical)`)
     out.push(`route:    ${m.route.name} (#${policy.routes.indexOf(m.route) + 1} of ${policy.routes.length}, first match wins)`)
-    out.push(`upstream: ${upstream} → ${target.origin}${target.basePath}${m.upstreamPath}${q === -1 ? '' : url.slice(q)}  (timeout ${target.timeoutMs} ms)`)
-    if (m.upstreamPath !== path) out.push(`          trailing slash added: ${path} → ${m.upstreamPath}`)
+    out.push(`upstream: ${upstream} → ${target.origin}${target.basePath}${sent}  (timeout ${target.timeoutMs} ms)`)
+    const sentPath = sent.split('?')[0]!
+    if (sentPath !== m.path) out.push(`          trailing slash added: ${m.path} → ${sentPath}`)
     if (edge !== undefined) for (const line of describeEdge(edge, edgeQuery)) out.push(`edge:     ${line}`)
     const ip = values.ip === undefined ? '<client ip>' : clientIp(values.ip, undefined, policy.trustedProxies)
     out.push(`client:   ${values.key === undefined ? 'no key (limited by ip)' : `key ${values.key}`}, ip ${ip}`)
@@ -103,7 +108,7 @@ function explain (argv: string[]): void {
     const c = m.route.cache
     out.push(c === undefined
       ? 'cache:    none'
-      : `cache:    ttl ${c.ttl} ms, stale-while-revalidate ${c.staleWhileRevalidate} ms, stale-if-error ${c.staleIfError} ms, max entry ${c.maxEntrySize} bytes; keyed by environment key + path + query`)
+      : `cache:    ttl ${c.ttl} ms, stale-while-revalidate ${c.staleWhileRevalidate} ms, stale-if-error ${c.staleIfError} ms, max entry ${c.maxEntrySize} bytes; keyed by environment key + path + page_id`)
   }
   process.stdout.write(out.join('\n') + '\n')
 }

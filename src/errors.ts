@@ -13,6 +13,8 @@ export const ERRORS = {
   FLAGGATE_UPSTREAM_UNREACHABLE: { status: 502, error: 'Bad Gateway', message: 'The upstream could not be reached.' },
   FLAGGATE_UPSTREAM_TIMEOUT: { status: 504, error: 'Gateway Timeout', message: 'The upstream did not answer in time.' },
   FLAGGATE_BODY_TOO_LARGE: { status: 413, error: 'Payload Too Large', message: 'The request body is larger than the gateway accepts.' },
+  FLAGGATE_HEADERS_TOO_LARGE: { status: 431, error: 'Request Header Fields Too Large', message: 'A request header, or the header block, is larger than the gateway accepts.' },
+  FLAGGATE_REQUEST_TIMEOUT: { status: 408, error: 'Request Timeout', message: 'The request was not received in time (server.headersTimeout / server.requestTimeout).' },
   FLAGGATE_BAD_REQUEST: { status: 400, error: 'Bad Request', message: 'The request is malformed.' },
   FLAGGATE_NOT_FOUND: { status: 404, error: 'Not Found', message: 'No route matches this request.' },
   FLAGGATE_UNAUTHORIZED: { status: 401, error: 'Unauthorized', message: 'Missing or invalid credentials.' },

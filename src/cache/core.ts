@@ -17,6 +17,9 @@
 import { createHash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import { systemClock, type Clock } from '../shared/clock.js'
+import { cacheKey } from './key.js'
+
+export { cacheKey }
 
 /** A route's `cache` rule, already in ms and bytes (policy/schema.ts). */
 export interface CacheRule {
@@ -99,7 +102,7 @@ export type LookupResult =
 
 export interface LookupRequest {
   envKey: string
-  /** upstream path (slash-normalised) plus the query as received; `page_id` is part of it */
+  /** canonical upstream path plus `?page_id=…` when given (key.ts documentQuery): what the fill requests */
   url: string
   /** the upstream the fill goes to: part of the key, so Edge's and Core's documents never mix */
   upstream?: string
@@ -131,7 +134,8 @@ export interface DocumentCacheOptions {
   clock?: Clock
   /** how long Core's 403 for a key is answered from memory */
   negativeTtlMs?: number
-  negativeMaxEntries?: number
+  /** all remembered 403s together (keys, bodies, headers), in bytes: they are keyed by client input */
+  negativeMaxBytes?: number
   /** called for every event, for metrics */
   onEvent?: (event: CacheEvent, count: number) => void
 }
@@ -146,6 +150,8 @@ export interface CacheStats {
   negativeEntries: number
   /** keys remembered as too large to cache */
   tooLargeEntries: number
+  /** bytes the negative cache holds, as counted against `negativeMaxBytes` */
+  negativeBytes: number
 }
 
 /**
@@ -155,7 +161,9 @@ export interface CacheStats {
  */
 export const CORE_LAST_MODIFIED_LAG_MS = 60_000
 export const DEFAULT_NEGATIVE_TTL_MS = 5_000
-const DEFAULT_NEGATIVE_MAX_ENTRIES = 10_000
+const DEFAULT_NEGATIVE_MAX_BYTES = 8 * 1024 * 1024
+/** what one remembered answer costs beyond its strings and bytes (maps, objects, buffer headers), estimated */
+const NEGATIVE_ENTRY_OVERHEAD = 256
 /** a 403 body is a short JSON error; anything bigger is not worth remembering */
 const NEGATIVE_MAX_BODY_BYTES = 4096
 const PURGE_LOG_MAX = 1024
@@ -181,17 +189,21 @@ class UncachedAnswer extends Error {
 interface FillContext { fill: Fill; rule: CacheRule }
 interface PurgeRecord { gen: number; at: number; target: PurgeTarget }
 
-export function cacheKey (envKey: string, url: string, upstream = ''): string {
-  // header values cannot contain a newline, so no key can forge another key's prefix; the
-  // upstream keeps Edge's and Core's documents apart (edge routing, SPEC section 6)
-  return `${envKey}\n${upstream}\n${url}`
-}
 
 function negativeKey (envKey: string, url: string): string {
   // a bad key is bad on every page and query: one entry per key, upstream and path (`url` starts
   // with the upstream's name and a newline, as in the document key)
   const q = url.indexOf('?')
   return `${envKey}\n${q === -1 ? url : url.slice(0, q)}`
+}
+
+function negativeSize (answer: UpstreamAnswer, key: string): number {
+  let n = NEGATIVE_ENTRY_OVERHEAD + key.length + answer.body.length
+  for (const name in answer.headers) {
+    const v = answer.headers[name]
+    n += name.length + (v === undefined ? 0 : Array.isArray(v) ? v.join(', ').length : v.length)
+  }
+  return n
 }
 
 export function lifetimeOf (rule: CacheRule): number {
@@ -284,7 +296,8 @@ export class DocumentCache {
     this.#onEvent = opts.onEvent
     this.#lru = this.#createLru(opts.maxSize)
     this.#negative = new LRUCache<string, UpstreamAnswer>({
-      max: opts.negativeMaxEntries ?? DEFAULT_NEGATIVE_MAX_ENTRIES,
+      maxSize: opts.negativeMaxBytes ?? DEFAULT_NEGATIVE_MAX_BYTES,
+      sizeCalculation: negativeSize,
       ttl: opts.negativeTtlMs ?? DEFAULT_NEGATIVE_TTL_MS,
       ttlResolution: 0,
       perf: { now: this.#clock }
@@ -341,7 +354,8 @@ export class DocumentCache {
       misses: this.#misses,
       stale: this.#stale,
       negativeEntries: this.#negative.size,
-      tooLargeEntries: this.#tooLarge.size
+      tooLargeEntries: this.#tooLarge.size,
+      negativeBytes: this.#negative.calculatedSize
     }
   }
 

@@ -6,6 +6,7 @@
 import { z } from 'zod'
 import { parseCountPerWindow, parseDuration, parseListen, parsePercent, parseRate, parseSize } from '../shared/units.js'
 import { isValidCidrOrIp } from '../shared/ip.js'
+import { canonicalPath } from '../routing/path.js'
 
 function unit<T> (what: string, example: string, parse: (s: string) => T | undefined, check?: (v: T) => string | undefined) {
   return z.string({ error: (iss) => iss.input === undefined ? 'required' : `expected ${what} such as "${example}", got ${typeof iss.input}` })
@@ -71,10 +72,19 @@ const EdgeSchema = z.strictObject({
   keys: z.array(z.string().min(1)).default([])
 })
 
+// requests are matched on their canonical path (routing/path.ts): a route path in any other
+// spelling could never match
+const RoutePath = z.string().startsWith('/', 'must start with /').refine((p) => canonicalPath(p) === p, {
+  error: (iss) => {
+    const c = canonicalPath(iss.input as string)
+    return typeof c === 'string' ? `is not in canonical form: requests are matched on "${c}"` : `can never match: ${c.message}`
+  }
+})
+
 const MatchSchema = z.strictObject({
   methods: z.array(Method).min(1).optional(),
-  path: z.string().startsWith('/', 'must start with /').optional(),
-  pathPrefix: z.string().startsWith('/', 'must start with /').optional()
+  path: RoutePath.optional(),
+  pathPrefix: RoutePath.optional()
 }).refine((m) => (m.path === undefined) !== (m.pathPrefix === undefined), { message: 'needs exactly one of path or pathPrefix' })
 
 const RouteSchema = z.strictObject({
@@ -133,13 +143,28 @@ const BreakerSchema = z.strictObject({
   probe: z.strictObject({ path: z.string().startsWith('/'), interval: PositiveDuration.default(5000) }).optional()
 })
 
+/**
+ * Bounds of the public listener. requestTimeout: the whole request (headers and body) must arrive
+ * within it (NGINX: client_header_timeout + client_body_timeout, 60 s each between reads);
+ * headersTimeout: the header block; keepAliveTimeout: an idle connection between requests (above
+ * the 60 s idle timeout of common load balancers, as fastify's 72 s, so the balancer closes
+ * first); maxConnections: open client connections, beyond which new ones are closed at once.
+ */
+const SERVER_DEFAULTS = { requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 72_000, maxConnections: 10_000 }
+
 export const PolicySchema = z.strictObject({
   server: z.strictObject({
     listen: Listen.default({ host: '0.0.0.0', port: 8080 }),
     trustedProxies: z.array(Cidr).default([]),
     bodyLimit: Size.default(1024 * 1024),
-    shutdownTimeout: Duration.default(10_000)
-  }).default({ listen: { host: '0.0.0.0', port: 8080 }, trustedProxies: [], bodyLimit: 1024 * 1024, shutdownTimeout: 10_000 }),
+    shutdownTimeout: Duration.default(10_000),
+    // the public listener's bounds (app.ts applies them live)
+    requestTimeout: PositiveDuration.default(SERVER_DEFAULTS.requestTimeout),
+    headersTimeout: PositiveDuration.default(SERVER_DEFAULTS.headersTimeout),
+    keepAliveTimeout: PositiveDuration.default(SERVER_DEFAULTS.keepAliveTimeout),
+    maxConnections: z.number().int('must be a whole number').min(1, 'must be at least 1').default(SERVER_DEFAULTS.maxConnections)
+  }).refine((s) => s.headersTimeout <= s.requestTimeout, { message: 'headersTimeout must not be longer than requestTimeout', path: ['headersTimeout'] })
+    .default({ listen: { host: '0.0.0.0', port: 8080 }, trustedProxies: [], bodyLimit: 1024 * 1024, shutdownTimeout: 10_000, ...SERVER_DEFAULTS }),
   admin: z.strictObject({
     listen: Listen.default({ host: '127.0.0.1', port: 8081 }),
     // `${FLAGGATE_ADMIN_TOKEN:-}` leaves an empty string: that means "no token", not a short one

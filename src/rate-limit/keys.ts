@@ -15,7 +15,7 @@
  *   the hash tag) are replaced by a hash, so keys stay short whatever a client sends.
  */
 import { createHash } from 'node:crypto'
-import { LRUCache } from 'lru-cache'
+import { BoundedMemo } from '../shared/memo.js'
 import type { CompiledLimit } from '../policy/compile.js'
 import type { Dimension } from '../policy/schema.js'
 import { bucketParams, type BucketParams } from './core.js'
@@ -52,16 +52,12 @@ function valueOf (a: DimAccessor, f: ClientFacts): string {
 
 // Bucket keys live in Redis, where anyone with SCAN would read them: an environment key (a
 // server key is a secret) goes in as a digest. 128 bits: no two keys share a bucket by chance.
-// Memoised, since one busy key is hashed once, not once per request.
-const digests = new LRUCache<string, string>({ max: 50_000 })
+// Memoised, since one busy key is hashed once, not once per request; bounded in bytes, since
+// keys are client input (8 MiB: ~70,000 keys of a Flagsmith key's length).
 const digest22 = (s: string): string => createHash('sha256').update(s).digest('base64url').slice(0, 22)
+export const keyDigests = new BoundedMemo(digest22, 8 * 1024 * 1024)
 function keyDigest (envKey: string): string {
-  let d = digests.get(envKey)
-  if (d === undefined) {
-    d = digest22(envKey)
-    digests.set(envKey, d)
-  }
-  return d
+  return keyDigests.get(envKey)
 }
 
 /** `\n` cannot occur in a header value or an IP, so joined parts never collide. */

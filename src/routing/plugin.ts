@@ -1,15 +1,17 @@
 /**
- * The first hook of every request: take the policy snapshot once, match the route (first match
- * wins, in our own code so routes reload live), and record who the client is. Also the body
+ * The first hook of every request: take the policy snapshot once, canonicalise the target and
+ * match the route (routing/match.ts; first match wins, in our own code so routes reload live),
+ * and record who the client is. Also the body
  * parser: bodies are kept as raw bytes so they reach Core exactly as sent, within
  * `server.bodyLimit` as it is in the snapshot.
  */
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import { matchRoute } from '../policy/compile.js'
 import type { PolicyStore } from '../policy/store.js'
 import { GatewayError } from '../errors.js'
 import { clientChain } from './client.js'
+import { resolveTarget } from './match.js'
+import { oversizedHeader } from './header-limits.js'
 import type { RequestGateway } from '../shared/types.js'
 
 export interface RoutingOptions { store: PolicyStore }
@@ -20,10 +22,6 @@ async function routing (app: FastifyInstance, opts: RoutingOptions): Promise<voi
 
   app.addHook('onRequest', (request, _reply, done) => {
     const policy = store.current
-    const rawUrl = request.raw.url ?? '/'
-    const q = rawUrl.indexOf('?')
-    const path = q === -1 ? rawUrl : rawUrl.slice(0, q)
-    const query = q === -1 ? '' : rawUrl.slice(q)
     const keyHeader = request.headers['x-environment-key']
     const envKey = typeof keyHeader === 'string' && keyHeader !== '' ? keyHeader : undefined
     const chain = clientChain(request.socket.remoteAddress, request.headers['x-forwarded-for'], policy.trustedProxies)
@@ -31,6 +29,7 @@ async function routing (app: FastifyInstance, opts: RoutingOptions): Promise<voi
       policy,
       route: undefined,
       upstream: 'none',
+      path: undefined,
       upstreamUrl: '',
       envKey,
       clientIp: chain[0]!,
@@ -41,24 +40,24 @@ async function routing (app: FastifyInstance, opts: RoutingOptions): Promise<voi
       startedAt: process.hrtime.bigint(),
       forwardedFor: chain.length > 1 ? chain.join(', ') : undefined
     }
-    // Core decodes the path before routing, so we match on the decoded form too: otherwise
-    // `/api/v1/%66lags/` would reach Core's flags view under the default route's limits.
-    let matchPath = path
-    if (path.includes('%')) {
-      try { matchPath = decodeURIComponent(path) } catch {
-        done(new GatewayError('FLAGGATE_BAD_REQUEST', 'The request path has an invalid percent-encoding.'))
-        return
-      }
-    }
-    const m = matchRoute(policy, request.method, matchPath)
-    if (m === undefined) {
-      done(new GatewayError('FLAGGATE_NOT_FOUND', `No route of the policy matches ${request.method} ${matchPath}.`))
+    const tooLarge = oversizedHeader(request.raw.rawHeaders, envKey)
+    if (tooLarge !== undefined) {
+      // nothing downstream (limiter, cache, log memos) ever sees an oversized key
+      gw.envKey = undefined
+      done(new GatewayError('FLAGGATE_HEADERS_TOO_LARGE', tooLarge))
       return
     }
-    gw.route = m.route
-    gw.upstream = m.route.upstream
-    const target = policy.targets[m.route.upstream]!
-    gw.upstreamUrl = target.basePath + (m.upstreamPath === matchPath ? path : m.upstreamPath) + query
+    // the canonical path, once: what routes match is exactly what goes upstream (routing/path.ts)
+    const r = resolveTarget(policy, request.method, request.raw.url ?? '/')
+    if (r.kind === 'bad') { done(new GatewayError('FLAGGATE_BAD_REQUEST', r.message)); return }
+    gw.path = r.path
+    if (r.kind === 'none') {
+      done(new GatewayError('FLAGGATE_NOT_FOUND', `No route of the policy matches ${request.method} ${r.path}.`))
+      return
+    }
+    gw.route = r.route
+    gw.upstream = r.route.upstream
+    gw.upstreamUrl = r.upstreamUrl
     done()
   })
 

@@ -14,7 +14,9 @@ export interface RequestGateway {
   route: CompiledRoute | undefined
   /** name of the upstream the request goes to; edge routing may change it */
   upstream: string
-  /** path (slash-normalised) plus the original query string, as sent upstream */
+  /** the canonical request path (routing/path.ts) the route matched; undefined when refused (400) */
+  path: string | undefined
+  /** what goes upstream: base path + canonical path (slash added on SDK routes) + query (routing/match.ts) */
   upstreamUrl: string
   /** the X-Environment-Key header, or undefined; never log it unredacted */
   envKey: string | undefined

@@ -146,13 +146,14 @@ describe('flaggate explain', () => {
     expect(r.status).toBe(0)
     expect(r.stdout.split('\n')).toEqual([
       'request:  GET /api/v1/environment-document  key ser.abc  ip 203.0.113.7',
+      'path:     /api/v1/environment-document (canonical)',
       'route:    environment-document (#1 of 7, first match wins)',
       'upstream: core → http://core.internal:8000/api/v1/environment-document/  (timeout 10000 ms)',
       '          trailing slash added: /api/v1/environment-document → /api/v1/environment-document/',
       'client:   key ser.abc, ip 203.0.113.7',
       'limit:    environment-document.0: 20/s, burst 100, by environmentKey; full again after 5s',
       'limit:    environment-document.1: 1/s, burst 10, by environmentKey+ip; full again after 10s',
-      'cache:    ttl 30000 ms, stale-while-revalidate 60000 ms, stale-if-error 600000 ms, max entry 10485760 bytes; keyed by environment key + path + query',
+      'cache:    ttl 30000 ms, stale-while-revalidate 60000 ms, stale-if-error 600000 ms, max entry 10485760 bytes; keyed by environment key + path + page_id',
       ''
     ])
   })
@@ -162,5 +163,16 @@ describe('flaggate explain', () => {
     const other = explain('--path', '/api/v1/projects/')
     expect(other.stdout).toContain('route:    default')
     expect(other.stdout).toContain('shadow: counted and logged, never rejects')
+  })
+
+  it('uses the gateway\'s canonical path: the incident spelling is the document route, ambiguous ones are 400', () => {
+    const dot = explain('--path', '/api/v1/./environment-document/?cb=1&page_id=p2')
+    expect(dot.stdout).toContain('path:     /api/v1/environment-document/ (canonical)')
+    expect(dot.stdout).toContain('route:    environment-document (#1 of 7')
+    expect(dot.stdout).toContain('upstream: core → http://core.internal:8000/api/v1/environment-document/?page_id=p2  (timeout 10000 ms)')
+    const slash = explain('--path', '/api/v1%2Fflags/')
+    expect(slash.status).toBe(0)
+    expect(slash.stdout).toContain('path:     refused: the gateway answers 400 FLAGGATE_BAD_REQUEST (The request path contains an encoded slash (%2F).)')
+    expect(slash.stdout).not.toContain('route:')
   })
 })

@@ -29,6 +29,8 @@ export interface PolicyOptions {
   bodyLimit?: string
   shutdownTimeout?: string
   coreTimeout?: string
+  /** extra YAML lines under `server:` (indented by two spaces), e.g. `  requestTimeout: 1s` */
+  server?: string
 }
 
 /** A policy listening on ephemeral ports, pointing at the given fake upstreams. */
@@ -37,7 +39,7 @@ export function policyYaml (o: PolicyOptions): string {
   listen: 127.0.0.1:0
   bodyLimit: ${o.bodyLimit ?? '1mb'}
   shutdownTimeout: ${o.shutdownTimeout ?? '5s'}
-admin:
+${o.server === undefined ? '' : o.server + '\n'}admin:
   listen: 127.0.0.1:0
 ${o.adminToken === undefined ? '' : `  token: ${o.adminToken}\n`}upstreams:
   core: { url: "${o.coreUrl}", timeout: ${o.coreTimeout ?? '5s'} }

@@ -37,3 +37,46 @@ export async function rawSocket (base: string, bytes: string): Promise<string> {
 export function json (r: RawResponse): unknown {
   return JSON.parse(r.body.toString())
 }
+
+export interface RawAnswer { status: number; headers: Record<string, string>; body: string }
+
+/**
+ * Writes `bytes` (latin1, byte for byte: raw request lines that HTTP clients would normalise) and
+ * resolves with the first complete response (Content-Length or chunked), then closes the socket.
+ * Rejects when the server closes without a complete answer, or after `timeoutMs`.
+ */
+export async function rawExchange (base: string, bytes: string, timeoutMs = 15_000): Promise<RawAnswer> {
+  const u = new URL(base)
+  return await new Promise<RawAnswer>((resolve, reject) => {
+    const sock = connect(Number(u.port), u.hostname)
+    let text = ''
+    const parse = (final: boolean): void => {
+      const end = text.indexOf('\r\n\r\n')
+      if (end === -1) { if (final) reject(new Error(`closed without an answer: ${JSON.stringify(text)}`)); return }
+      const lines = text.slice(0, end).split('\r\n')
+      const h: Record<string, string> = {}
+      for (const l of lines.slice(1)) { const i = l.indexOf(':'); h[l.slice(0, i).toLowerCase()] = l.slice(i + 1).trim() }
+      let body = text.slice(end + 4)
+      if (h['transfer-encoding'] === 'chunked') {
+        if (!body.endsWith('0\r\n\r\n')) { if (final) reject(new Error(`incomplete chunked body: ${JSON.stringify(text)}`)); return }
+        let plain = ''
+        for (let at = 0; ;) {
+          const nl = body.indexOf('\r\n', at)
+          const n = parseInt(body.slice(at, nl), 16)
+          if (n === 0) break
+          plain += body.slice(nl + 2, nl + 2 + n)
+          at = nl + 2 + n + 2
+        }
+        body = plain
+      } else if (h['content-length'] !== undefined && body.length < Number(h['content-length']) && !final) return
+      sock.destroy()
+      resolve({ status: Number(lines[0]!.split(' ')[1]), headers: h, body })
+    }
+    sock.on('data', (c: Buffer) => { text += c.toString('latin1'); parse(false) })
+    sock.on('end', () => parse(true))
+    sock.on('close', () => parse(true))
+    sock.on('error', reject)
+    sock.setTimeout(timeoutMs, () => { sock.destroy(); reject(new Error('no answer in time')) })
+    sock.write(Buffer.from(bytes, 'latin1'))
+  })
+}

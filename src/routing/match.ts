@@ -1,0 +1,33 @@
+/**
+ * One way in: from the raw request target to the route and the exact upstream URL, for the
+ * gateway (routing/plugin.ts) and `flaggate explain` alike. Pure: the policy in, a verdict out.
+ */
+import { matchRoute, type CompiledRoute, type Policy } from '../policy/compile.js'
+import { documentQuery } from '../cache/key.js'
+import { canonicalTarget } from './path.js'
+
+export type Resolution =
+  /** answered 400 FLAGGATE_BAD_REQUEST */
+  | { readonly kind: 'bad'; readonly message: string }
+  /** answered 404 FLAGGATE_NOT_FOUND; `path` is canonical */
+  | { readonly kind: 'none'; readonly path: string }
+  | {
+    readonly kind: 'route'
+    readonly route: CompiledRoute
+    /** the canonical path the route matched */
+    readonly path: string
+    /**
+     * what goes upstream: the target's base path + the canonical path (with the trailing slash an
+     * SDK route adds) + the query (only `page_id` on a cache route's GET and HEAD, key.ts)
+     */
+    readonly upstreamUrl: string
+  }
+
+export function resolveTarget (policy: Policy, method: string, target: string): Resolution {
+  const t = canonicalTarget(target)
+  if (t.rejected) return { kind: 'bad', message: t.message }
+  const m = matchRoute(policy, method, t.path)
+  if (m === undefined) return { kind: 'none', path: t.path }
+  const query = m.route.cache !== undefined && (method === 'GET' || method === 'HEAD') ? documentQuery(t.query) : t.query
+  return { kind: 'route', route: m.route, path: t.path, upstreamUrl: policy.targets[m.route.upstream]!.basePath + m.upstreamPath + query }
+}
