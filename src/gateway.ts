@@ -15,6 +15,7 @@ import { createLogger } from './shared/logger.js'
 import { createRedisStore } from './store/redis.js'
 import { createCacheRoom } from './cache/index.js'
 import { createRateLimitRoom } from './rate-limit/plugin.js'
+import { createBlockingRoom } from './blocking/index.js'
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
 
@@ -68,6 +69,12 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   const redis = redisConfig === undefined ? undefined : createRedisStore(redisConfig, logger)
   if (redis !== undefined) closers.push(() => redis.close())
 
+  // Blocking first of all the rooms: a blocked client costs no token, no cache work, no upstream.
+  const blocking = createBlockingRoom({ policy: () => store.current, policyFile: store.file, metrics, logger, ...(redis !== undefined ? { redis } : {}) })
+  rooms.push(blocking.room)
+  extensions.push(blocking.admin)
+  closers.push(() => blocking.close())
+
   // Rooms in hook order (STYLE.md 4.3): cache conditional 304 (onRequest) → rate limit
   // (onRequest) → cache lookup (preHandler) → proxy. The cache registers first so that a 304
   // from the cache costs no token.
@@ -85,6 +92,7 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   store.on('reload', (policy, previous) => {
     upstreams.configure(policy)
     cache.reload(policy)
+    blocking.reload(policy)
     metrics.policyReloads.inc({ result: 'ok' })
     logger.info({ version: policy.version, previous: previous.version, restartRequired: store.restartRequired }, 'policy reloaded')
   })
@@ -97,6 +105,8 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   const app = await buildPublicApp({ store, upstreams, metrics, logger, lifecycle, rooms, extraRoutes })
   const admin = await buildAdminApp({ store, metrics, logger, lifecycle, version: VERSION, extensions, reload })
 
+  // the blocks of the previous run (state file) or of the fleet (Redis), bounded: serve anyway
+  await blocking.ready()
   const p = store.current.data
   try {
     await admin.listen({ host: p.admin.listen.host, port: p.admin.listen.port })

@@ -55,7 +55,7 @@ function valueOf (a: DimAccessor, f: ClientFacts): string {
 // Memoised, since one busy key is hashed once, not once per request.
 const digests = new LRUCache<string, string>({ max: 50_000 })
 const digest22 = (s: string): string => createHash('sha256').update(s).digest('base64url').slice(0, 22)
-function keyDigest (envKey: string): string {
+export function keyDigest (envKey: string): string {
   let d = digests.get(envKey)
   if (d === undefined) {
     d = digest22(envKey)
