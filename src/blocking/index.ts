@@ -134,7 +134,7 @@ export function createBlockingRoom (deps: BlockingRoomDeps): BlockingRoom {
       blocking: {
         ...c,
         store: backend.status(),
-        abuse: a === undefined ? null : { rejections: a.rejections, windowMs: a.windowMs, blockForMs: a.blockForMs }
+        automatic: a === undefined ? null : { rejections: a.rejections, windowMs: a.windowMs, blockForMs: a.blockForMs }
       }
     }
   }
