@@ -4,16 +4,14 @@
  * one hash lookup per distinct prefix length present (at most 33 for IPv4, 129 for IPv6, in
  * practice a few), most specific first, whatever the number of rules.
  *
- * Addresses are numbers (IPv4) or bigints (IPv6), masked to each prefix length and looked up in
- * a Map per length. Written by hand: the npm packages for this (ip-cidr, ipaddr.js, netmask) parse
+ * An IPv4 address is a number masked to each prefix length; an IPv6 one, four 32-bit words whose
+ * first `prefix` bits make a short string key; either is looked up in a Map per length. Written by hand: the npm packages for this (ip-cidr, ipaddr.js, netmask) parse
  * and compare, they do not index.
  */
-import { isIP } from 'node:net'
-
 export interface Cidr {
   readonly family: 4 | 6
-  /** network address, host bits cleared */
-  readonly net: number | bigint
+  /** IPv4: the network address, host bits cleared; IPv6: its prefix bits as a lookup key */
+  readonly net: number | string
   readonly prefix: number
   /** canonical text: `10.0.0.0/8`, `2001:db8::/32`, or a bare address for a full-length prefix */
   readonly text: string
@@ -42,49 +40,115 @@ export function parseV4 (s: string): number {
   return n * 256 + part
 }
 
-/** An IPv6 address (with `::`, an embedded IPv4 tail or a zone) → 128-bit bigint, or undefined. */
-export function parseV6 (input: string): bigint | undefined {
-  const pct = input.indexOf('%')
-  const s = pct === -1 ? input : input.slice(0, pct)
-  if (isIP(s) !== 6) return undefined
-  let groups: string[]
-  const dbl = s.indexOf('::')
-  const expand = (t: string): string[] => {
-    if (t === '') return []
-    const out = t.split(':')
-    const last = out[out.length - 1]!
-    if (last.includes('.')) {
-      const v4 = parseV4(last)
-      if (v4 < 0) return [] // isIP already refused that
-      out.splice(out.length - 1, 1, (v4 >>> 16).toString(16), (v4 & 0xffff).toString(16))
-    }
-    return out
-  }
-  if (dbl === -1) {
-    groups = expand(s)
-  } else {
-    const head = expand(s.slice(0, dbl))
-    const tail = expand(s.slice(dbl + 2))
-    groups = [...head, ...new Array<string>(8 - head.length - tail.length).fill('0'), ...tail]
-  }
-  if (groups.length !== 8) return undefined
-  let n = 0n
-  for (const g of groups) n = (n << 16n) | BigInt(parseInt(g, 16))
-  return n
+// Scratch space of the IPv6 parser: a lookup is synchronous, so one buffer serves every request.
+const GROUPS = new Uint16Array(8)
+const WORDS = new Uint32Array(4)
+
+function hexValue (c: number): number {
+  if (c >= 48 && c <= 57) return c - 48
+  if (c >= 97 && c <= 102) return c - 87
+  if (c >= 65 && c <= 70) return c - 55
+  return -1
 }
 
-const V6_ALL = (1n << 128n) - 1n
+/**
+ * An IPv6 address (with `::`, an embedded IPv4 tail or a zone) into {@link GROUPS}; false when it
+ * is not one. By hand and allocation-free: it runs for every IPv6 client while IPv6 rules exist
+ * (node:net's isIP plus a split and BigInt arithmetic cost microseconds).
+ */
+function parseV6Groups (s: string): boolean {
+  const pct = s.indexOf('%')
+  const end = pct === -1 ? s.length : pct
+  if (end < 2) return false
+  let gi = 0
+  let dbl = -1
+  let i = 0
+  if (s.charCodeAt(0) === 58) {
+    if (s.charCodeAt(1) !== 58) return false
+    dbl = 0
+    i = 2
+  }
+  while (i < end) {
+    if (gi >= 8) return false
+    const start = i
+    let v = 0
+    let digits = 0
+    while (i < end) {
+      const h = hexValue(s.charCodeAt(i))
+      if (h < 0) break
+      if (++digits > 4) return false
+      v = v * 16 + h
+      i++
+    }
+    if (i < end && s.charCodeAt(i) === 46) { // an IPv4 tail: the last 32 bits
+      if (gi > 6) return false
+      const v4 = parseV4(s.slice(start, end))
+      if (v4 < 0) return false
+      GROUPS[gi++] = v4 >>> 16
+      GROUPS[gi++] = v4 & 0xffff
+      i = end
+      break
+    }
+    if (digits === 0) return false
+    GROUPS[gi++] = v
+    if (i === end) break
+    if (s.charCodeAt(i) !== 58) return false
+    i++
+    if (i === end) return false
+    if (s.charCodeAt(i) === 58) {
+      if (dbl !== -1) return false
+      dbl = gi
+      i++
+    }
+  }
+  if (dbl === -1) return gi === 8
+  if (gi > 7) return false
+  const tail = gi - dbl
+  for (let k = 0; k < tail; k++) GROUPS[7 - k] = GROUPS[gi - 1 - k]!
+  for (let k = dbl; k < 8 - tail; k++) GROUPS[k] = 0
+  return true
+}
+
+/** `prefix` bits of the address in {@link WORDS}, as a Map key (one per prefix length, so the length is implied). */
+function v6Key (prefix: number): string {
+  let key = ''
+  let rem = prefix
+  for (let k = 0; k < 4 && rem > 0; k++) {
+    const bits = rem >= 32 ? 32 : rem
+    const w = WORDS[k]!
+    key += (k === 0 ? '' : ',') + String(bits === 32 ? w : ((w >>> (32 - bits)) << (32 - bits)) >>> 0)
+    rem -= bits
+  }
+  return key
+}
+
+function parseV6Words (s: string): boolean {
+  if (!parseV6Groups(s)) return false
+  for (let k = 0; k < 4; k++) WORDS[k] = GROUPS[2 * k]! * 65536 + GROUPS[2 * k + 1]!
+  return true
+}
+
+/** An IPv6 address → its eight 16-bit groups, or undefined (for tests and tools). */
+export function parseV6 (s: string): number[] | undefined {
+  return parseV6Groups(s) ? [...GROUPS] : undefined
+}
+
 const maskV4 = (ip: number, prefix: number): number => prefix === 0 ? 0 : ((ip >>> (32 - prefix)) << (32 - prefix)) >>> 0
-const maskV6 = (ip: bigint, prefix: number): bigint => prefix === 0 ? 0n : ip & (V6_ALL ^ ((1n << BigInt(128 - prefix)) - 1n))
+/** The first `prefix` bits as a number: up to /30 a small integer, which V8 hashes fastest. */
+const v4Key = (ip: number, prefix: number): number => prefix === 0 ? 0 : ip >>> (32 - prefix)
 
 function v4Text (n: number): string {
   return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`
 }
 
-function v6Text (n: bigint): string {
+/** RFC 5952 text of {@link GROUPS} with the bits past `prefix` cleared. */
+function v6Text (prefix: number): string {
   const g: number[] = []
-  for (let i = 7; i >= 0; i--) g.push(Number((n >> BigInt(i * 16)) & 0xffffn))
-  // RFC 5952: the longest run (≥ 2) of zero groups becomes `::`
+  for (let i = 0; i < 8; i++) {
+    const bits = Math.max(0, Math.min(16, prefix - 16 * i))
+    g.push(bits === 0 ? 0 : (GROUPS[i]! >> (16 - bits)) << (16 - bits))
+  }
+  // the longest run (≥ 2) of zero groups becomes `::`
   let best = -1
   let bestLen = 1
   for (let i = 0; i < 8;) {
@@ -117,26 +181,24 @@ export function parseCidr (text: string): Cidr | undefined {
     const net = maskV4(v4, prefix)
     return { family: 4, net, prefix, text: prefix === 32 ? v4Text(net) : `${v4Text(net)}/${prefix}` }
   }
-  const v6 = parseV6(addr)
-  if (v6 === undefined) return undefined
+  if (addr.includes('%') || !parseV6Words(addr)) return undefined
   // an IPv4-mapped address is how Node reports IPv4 peers on a dual-stack socket; the gateway
   // normalises those to IPv4, so rules are normalised the same way
-  if (v6 >> 32n === 0xffffn && (prefixText === undefined || Number(prefixText) >= 96)) {
+  if (WORDS[0] === 0 && WORDS[1] === 0 && WORDS[2] === 0xffff && (prefixText === undefined || Number(prefixText) >= 96)) {
     const p = prefixText === undefined ? 32 : Number(prefixText) - 96
     if (p > 32) return undefined
-    const net = maskV4(Number(v6 & 0xffffffffn), p)
+    const net = maskV4(WORDS[3]!, p)
     return { family: 4, net, prefix: p, text: p === 32 ? v4Text(net) : `${v4Text(net)}/${p}` }
   }
   const prefix = prefixText === undefined ? 128 : Number(prefixText)
   if (prefix > 128) return undefined
-  const net = maskV6(v6, prefix)
-  return { family: 6, net, prefix, text: prefix === 128 ? v6Text(net) : `${v6Text(net)}/${prefix}` }
+  return { family: 6, net: v6Key(prefix), prefix, text: prefix === 128 ? v6Text(prefix) : `${v6Text(prefix)}/${prefix}` }
 }
 
 /** Items (blocks) filed under the networks they cover. */
 export class PrefixIndex<T> {
   readonly #v4 = new Map<number, Map<number, T[]>>()
-  readonly #v6 = new Map<number, Map<bigint, T[]>>()
+  readonly #v6 = new Map<number, Map<string, T[]>>()
   /** prefix lengths present, longest first: the most specific rule is found first */
   #v4Lens: number[] = []
   #v6Lens: number[] = []
@@ -148,25 +210,27 @@ export class PrefixIndex<T> {
     if (c.family === 4) {
       let m = this.#v4.get(c.prefix)
       if (m === undefined) { m = new Map(); this.#v4.set(c.prefix, m); this.#v4Lens = [...this.#v4.keys()].sort((a, b) => b - a) }
-      const list = m.get(c.net as number)
-      if (list === undefined) m.set(c.net as number, [item]); else list.push(item)
+      const k = v4Key(c.net as number, c.prefix)
+      const list = m.get(k)
+      if (list === undefined) m.set(k, [item]); else list.push(item)
     } else {
       let m = this.#v6.get(c.prefix)
       if (m === undefined) { m = new Map(); this.#v6.set(c.prefix, m); this.#v6Lens = [...this.#v6.keys()].sort((a, b) => b - a) }
-      const list = m.get(c.net as bigint)
-      if (list === undefined) m.set(c.net as bigint, [item]); else list.push(item)
+      const list = m.get(c.net as string)
+      if (list === undefined) m.set(c.net as string, [item]); else list.push(item)
     }
     this.#size++
   }
 
   remove (c: Cidr, item: T): boolean {
     const byLen = c.family === 4 ? this.#v4 : this.#v6
-    const m = byLen.get(c.prefix) as Map<number | bigint, T[]> | undefined
-    const list = m?.get(c.net)
+    const m = byLen.get(c.prefix) as Map<number | string, T[]> | undefined
+    const k = c.family === 4 ? v4Key(c.net as number, c.prefix) : c.net
+    const list = m?.get(k)
     const i = list === undefined ? -1 : list.indexOf(item)
     if (i === -1) return false
     list!.splice(i, 1)
-    if (list!.length === 0) m!.delete(c.net)
+    if (list!.length === 0) m!.delete(k)
     if (m!.size === 0) {
       byLen.delete(c.prefix)
       if (c.family === 4) this.#v4Lens = [...this.#v4.keys()].sort((a, b) => b - a)
@@ -186,16 +250,15 @@ export class PrefixIndex<T> {
     if (v4 >= 0) {
       if (this.#v4Lens.length === 0) return undefined
       for (const len of this.#v4Lens) {
-        const list = this.#v4.get(len)!.get(maskV4(v4, len))
+        const list = this.#v4.get(len)!.get(v4Key(v4, len))
         if (list !== undefined) { const r = visit(list, ctx); if (r !== undefined) return r }
       }
       return undefined
     }
     if (this.#v6Lens.length === 0) return undefined
-    const v6 = parseV6(ip)
-    if (v6 === undefined) return undefined
+    if (!parseV6Words(ip)) return undefined
     for (const len of this.#v6Lens) {
-      const list = this.#v6.get(len)!.get(maskV6(v6, len))
+      const list = this.#v6.get(len)!.get(v6Key(len))
       if (list !== undefined) { const r = visit(list, ctx); if (r !== undefined) return r }
     }
     return undefined
