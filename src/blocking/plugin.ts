@@ -22,7 +22,7 @@ export interface BlockingPluginOptions {
 
 /** The 403 of SPEC section 3: Retry-After until the block ends (none for a permanent one). */
 export function blockedError (b: Block, now: number): GatewayError {
-  const text = b.publicReason === undefined ? 'This client is blocked.' : `This client is blocked: ${b.publicReason}`
+  const text = b.publicReason === undefined ? 'This client is blocked.' : `This client is blocked: ${b.publicReason}${/[.!?]$/.test(b.publicReason) ? '' : '.'}`
   if (b.expiresAt === undefined) return new GatewayError('FLAGGATE_BLOCKED', text)
   const retryAfter = Math.max(1, Math.ceil((b.expiresAt - now) / 1000))
   return new GatewayError('FLAGGATE_BLOCKED', `${text} The block ends in ${retryAfter} s.`, { 'retry-after': String(retryAfter) })

@@ -87,7 +87,7 @@ describe('static blocks (policy)', () => {
   it('key: 403 with the public reason, no Retry-After, nothing sent upstream', async () => {
     core.reset()
     const r = await get('/api/v1/environment-document/', { key: 'ser.blocked_server_key' })
-    expectBlocked(r, 'This client is blocked: Your SDK retries too fast; contact support')
+    expectBlocked(r, 'This client is blocked: Your SDK retries too fast; contact support.')
     expect(r.headers['retry-after']).toBeUndefined()
     expect(core.counts()).toBe(0)
     expect((await get('/api/v1/environment-document/', { key: SERVER_KEY })).status).toBe(200)
@@ -140,7 +140,7 @@ describe('runtime blocks (admin API)', () => {
     expect(r.status).toBe(403)
     expect(Number(r.headers['retry-after'])).toBeGreaterThan(590)
     expect(Number(r.headers['retry-after'])).toBeLessThanOrEqual(600)
-    expect((json(r) as { message: string }).message).toMatch(/^This client is blocked: Too many requests from your SDK The block ends in \d+ s\.$/)
+    expect((json(r) as { message: string }).message).toMatch(/^This client is blocked: Too many requests from your SDK\. The block ends in \d+ s\.$/)
     expect((await get('/api/v1/flags/', { key: SERVER_KEY, ip: '192.0.2.80' })).status).toBe(200) // other route
 
     const list = json(await admin('GET', '/admin/blocks')) as Array<Record<string, unknown>>
