@@ -118,6 +118,7 @@ export function createBlockingRoom (deps: BlockingRoomDeps): BlockingRoom {
   const top = new TopClients({ ...(deps.topCapacity !== undefined ? { capacity: deps.topCapacity } : {}), ...(deps.clock !== undefined ? { clock: deps.clock } : {}) })
 
   const sweeper = setInterval(() => {
+    top.tick()
     const gone = registry.sweep()
     if (gone.length === 0) return
     backend.expired(gone)

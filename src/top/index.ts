@@ -49,18 +49,25 @@ export class TopClients {
     this.#previous = this.#window(now - this.intervalMs)
   }
 
-  /** One answered request. */
+  /**
+   * One answered request. No clock read here (it runs for every request): the owner calls
+   * {@link tick} every second, so a window's edge is exact to within that second.
+   */
   record (route: string, key: string | undefined, ip: string, rejected: boolean): void {
-    const now = this.#clock.now()
-    if (now - this.#current.start >= this.intervalMs) this.#rotate(now)
     const item = route + SEP + (key ?? '') + SEP + ip
     this.#current.requests.add(item)
     if (rejected) this.#current.rejections.add(item)
   }
 
-  top (by: TopBy, limit: number): TopResult {
+  /** Starts a new window when the current one is over. */
+  tick (): void {
     const now = this.#clock.now()
     if (now - this.#current.start >= this.intervalMs) this.#rotate(now)
+  }
+
+  top (by: TopBy, limit: number): TopResult {
+    this.tick()
+    const now = this.#clock.now()
     const ranked = by === 'requests' ? 'requests' : 'rejections'
     const other = by === 'requests' ? 'rejections' : 'requests'
     const sums = new Map<string, { ranked: number; error: number }>()

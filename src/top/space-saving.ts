@@ -16,12 +16,13 @@
 
 export interface Counted { item: string; count: number; error: number }
 
+interface Counter { item: string; count: number; error: number; /** position in the heap */ pos: number }
+
 export class SpaceSaving {
   readonly capacity: number
-  readonly #items: string[] = []
-  readonly #counts: number[] = []
-  readonly #errors: number[] = []
-  readonly #where = new Map<string, number>()
+  /** min-heap on count; each counter knows its position, so moving one never touches the Map */
+  readonly #heap: Counter[] = []
+  readonly #where = new Map<string, Counter>()
   #total = 0
 
   constructor (capacity: number) {
@@ -30,7 +31,7 @@ export class SpaceSaving {
   }
 
   /** items tracked (≤ capacity) */
-  get size (): number { return this.#items.length }
+  get size (): number { return this.#heap.length }
   /** N: everything counted so far */
   get total (): number { return this.#total }
   /** the guaranteed bound on any count's over-estimate: N / capacity */
@@ -38,39 +39,38 @@ export class SpaceSaving {
 
   add (item: string, n = 1): void {
     this.#total += n
-    const i = this.#where.get(item)
-    if (i !== undefined) {
-      this.#counts[i]! += n
-      this.#down(i)
+    const c = this.#where.get(item)
+    if (c !== undefined) {
+      c.count += n
+      this.#down(c.pos)
       return
     }
-    if (this.#items.length < this.capacity) {
-      const j = this.#items.length
-      this.#items.push(item)
-      this.#counts.push(n)
-      this.#errors.push(0)
-      this.#where.set(item, j)
-      this.#up(j)
+    const heap = this.#heap
+    if (heap.length < this.capacity) {
+      const fresh: Counter = { item, count: n, error: 0, pos: heap.length }
+      heap.push(fresh)
+      this.#where.set(item, fresh)
+      this.#up(fresh.pos)
       return
     }
     // replace the minimum (the heap's root): its count becomes the newcomer's possible error
-    this.#where.delete(this.#items[0]!)
-    const min = this.#counts[0]!
-    this.#items[0] = item
-    this.#errors[0] = min
-    this.#counts[0] = min + n
-    this.#where.set(item, 0)
+    const min = heap[0]!
+    this.#where.delete(min.item)
+    min.item = item
+    min.error = min.count
+    min.count += n
+    this.#where.set(item, min)
     this.#down(0)
   }
 
   get (item: string): Counted | undefined {
-    const i = this.#where.get(item)
-    return i === undefined ? undefined : { item, count: this.#counts[i]!, error: this.#errors[i]! }
+    const c = this.#where.get(item)
+    return c === undefined ? undefined : { item, count: c.count, error: c.error }
   }
 
   /** Every counter, largest count first. */
   entries (): Counted[] {
-    const out: Counted[] = this.#items.map((item, i) => ({ item, count: this.#counts[i]!, error: this.#errors[i]! }))
+    const out: Counted[] = this.#heap.map((c) => ({ item: c.item, count: c.count, error: c.error }))
     return out.sort((a, b) => b.count - a.count || a.item.localeCompare(b.item))
   }
 
@@ -78,43 +78,42 @@ export class SpaceSaving {
   top (k: number): Counted[] { return this.entries().slice(0, k) }
 
   clear (): void {
-    this.#items.length = 0
-    this.#counts.length = 0
-    this.#errors.length = 0
+    this.#heap.length = 0
     this.#where.clear()
     this.#total = 0
   }
 
-  #swap (a: number, b: number): void {
-    const items = this.#items; const counts = this.#counts; const errors = this.#errors
-    const ti = items[a]!; items[a] = items[b]!; items[b] = ti
-    const tc = counts[a]!; counts[a] = counts[b]!; counts[b] = tc
-    const te = errors[a]!; errors[a] = errors[b]!; errors[b] = te
-    this.#where.set(items[a]!, a)
-    this.#where.set(items[b]!, b)
-  }
-
   #up (i: number): void {
-    const counts = this.#counts
+    const heap = this.#heap
+    const c = heap[i]!
     while (i > 0) {
       const parent = (i - 1) >> 1
-      if (counts[parent]! <= counts[i]!) return
-      this.#swap(i, parent)
+      const p = heap[parent]!
+      if (p.count <= c.count) break
+      heap[i] = p
+      p.pos = i
       i = parent
     }
+    heap[i] = c
+    c.pos = i
   }
 
   #down (i: number): void {
-    const counts = this.#counts
-    const n = counts.length
+    const heap = this.#heap
+    const n = heap.length
+    const c = heap[i]!
     for (;;) {
       const l = 2 * i + 1
-      if (l >= n) return
+      if (l >= n) break
       const r = l + 1
-      const m = r < n && counts[r]! < counts[l]! ? r : l
-      if (counts[i]! <= counts[m]!) return
-      this.#swap(i, m)
+      const m = r < n && heap[r]!.count < heap[l]!.count ? r : l
+      const child = heap[m]!
+      if (c.count <= child.count) break
+      heap[i] = child
+      child.pos = i
       i = m
     }
+    heap[i] = c
+    c.pos = i
   }
 }

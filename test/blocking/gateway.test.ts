@@ -310,7 +310,7 @@ describe('the CLI', () => {
     const bad = await cli('block', '--ip', '10.0.0.0/99', '--reason', 'x')
     expect(bad.code).toBe(1)
     expect(bad.stderr).toMatch(/admin API answered 400: "ip": "10.0.0.0\/99" is not an IP address or CIDR block/)
-  })
+  }, 120_000) // seven CLI processes: seconds each on a busy 2-core machine
 })
 
 describe('restart (memory store)', () => {

@@ -91,6 +91,7 @@ describe('TopClients', () => {
     for (let i = 0; i < 4; i++) top.record('flags', 'dev_key', '10.0.0.2', true)
     top.record('default', undefined, '10.0.0.3', false)
     now = 31_000 // rotated once: the previous window still counts
+    top.tick()
     for (let i = 0; i < 3; i++) top.record('flags', 'dev_key', '10.0.0.2', true)
     const r = top.top('requests', 10)
     expect(r.clients.map((c) => [c.client, c.route, c.requests, c.rejections])).toEqual([
