@@ -35,11 +35,12 @@ export interface RedisBlockSyncOptions {
   resyncMs?: number
   /** retry period while Redis is unusable and something waits to be written or loaded; default 250 ms */
   retryMs?: number
-  /** how long start waits for the first load before serving anyway; default 2 s */
+  /** how long start waits for the first load before serving anyway; default 1 s */
   readyTimeoutMs?: number
 }
 
-type Message = { v: 1; from: string; op: 'add'; block: Block } | { v: 1; from: string; op: 'remove'; id: string }
+/** `version`: the counter after this change, so a replica that saw every change needs no reload */
+type Message = { v: 1; from: string; version: number; op: 'add'; block: Block } | { v: 1; from: string; version: number; op: 'remove'; id: string }
 
 const SCAN_PAGE = 500
 
@@ -77,7 +78,7 @@ export class RedisBlockSync implements BlockBackend {
     this.#log = logger
     this.#resyncMs = opts.resyncMs ?? 10_000
     this.#retryMs = opts.retryMs ?? 250
-    this.#readyTimeoutMs = opts.readyTimeoutMs ?? 2000
+    this.#readyTimeoutMs = opts.readyTimeoutMs ?? 1000
     this.hashKey = `${redis.keyPrefix}{blocks}`
     this.versionKey = `${redis.keyPrefix}{blocks}:version`
     this.channel = `${redis.keyPrefix}blocks`
@@ -164,7 +165,9 @@ export class RedisBlockSync implements BlockBackend {
 
   async #tick (): Promise<void> {
     if (this.#closed) return
-    if (!this.#redis.usable) { this.#schedule(this.#needsRedis() ? this.#retryMs : this.#resyncMs); return }
+    // before the first load, poll briefly: the store turns usable right after its first heartbeat,
+    // and start waits for this load
+    if (!this.#redis.usable) { this.#schedule(!this.#loaded ? 50 : this.#needsRedis() ? this.#retryMs : this.#resyncMs); return }
     try {
       if (!await this.#flush()) { this.#schedule(this.#retryMs); return }
       const version = await this.#redis.client.get(this.versionKey)
@@ -203,13 +206,17 @@ export class RedisBlockSync implements BlockBackend {
     const client = this.#redis.client
     try {
       for (const [id, block] of [...this.#pendingAdds]) {
-        const message: Message = { v: 1, from: this.#id, op: 'add', block }
-        await Promise.all([client.hset(this.hashKey, id, JSON.stringify(block)), client.incr(this.versionKey), client.publish(this.channel, JSON.stringify(message))])
+        const [, version] = await Promise.all([client.hset(this.hashKey, id, JSON.stringify(block)), client.incr(this.versionKey)])
+        this.#advance(version)
+        const message: Message = { v: 1, from: this.#id, version, op: 'add', block }
+        await client.publish(this.channel, JSON.stringify(message))
         if (this.#pendingAdds.get(id) === block) this.#pendingAdds.delete(id)
       }
       for (const id of [...this.#pendingRemoves]) {
-        const message: Message = { v: 1, from: this.#id, op: 'remove', id }
-        await Promise.all([client.hdel(this.hashKey, id), client.incr(this.versionKey), client.publish(this.channel, JSON.stringify(message))])
+        const [, version] = await Promise.all([client.hdel(this.hashKey, id), client.incr(this.versionKey)])
+        this.#advance(version)
+        const message: Message = { v: 1, from: this.#id, version, op: 'remove', id }
+        await client.publish(this.channel, JSON.stringify(message))
         this.#pendingRemoves.delete(id)
       }
       return true
@@ -217,6 +224,15 @@ export class RedisBlockSync implements BlockBackend {
       this.#fail(err)
       return false
     }
+  }
+
+  /**
+   * A change numbered `version` was applied here: when it directly follows the last version this
+   * replica holds, it is still in step and the next resync needs no reload. A gap (a missed
+   * message, a concurrent writer) leaves the version behind, and the resync reloads.
+   */
+  #advance (version: number): void {
+    if (this.#version !== undefined && this.#version !== null && Number(this.#version) + 1 === version) this.#version = String(version)
   }
 
   async #fullLoad (): Promise<void> {
@@ -254,6 +270,7 @@ export class RedisBlockSync implements BlockBackend {
     let msg: Partial<Message>
     try { msg = JSON.parse(raw) as Partial<Message> } catch { return }
     if (msg.v !== 1 || msg.from === this.#id) return
+    if (typeof msg.version === 'number') this.#advance(msg.version)
     if (msg.op === 'add') {
       const b = blockFromJson(msg.block)
       if (b === undefined || this.#pendingRemoves.has(b.id)) return
