@@ -70,6 +70,7 @@ export class RedisBlockSync implements BlockBackend {
   #running: Promise<void> | undefined
   #closed = false
   #lastSyncAt: number | undefined
+  #fullLoads = 0
   #lastError: string | undefined
 
   constructor (redis: BlockSyncRedis, registry: BlockRegistry, logger: BlockLogger, opts: RedisBlockSyncOptions = {}) {
@@ -130,6 +131,7 @@ export class RedisBlockSync implements BlockBackend {
       kind: 'redis',
       loaded: this.#loaded,
       pendingWrites: this.#pendingAdds.size + this.#pendingRemoves.size,
+      fullLoads: this.#fullLoads,
       ...(this.#lastSyncAt !== undefined ? { lastSyncAt: new Date(this.#lastSyncAt).toISOString() } : {}),
       ...(this.#lastError !== undefined ? { lastError: this.#lastError } : {})
     }
@@ -171,7 +173,7 @@ export class RedisBlockSync implements BlockBackend {
     try {
       if (!await this.#flush()) { this.#schedule(this.#retryMs); return }
       const version = await this.#redis.client.get(this.versionKey)
-      if (this.#loaded && version === null && this.#version !== null && this.#version !== undefined) {
+      if (this.#loaded && version === null && this.#version !== null && this.#version !== undefined && this.#version !== '0') {
         // the counter vanished: Redis lost its data (restarted without persistence, flushed).
         // What this replica holds is the best copy left: write it back rather than drop it.
         const shared = this.#registry.shared()
@@ -181,6 +183,7 @@ export class RedisBlockSync implements BlockBackend {
       } else if (!this.#loaded || this.#forceLoad || version !== this.#version) {
         this.#forceLoad = false
         await this.#fullLoad()
+        this.#fullLoads++
         this.#version = version
       }
       this.#lastSyncAt = Date.now()
@@ -232,7 +235,9 @@ export class RedisBlockSync implements BlockBackend {
    * message, a concurrent writer) leaves the version behind, and the resync reloads.
    */
   #advance (version: number): void {
-    if (this.#version !== undefined && this.#version !== null && Number(this.#version) + 1 === version) this.#version = String(version)
+    if (this.#version === undefined) return // not loaded yet: the first load reads the version
+    const held = this.#version === null ? 0 : Number(this.#version)
+    if (held + 1 === version) this.#version = String(version)
   }
 
   async #fullLoad (): Promise<void> {
