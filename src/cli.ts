@@ -11,6 +11,7 @@ import { describeLimits } from './rate-limit/core.js'
 import { PolicyInvalidError } from './policy/load.js'
 import { clientIp } from './routing/client.js'
 import { decideEdge, describeEdge, EDGE_UPSTREAM } from './edge/core.js'
+import * as blockingCli from './blocking/cli.js'
 
 const USAGE = `usage: flaggate <command> [options]
 
@@ -20,6 +21,13 @@ const USAGE = `usage: flaggate <command> [options]
                                               which route, upstream (edge routing: why), limits and cache rule apply
   status                                      breakers, store, cache and policy of a running gateway
   purge [--key KEY] [--reason TEXT]           drop cached environment documents (one key, or all)
+  block (--key KEY | --ip IP_OR_CIDR | --user-agent REGEX | --client CLIENT) [--route NAME]...
+        [--ttl DURATION] --reason TEXT [--public-reason TEXT]
+                                              block a client on every replica (--client takes
+                                              the CLIENT column of \`flaggate top\`: KEY@IP blocks the key)
+  unblock ID                                  lift a runtime or automatic block
+  blocks                                      list the blocks in force
+  top [--by requests|rejections] [--limit N]  the busiest clients of the last minute
 
 Operator commands use --admin URL (default $FLAGGATE_ADMIN_URL or http://127.0.0.1:8081)
 and the token in $FLAGGATE_ADMIN_TOKEN.`
@@ -121,6 +129,9 @@ async function adminCall (argv: string[], method: string, path: string, body?: u
   if (body !== undefined) headers['content-type'] = 'application/json'
   // the "why" of the admin API's audit log line
   if (typeof values.reason === 'string') headers['x-flaggate-reason'] = values.reason
+  // who runs the command, for the audit log of changes (the token says which team, this says who)
+  const user = process.env.USER ?? process.env.LOGNAME
+  if (user !== undefined && /^[\w.@+-]{1,64}$/.test(user)) headers['x-flaggate-actor'] = user
   let res: Response
   try {
     res = await fetch(new URL(path, base), { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(5000) })
@@ -153,6 +164,10 @@ switch (command) {
   case 'explain': explain(rest); break
   case 'status': await status(rest); break
   case 'purge': await purge(rest); break
+  case 'block': await blockingCli.block(rest, adminCall, fail); break
+  case 'unblock': await blockingCli.unblock(rest, adminCall, fail); break
+  case 'blocks': await blockingCli.blocks(rest, adminCall, fail); break
+  case 'top': await blockingCli.top(rest, adminCall, fail); break
   case undefined: case '-h': case '--help': case 'help': process.stdout.write(USAGE + '\n'); break
   default: fail(`unknown command '${command}'\n${USAGE}`)
 }

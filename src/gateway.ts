@@ -16,6 +16,7 @@ import { createRedisStore } from './store/redis.js'
 import { createCacheRoom } from './cache/index.js'
 import { createRateLimitRoom } from './rate-limit/plugin.js'
 import edgeRouting, { type EdgePluginOptions } from './edge/plugin.js'
+import { createBlockingRoom } from './blocking/index.js'
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
 
@@ -71,6 +72,11 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   const redis = redisConfig === undefined ? undefined : createRedisStore(redisConfig, logger)
   if (redis !== undefined) closers.push(() => redis.close())
 
+  // Blocking first of all the rooms: a blocked client costs no token, no cache work, no upstream.
+  const blocking = createBlockingRoom({ policy: () => store.current, policyFile: store.file, metrics, logger, ...(redis !== undefined ? { redis } : {}) })
+  rooms.push(blocking.room)
+  extensions.push(blocking.admin)
+  closers.push(() => blocking.close())
   // Edge routing first (onRequest, right after routing): the cache key, the fill, the limits'
   // view and the proxy all see the upstream the request really goes to.
   rooms.push({ plugin: edgeRouting, opts: { metrics, isOpen: (upstream) => client.gate.isOpen(upstream) } satisfies EdgePluginOptions })
@@ -92,6 +98,7 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   store.on('reload', (policy, previous) => {
     client.configure(policy)
     cache.reload(policy)
+    blocking.reload(policy)
     metrics.policyReloads.inc({ result: 'ok' })
     logger.info({ version: policy.version, previous: previous.version, restartRequired: store.restartRequired }, 'policy reloaded')
   })
@@ -104,6 +111,8 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   const app = await buildPublicApp({ store, client, metrics, logger, lifecycle, rooms, extraRoutes })
   const admin = await buildAdminApp({ store, metrics, logger, lifecycle, version: VERSION, extensions, reload })
 
+  // the blocks of the previous run (state file) or of the fleet (Redis), bounded: serve anyway
+  await blocking.ready()
   const p = store.current.data
   try {
     await admin.listen({ host: p.admin.listen.host, port: p.admin.listen.port })

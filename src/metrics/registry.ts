@@ -22,7 +22,7 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}) {
     cacheEvents: new Counter({ name: 'flaggate_cache_events_total', help: 'Cache events: hit, miss, stale, updating, bypass, store, evict, purge, revalidated, negative_hit', labelNames: ['event'] as const, registers }),
     cacheBytes: new Gauge({ name: 'flaggate_cache_bytes', help: 'Bytes held by the document cache', registers }),
     ratelimitDecisions: new Counter({ name: 'flaggate_ratelimit_decisions_total', help: 'Rate-limit decisions by route and result (allowed, limited, shadow_limited)', labelNames: ['route', 'result'] as const, registers }),
-    blocksActive: new Gauge({ name: 'flaggate_blocks_active', help: 'Blocks in force', registers }),
+    blocksActive: new Gauge({ name: 'flaggate_blocks_active', help: 'Blocks in force, by source (static, runtime, abuse)', labelNames: ['source'] as const, registers }),
     storeFallback: new Counter({ name: 'flaggate_store_fallback_total', help: 'Decisions taken on local state because Redis was unusable', registers }),
     policyReloads: new Counter({ name: 'flaggate_policy_reloads_total', help: 'Policy reloads by result (ok, error)', labelNames: ['result'] as const, registers }),
     probeSuccess: new Gauge({ name: 'flaggate_probe_success', help: '1 when the last synthetic probe succeeded', labelNames: ['probe'] as const, registers }),

@@ -7,6 +7,7 @@ import { z } from 'zod'
 import { parseCountPerWindow, parseDuration, parseListen, parsePercent, parseRate, parseSize } from '../shared/units.js'
 import { isValidCidrOrIp } from '../shared/ip.js'
 import { canonicalPath } from '../routing/path.js'
+import safeRegex from 'safe-regex2'
 
 function unit<T> (what: string, example: string, parse: (s: string) => T | undefined, check?: (v: T) => string | undefined) {
   return z.string({ error: (iss) => iss.input === undefined ? 'required' : `expected ${what} such as "${example}", got ${typeof iss.input}` })
@@ -37,6 +38,8 @@ const RedisUrl = z.string().refine((s) => /^rediss?:\/\//.test(s), { message: 'm
 const Cidr = z.string().refine(isValidCidrOrIp, { message: 'must be an IP address or CIDR block such as 10.0.0.0/8' })
 
 const Regex = z.string().refine((s) => { try { new RegExp(s); return true } catch { return false } }, { message: 'is not a valid regular expression' })
+  // a User-Agent pattern runs against a header any client writes: refuse catastrophic backtracking
+  .refine((s) => { try { new RegExp(s) } catch { return true } return safeRegex(s) }, { message: 'could backtrack catastrophically (nested quantifiers such as (a+)+); rewrite it without a repeated group that itself repeats' })
 
 const Method = z.string().transform((s) => s.toUpperCase()).pipe(
   z.enum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], { error: 'must be an HTTP method (GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS)' }))
@@ -121,7 +124,8 @@ const BlockSchema = z.strictObject({
   ip: Cidr.optional(),
   userAgent: Regex.optional(),
   routes: z.array(z.string()).optional(),
-  reason: z.string().min(1, 'must say why')
+  reason: z.string().min(1, 'must say why'),
+  publicReason: z.string().min(1).optional()
 }).refine((b) => [b.key, b.ip, b.userAgent].filter((x) => x !== undefined).length === 1,
   { message: 'needs exactly one of key, ip or userAgent' })
 
@@ -183,6 +187,10 @@ export const PolicySchema = z.strictObject({
   cache: z.strictObject({ maxSize: Size.default(256 * 1024 * 1024) }).default({ maxSize: 256 * 1024 * 1024 }),
   blocklist: z.array(BlockSchema).default([]),
   abuse: z.strictObject({ rejections: CountPerWindow, blockFor: PositiveDuration }).optional(),
+  blocking: z.strictObject({
+    // relative paths are resolved against the policy file's directory
+    stateFile: z.string().min(1).default('.flaggate/blocks.json')
+  }).default({ stateFile: '.flaggate/blocks.json' }),
   breakers: z.record(z.string(), BreakerSchema).default({}),
   webhooks: z.strictObject({
     flagsmith: z.strictObject({ path: z.string().startsWith('/'), secret: z.string().min(1) }).optional()

@@ -56,7 +56,7 @@ function valueOf (a: DimAccessor, f: ClientFacts): string {
 // keys are client input (8 MiB: ~70,000 keys of a Flagsmith key's length).
 const digest22 = (s: string): string => createHash('sha256').update(s).digest('base64url').slice(0, 22)
 export const keyDigests = new BoundedMemo(digest22, 8 * 1024 * 1024)
-function keyDigest (envKey: string): string {
+export function keyDigest (envKey: string): string {
   return keyDigests.get(envKey)
 }
 

@@ -47,6 +47,17 @@ function nextQuotaSeconds (d: BucketDecision, p: LimitPlan['limits'][number]): n
   return Math.max(0, seconds(d.resetMs - (tokensMissing - 1) * p.params.intervalMs))
 }
 
+/** What a refusing limit counted as the client, for automatic blocks (src/blocking/abuse.ts). */
+function limitedClient (by: readonly string[], envKey: string | undefined, ip: string): { key?: string; ip?: string } | undefined {
+  let key: string | undefined
+  let byIp = false
+  for (const d of by) {
+    if (d === 'environmentKey') { if (envKey === undefined) byIp = true; else key = envKey } else if (d === 'ip') byIp = true
+    else return undefined // a header value is no client the gateway can block
+  }
+  return byIp ? (key === undefined ? { ip } : { key, ip }) : { key: key! }
+}
+
 async function rateLimit (app: FastifyInstance, opts: RateLimitPluginOptions): Promise<void> {
   const { limiter, metrics } = opts
   // Child counters per route, resolved once: labels() hashes its arguments on every call.
@@ -108,6 +119,7 @@ async function rateLimit (app: FastifyInstance, opts: RateLimitPluginOptions): P
     const retryAfter = Math.max(1, seconds(d.retryAfterMs))
     gw.decision = 'limited'
     gw.limitedBy = p.limit.id
+    gw.limitedClient = limitedClient(p.limit.by, gw.envKey, gw.clientIp)
     return new GatewayError('FLAGGATE_RATE_LIMITED',
       `Rate limit '${p.limit.id}' exceeded (${p.limit.rateText}, burst ${p.limit.burst}, per ${p.limit.by.join('+')}); retry after ${retryAfter} s.`,
       {

@@ -28,6 +28,11 @@ export interface RequestGateway {
   upstreamMs: number | undefined
   /** the limit that refused this request, for the log */
   limitedBy: string | undefined
+  /**
+   * what the refusing limit counted as the client (the key, the key from one IP, or the IP),
+   * so an automatic block targets exactly that; unset when it counted a header
+   */
+  limitedClient?: { key?: string; ip?: string }
   /** hrtime at onRequest */
   startedAt: bigint
   /** hrtime when the upstream request started */

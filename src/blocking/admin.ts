@@ -1,0 +1,85 @@
+/**
+ * The blocking room's part of the admin API (SPEC section 4): `GET/POST /admin/blocks`,
+ * `DELETE /admin/blocks/:id`, `GET /admin/top`, and the `blocks` of `/admin/status`. Routes run
+ * after the admin token check; every change is logged with who, what and why.
+ */
+import { randomBytes } from 'node:crypto'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { AdminExtension } from '../admin/app.js'
+import type { Policy } from '../policy/compile.js'
+import { describeTarget, parseBlockRequest, viewOf, type Block } from './core.js'
+import type { BlockRegistry } from './registry.js'
+import type { BlockLogger } from './backend.js'
+import type { TopBy, TopClients } from '../top/index.js'
+
+export interface BlockingAdminOptions {
+  registry: BlockRegistry
+  top: TopClients
+  policy: () => Policy
+  logger: BlockLogger
+  /** adds a block everywhere (registry + backend) */
+  add: (block: Block) => void
+  /** lifts a block everywhere; the block, or undefined when unknown */
+  remove: (id: string) => Block | undefined
+  status: () => Record<string, unknown>
+}
+
+class AdminError extends Error {
+  constructor (readonly statusCode: number, message: string) { super(message) }
+}
+
+/** `admin-token`, or `admin-token (alice)` when the CLI says who runs it (X-Flaggate-Actor). */
+function actorOf (request: FastifyRequest): string {
+  const who = (request as FastifyRequest & { who?: string }).who ?? 'unknown'
+  const named = request.headers['x-flaggate-actor']
+  if (typeof named !== 'string' || !/^[\w.@+-]{1,64}$/.test(named)) return who
+  return `${who} (${named})`
+}
+
+/** Short, unguessable, and recognisably a runtime block: `r-` + 10 base32-ish characters. */
+function newRuntimeId (): string {
+  return 'r-' + randomBytes(8).toString('base64url').replace(/[-_]/g, '').slice(0, 10).toLowerCase()
+}
+
+export function blockingAdminExtension (opts: BlockingAdminOptions): AdminExtension {
+  const { registry, top, logger } = opts
+  return {
+    routes (admin: FastifyInstance) {
+      admin.get('/admin/blocks', async () => registry.list().map(viewOf))
+
+      admin.post('/admin/blocks', async (request: FastifyRequest, reply: FastifyReply) => {
+        const actor = actorOf(request)
+        const block = parseBlockRequest(request.body, {
+          routes: new Set(opts.policy().routes.map((r) => r.name)),
+          now: registry.clock.now(),
+          actor,
+          newId: newRuntimeId
+        })
+        opts.add(block)
+        const view = viewOf(block)
+        logger.info({ who: actor, action: 'block', id: block.id, target: describeTarget(block), expiresAt: view.expiresAt ?? null, reason: block.reason }, 'admin: client blocked')
+        return await reply.code(201).send(view)
+      })
+
+      admin.delete('/admin/blocks/:id', async (request: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply) => {
+        const id = request.params.id
+        if (registry.isStatic(id)) throw new AdminError(409, `Block ${id} comes from the policy file (blocklist): remove it there and reload.`)
+        const actor = actorOf(request)
+        const b = opts.remove(id)
+        if (b === undefined) throw new AdminError(404, `No block ${id} (it may have expired); GET /admin/blocks lists the blocks in force.`)
+        logger.info({ who: actor, action: 'unblock', id, source: b.source, target: describeTarget(b), reason: b.reason }, 'admin: block lifted')
+        return await reply.code(204).send()
+      })
+
+      admin.get('/admin/top', async (request: FastifyRequest<{ Querystring: Record<string, string | undefined> }>) => {
+        const q = request.query
+        const by = q.by ?? 'requests'
+        if (by !== 'requests' && by !== 'rejections') throw new AdminError(400, '"by" must be requests or rejections.')
+        const limitText = q.limit ?? '20'
+        if (!/^\d{1,4}$/.test(limitText) || Number(limitText) < 1 || Number(limitText) > 1000) throw new AdminError(400, '"limit" must be a whole number from 1 to 1000.')
+        return top.top(by as TopBy, Number(limitText))
+      })
+    },
+    status: opts.status
+  }
+}

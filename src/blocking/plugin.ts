@@ -1,0 +1,59 @@
+/**
+ * The blocking room's hooks, first of the rooms (STYLE.md 4.3: routing → block → cache 304 →
+ * rate limit → cache lookup → proxy), so a blocked request costs no token, no cache work and no
+ * upstream request.
+ *
+ * onRequest: with no block in force the cost is one branch; otherwise the in-memory index (see
+ * core.ts), never Redis. onResponse: feeds `top` and the abuse counter after the answer is sent.
+ */
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { GatewayError } from '../errors.js'
+import type { Block } from './core.js'
+import type { BlockRegistry } from './registry.js'
+import type { AbuseDetector } from './abuse.js'
+import type { TopClients } from '../top/index.js'
+
+export interface BlockingPluginOptions {
+  registry: BlockRegistry
+  top: TopClients
+  abuse: AbuseDetector
+}
+
+/** The 403 of SPEC section 3: Retry-After until the block ends (none for a permanent one). */
+export function blockedError (b: Block, now: number): GatewayError {
+  const text = b.publicReason === undefined ? 'This client is blocked.' : `This client is blocked: ${b.publicReason}${/[.!?]$/.test(b.publicReason) ? '' : '.'}`
+  if (b.expiresAt === undefined) return new GatewayError('FLAGGATE_BLOCKED', text)
+  const retryAfter = Math.max(1, Math.ceil((b.expiresAt - now) / 1000))
+  return new GatewayError('FLAGGATE_BLOCKED', `${text} The block ends in ${retryAfter} s.`, { 'retry-after': String(retryAfter) })
+}
+
+async function blocking (app: FastifyInstance, opts: BlockingPluginOptions): Promise<void> {
+  const { registry, top, abuse } = opts
+  const index = registry.index
+  const clock = registry.clock
+
+  app.addHook('onRequest', (request: FastifyRequest, _reply: FastifyReply, done: (err?: Error) => void) => {
+    if (index.size === 0) { done(); return }
+    const gw = request.gateway
+    const route = gw?.route
+    if (route === undefined) { done(); return }
+    const now = clock.now()
+    const b = index.match(route.name, gw.envKey, gw.clientIp, request.headers['user-agent'], now)
+    if (b === undefined) { done(); return }
+    gw.decision = 'blocked'
+    done(blockedError(b, now))
+  })
+
+  app.addHook('onResponse', (request: FastifyRequest, _reply: FastifyReply, done: () => void) => {
+    const gw = request.gateway
+    const route = gw?.route
+    if (route === undefined) { done(); return }
+    const decision = gw.decision
+    top.record(route.name, gw.envKey, gw.clientIp, decision === 'limited' || decision === 'blocked')
+    if (decision === 'limited' && gw.limitedClient !== undefined) abuse.record(gw.limitedClient, route.name, gw.limitedBy ?? route.name)
+    done()
+  })
+}
+
+export default fp(blocking, { name: 'gateway-blocking', fastify: '5.x', dependencies: ['gateway-routing'] })

@@ -1,0 +1,297 @@
+/**
+ * Runtime and automatic blocks shared by every replica through Redis:
+ * - stored in one hash, `<keyPrefix>{blocks}` (field = block id, value = the block as JSON, the
+ *   key as a digest only), with a version counter `<keyPrefix>{blocks}:version` bumped on every
+ *   change (one hash tag, so both sit in one Cluster slot);
+ * - pushed to the other replicas on `<keyPrefix>blocks` (pub/sub), which on a healthy Redis takes
+ *   milliseconds;
+ * - resynced every `resyncMs` (10 s): a replica whose subscription dropped, or that was down,
+ *   catches up by comparing the version and, when it moved, reading the hash again (HSCAN in
+ *   pages, so 10,000 blocks never make one slow command);
+ * - loaded in full at start.
+ * Requests never wait for Redis: matching reads the in-memory registry. While Redis is unusable,
+ * blocks made here are in force here at once and queued; they are written (and published) when
+ * it answers again. Hash fields cannot expire on Redis 7.0, so every replica deletes the blocks
+ * whose time is up when it sweeps them (idempotent).
+ */
+import { randomUUID } from 'node:crypto'
+import type { Cluster, Redis } from 'ioredis'
+import { loggableError } from '../shared/redact.js'
+import { blockFromJson, describeTarget, type Block } from './core.js'
+import type { BlockRegistry } from './registry.js'
+import type { BlockBackend, BlockLogger } from './backend.js'
+
+/** What this module needs from src/store/redis.ts's RedisStore. */
+export interface BlockSyncRedis {
+  readonly client: Redis | Cluster
+  readonly keyPrefix: string
+  readonly usable: boolean
+  createSubscriber (): Redis | Cluster
+  reportFailure (err: unknown): void
+}
+
+export interface RedisBlockSyncOptions {
+  /** full check against Redis (version, then the hash if it moved); default 10 s */
+  resyncMs?: number
+  /** retry period while Redis is unusable and something waits to be written or loaded; default 250 ms */
+  retryMs?: number
+  /** how long start waits for the first load before serving anyway; default 1 s */
+  readyTimeoutMs?: number
+}
+
+/** `version`: the counter after this change, so a replica that saw every change needs no reload */
+type Message = { v: 1; from: string; version: number; op: 'add'; block: Block } | { v: 1; from: string; version: number; op: 'remove'; id: string }
+
+const SCAN_PAGE = 500
+
+export class RedisBlockSync implements BlockBackend {
+  readonly hashKey: string
+  readonly versionKey: string
+  readonly channel: string
+  readonly #redis: BlockSyncRedis
+  readonly #registry: BlockRegistry
+  readonly #log: BlockLogger
+  readonly #id = randomUUID()
+  readonly #resyncMs: number
+  readonly #retryMs: number
+  readonly #readyTimeoutMs: number
+  readonly #pendingAdds = new Map<string, Block>()
+  readonly #pendingRemoves = new Set<string>()
+  /** local time each shared block was last written, received or loaded: a full load started before that must not drop it */
+  readonly #seen = new Map<string, number>()
+  #version: string | null | undefined
+  #loaded = false
+  #forceLoad = false
+  #resolveReady: () => void = () => {}
+  readonly #ready: Promise<void>
+  #subscriber: Redis | Cluster | undefined
+  #subscribedOnce = false
+  #timer: NodeJS.Timeout | undefined
+  #running: Promise<void> | undefined
+  #closed = false
+  #lastSyncAt: number | undefined
+  #fullLoads = 0
+  #lastError: string | undefined
+
+  constructor (redis: BlockSyncRedis, registry: BlockRegistry, logger: BlockLogger, opts: RedisBlockSyncOptions = {}) {
+    this.#redis = redis
+    this.#registry = registry
+    this.#log = logger
+    this.#resyncMs = opts.resyncMs ?? 10_000
+    this.#retryMs = opts.retryMs ?? 250
+    this.#readyTimeoutMs = opts.readyTimeoutMs ?? 1000
+    this.hashKey = `${redis.keyPrefix}{blocks}`
+    this.versionKey = `${redis.keyPrefix}{blocks}:version`
+    this.channel = `${redis.keyPrefix}blocks`
+    this.#ready = new Promise((resolve) => { this.#resolveReady = resolve })
+  }
+
+  start (): void {
+    const sub = this.#subscriber = this.#redis.createSubscriber()
+    sub.on('message', (ch: string, raw: string) => { if (ch === this.channel && !this.#closed) this.#receive(raw) })
+    // ioredis resubscribes by itself after a reconnect; messages sent meanwhile are lost, so read everything again
+    sub.on('ready', () => {
+      if (this.#subscribedOnce && !this.#closed) { this.#forceLoad = true; this.#schedule(0) }
+    })
+    sub.subscribe(this.channel).then(() => { this.#subscribedOnce = true }, (err: unknown) => {
+      this.#log.warn({ err: loggableError(err), channel: this.channel }, 'block subscription failed; blocks from other replicas arrive with the periodic resync until it reconnects')
+    })
+    this.#schedule(0)
+  }
+
+  async ready (): Promise<void> {
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([this.#ready, new Promise<void>((resolve) => { timer = setTimeout(resolve, this.#readyTimeoutMs) })])
+    clearTimeout(timer)
+    if (!this.#loaded) this.#log.warn({ waitedMs: this.#readyTimeoutMs }, 'blocks not loaded from Redis yet: serving with the static blocks, loading in the background')
+  }
+
+  added (block: Block): void {
+    this.#pendingRemoves.delete(block.id)
+    this.#pendingAdds.set(block.id, block)
+    this.#seen.set(block.id, this.#registry.clock.now())
+    this.#schedule(0)
+  }
+
+  removed (id: string): void {
+    this.#pendingAdds.delete(id)
+    this.#pendingRemoves.add(id)
+    this.#seen.delete(id)
+    this.#schedule(0)
+  }
+
+  expired (blocks: readonly Block[]): void {
+    for (const b of blocks) this.#seen.delete(b.id)
+    if (!this.#redis.usable || blocks.length === 0) return
+    this.#redis.client.hdel(this.hashKey, ...blocks.map((b) => b.id)).catch((err: unknown) => { this.#fail(err) })
+  }
+
+  status (): Record<string, unknown> {
+    return {
+      kind: 'redis',
+      loaded: this.#loaded,
+      pendingWrites: this.#pendingAdds.size + this.#pendingRemoves.size,
+      fullLoads: this.#fullLoads,
+      ...(this.#lastSyncAt !== undefined ? { lastSyncAt: new Date(this.#lastSyncAt).toISOString() } : {}),
+      ...(this.#lastError !== undefined ? { lastError: this.#lastError } : {})
+    }
+  }
+
+  async close (): Promise<void> {
+    this.#closed = true
+    if (this.#timer !== undefined) clearTimeout(this.#timer)
+    this.#timer = undefined
+    // one last attempt for blocks made while Redis was away; bounded by the command timeout
+    if (this.#running !== undefined) await this.#running
+    if (this.#pendingAdds.size + this.#pendingRemoves.size > 0 && this.#redis.usable) await this.#flush().catch(() => false)
+    if (this.#pendingAdds.size + this.#pendingRemoves.size > 0) {
+      this.#log.error({ pending: [...this.#pendingAdds.values()].map((b) => ({ id: b.id, target: describeTarget(b) })), removals: [...this.#pendingRemoves] }, 'blocks made or lifted while Redis was unreachable were never written: the other replicas do not know them')
+    }
+  }
+
+  #schedule (delayMs: number): void {
+    if (this.#closed) return
+    if (this.#running !== undefined && delayMs === 0) { this.#forceAfter = true; return }
+    if (this.#timer !== undefined) clearTimeout(this.#timer)
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined
+      this.#running = this.#tick().finally(() => {
+        this.#running = undefined
+        if (this.#forceAfter) { this.#forceAfter = false; this.#schedule(0) }
+      })
+    }, delayMs)
+    this.#timer.unref()
+  }
+
+  #forceAfter = false
+
+  async #tick (): Promise<void> {
+    if (this.#closed) return
+    // before the first load, poll briefly: the store turns usable right after its first heartbeat,
+    // and start waits for this load
+    if (!this.#redis.usable) { this.#schedule(!this.#loaded ? 50 : this.#needsRedis() ? this.#retryMs : this.#resyncMs); return }
+    try {
+      if (!await this.#flush()) { this.#schedule(this.#retryMs); return }
+      const version = await this.#redis.client.get(this.versionKey)
+      if (this.#loaded && version === null && this.#version !== null && this.#version !== undefined && this.#version !== '0') {
+        // the counter vanished: Redis lost its data (restarted without persistence, flushed).
+        // What this replica holds is the best copy left: write it back rather than drop it.
+        const shared = this.#registry.shared()
+        this.#log.warn({ blocks: shared.length }, 'blocks vanished from Redis; writing back the ones this replica holds')
+        for (const b of shared) this.#pendingAdds.set(b.id, b)
+        if (!await this.#flush()) { this.#schedule(this.#retryMs); return }
+      } else if (!this.#loaded || this.#forceLoad || version !== this.#version) {
+        this.#forceLoad = false
+        await this.#fullLoad()
+        this.#fullLoads++
+        this.#version = version
+      }
+      this.#lastSyncAt = Date.now()
+      this.#lastError = undefined
+      if (!this.#loaded) {
+        this.#loaded = true
+        this.#log.info({ blocks: this.#registry.shared().length }, 'blocks loaded from Redis')
+        this.#resolveReady()
+      }
+      this.#schedule(this.#resyncMs)
+    } catch (err) {
+      this.#fail(err)
+      this.#schedule(this.#retryMs)
+    }
+  }
+
+  #needsRedis (): boolean {
+    return !this.#loaded || this.#pendingAdds.size + this.#pendingRemoves.size > 0
+  }
+
+  /** Writes what waits; true when nothing is left. */
+  async #flush (): Promise<boolean> {
+    const client = this.#redis.client
+    try {
+      for (const [id, block] of [...this.#pendingAdds]) {
+        const [, version] = await Promise.all([client.hset(this.hashKey, id, JSON.stringify(block)), client.incr(this.versionKey)])
+        this.#advance(version)
+        const message: Message = { v: 1, from: this.#id, version, op: 'add', block }
+        await client.publish(this.channel, JSON.stringify(message))
+        if (this.#pendingAdds.get(id) === block) this.#pendingAdds.delete(id)
+      }
+      for (const id of [...this.#pendingRemoves]) {
+        const [, version] = await Promise.all([client.hdel(this.hashKey, id), client.incr(this.versionKey)])
+        this.#advance(version)
+        const message: Message = { v: 1, from: this.#id, version, op: 'remove', id }
+        await client.publish(this.channel, JSON.stringify(message))
+        this.#pendingRemoves.delete(id)
+      }
+      return true
+    } catch (err) {
+      this.#fail(err)
+      return false
+    }
+  }
+
+  /**
+   * A change numbered `version` was applied here: when it directly follows the last version this
+   * replica holds, it is still in step and the next resync needs no reload. A gap (a missed
+   * message, a concurrent writer) leaves the version behind, and the resync reloads.
+   */
+  #advance (version: number): void {
+    if (this.#version === undefined) return // not loaded yet: the first load reads the version
+    const held = this.#version === null ? 0 : Number(this.#version)
+    if (held + 1 === version) this.#version = String(version)
+  }
+
+  async #fullLoad (): Promise<void> {
+    const startedAt = this.#registry.clock.now()
+    const found = new Map<string, Block>()
+    let cursor = '0'
+    do {
+      const [next, flat] = await this.#redis.client.hscan(this.hashKey, cursor, 'COUNT', SCAN_PAGE)
+      cursor = next
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        let b: Block | undefined
+        try { b = blockFromJson(JSON.parse(flat[i + 1]!)) } catch { b = undefined }
+        if (b !== undefined && b.id === flat[i]) found.set(b.id, b)
+      }
+    } while (cursor !== '0')
+
+    const now = this.#registry.clock.now()
+    const expired: string[] = []
+    for (const [id, b] of found) {
+      if (this.#pendingRemoves.has(id)) continue
+      if (b.expiresAt !== undefined && b.expiresAt <= now) { expired.push(id); continue }
+      const mine = this.#registry.get(id)
+      if (mine === undefined || JSON.stringify(mine) !== JSON.stringify(b)) this.#registry.upsert(b)
+      this.#seen.set(id, startedAt)
+    }
+    for (const b of this.#registry.shared()) {
+      if (found.has(b.id) || this.#pendingAdds.has(b.id)) continue
+      // lifted (or expired) elsewhere while our message was lost; unless it arrived after the scan began
+      if ((this.#seen.get(b.id) ?? 0) < startedAt) { this.#registry.delete(b.id); this.#seen.delete(b.id) }
+    }
+    if (expired.length > 0) await this.#redis.client.hdel(this.hashKey, ...expired)
+  }
+
+  #receive (raw: string): void {
+    let msg: Partial<Message>
+    try { msg = JSON.parse(raw) as Partial<Message> } catch { return }
+    if (msg.v !== 1 || msg.from === this.#id) return
+    if (typeof msg.version === 'number') this.#advance(msg.version)
+    if (msg.op === 'add') {
+      const b = blockFromJson(msg.block)
+      if (b === undefined || this.#pendingRemoves.has(b.id)) return
+      if (this.#registry.upsert(b)) {
+        this.#seen.set(b.id, this.#registry.clock.now())
+        this.#log.info({ id: b.id, source: b.source, target: describeTarget(b), actor: b.actor }, 'block from another replica')
+      }
+    } else if (msg.op === 'remove' && typeof msg.id === 'string') {
+      this.#pendingAdds.delete(msg.id)
+      this.#seen.delete(msg.id)
+      if (this.#registry.delete(msg.id) !== undefined) this.#log.info({ id: msg.id }, 'block lifted on another replica')
+    }
+  }
+
+  #fail (err: unknown): void {
+    this.#lastError = err instanceof Error ? err.message : String(err)
+    this.#redis.reportFailure(err)
+  }
+}

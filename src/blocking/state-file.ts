@@ -1,0 +1,108 @@
+/**
+ * Without Redis, runtime and automatic blocks survive a restart in a local JSON file, written
+ * whole to a temporary file and renamed over the old one (a crash mid-write leaves the previous
+ * file intact). Writes are serialised: a change during a write schedules one more write.
+ *
+ * Keys are stored as digests, as in Redis: the file may be backed up or copied around.
+ */
+import { mkdirSync, readFileSync } from 'node:fs'
+import { rename, writeFile, mkdir } from 'node:fs/promises'
+import { dirname } from 'node:path'
+import { blockFromJson, type Block } from './core.js'
+import type { BlockRegistry } from './registry.js'
+import type { BlockBackend, BlockLogger } from './backend.js'
+
+interface StateFileContent { v: 1; savedAt: string; blocks: Block[] }
+
+export class StateFileBackend implements BlockBackend {
+  readonly file: string
+  readonly #registry: BlockRegistry
+  readonly #log: BlockLogger
+  #writing: Promise<void> | undefined
+  #dirty = false
+  #lastError: string | undefined
+  #lastSavedAt: string | undefined
+
+  constructor (file: string, registry: BlockRegistry, logger: BlockLogger) {
+    this.file = file
+    this.#registry = registry
+    this.#log = logger
+  }
+
+  /** Loads the blocks of the previous run (synchronously, before the listener opens). */
+  start (): void {
+    let text: string
+    try {
+      text = readFileSync(this.file, 'utf8')
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        this.#lastError = (err as Error).message
+        this.#log.error({ file: this.file, err: (err as Error).message }, 'blocks state file unreadable: runtime blocks of the previous run are not restored')
+      }
+      this.#probeWritable()
+      return
+    }
+    let loaded = 0
+    let dropped = 0
+    try {
+      const content = JSON.parse(text) as Partial<StateFileContent>
+      for (const raw of Array.isArray(content.blocks) ? content.blocks : []) {
+        const b = blockFromJson(raw)
+        if (b !== undefined && this.#registry.upsert(b)) loaded++; else dropped++
+      }
+    } catch (err) {
+      this.#lastError = `${this.file} is not valid JSON: ${(err as Error).message}`
+      this.#log.error({ file: this.file, err: (err as Error).message }, 'blocks state file corrupt: runtime blocks of the previous run are not restored; it will be overwritten on the next change')
+      return
+    }
+    this.#log.info({ file: this.file, restored: loaded, expiredOrInvalid: dropped }, 'runtime blocks restored from the state file')
+  }
+
+  async ready (): Promise<void> {}
+
+  added (): void { this.#save() }
+  removed (): void { this.#save() }
+  expired (): void { this.#save() }
+
+  status (): Record<string, unknown> {
+    return { kind: 'file', file: this.file, ...(this.#lastSavedAt !== undefined ? { savedAt: this.#lastSavedAt } : {}), ...(this.#lastError !== undefined ? { lastError: this.#lastError } : {}) }
+  }
+
+  async close (): Promise<void> {
+    while (this.#writing !== undefined) await this.#writing
+  }
+
+  /** Says at start, not at the first block, when the directory cannot be written. */
+  #probeWritable (): void {
+    try { mkdirSync(dirname(this.file), { recursive: true }) } catch (err) {
+      this.#lastError = (err as Error).message
+      this.#log.warn({ file: this.file, err: (err as Error).message }, 'blocks state file directory cannot be created: runtime blocks will not survive a restart (set blocking.stateFile to a writable path, or use Redis)')
+    }
+  }
+
+  #save (): void {
+    if (this.#writing !== undefined) { this.#dirty = true; return }
+    this.#writing = this.#write().finally(() => {
+      this.#writing = undefined
+      if (this.#dirty) { this.#dirty = false; this.#save() }
+    })
+  }
+
+  async #write (): Promise<void> {
+    const content: StateFileContent = { v: 1, savedAt: new Date(this.#registry.clock.now()).toISOString(), blocks: this.#registry.shared() }
+    const tmp = `${this.file}.${process.pid}.tmp`
+    try {
+      await mkdir(dirname(this.file), { recursive: true })
+      await writeFile(tmp, JSON.stringify(content, null, 1) + '\n', { mode: 0o600 })
+      await rename(tmp, this.file)
+      this.#lastSavedAt = content.savedAt
+      if (this.#lastError !== undefined) this.#log.info({ file: this.file }, 'blocks state file written again')
+      this.#lastError = undefined
+    } catch (err) {
+      if (this.#lastError !== (err as Error).message) {
+        this.#log.error({ file: this.file, err: (err as Error).message }, 'blocks state file not written: blocks are in force but will not survive a restart')
+      }
+      this.#lastError = (err as Error).message
+    }
+  }
+}
