@@ -25,7 +25,9 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}) {
     blocksActive: new Gauge({ name: 'flaggate_blocks_active', help: 'Blocks in force', registers }),
     storeFallback: new Counter({ name: 'flaggate_store_fallback_total', help: 'Decisions taken on local state because Redis was unusable', registers }),
     policyReloads: new Counter({ name: 'flaggate_policy_reloads_total', help: 'Policy reloads by result (ok, error)', labelNames: ['result'] as const, registers }),
-    probeSuccess: new Gauge({ name: 'flaggate_probe_success', help: '1 when the last synthetic probe succeeded', labelNames: ['probe'] as const, registers })
+    probeSuccess: new Gauge({ name: 'flaggate_probe_success', help: '1 when the last synthetic probe succeeded', labelNames: ['probe'] as const, registers }),
+    // a gauge of the last run, as blackbox_exporter's probe_duration_seconds
+    probeDuration: new Gauge({ name: 'flaggate_probe_duration_seconds', help: 'Duration of the last synthetic probe, to the end of the response body', labelNames: ['probe'] as const, registers })
   }
 }
 
