@@ -10,6 +10,7 @@ import { matchRoute } from './policy/compile.js'
 import { describeLimits } from './rate-limit/core.js'
 import { PolicyInvalidError } from './policy/load.js'
 import { clientIp } from './routing/client.js'
+import { renderStatus } from './admin/status-text.js'
 
 const USAGE = `usage: flaggate <command> [options]
 
@@ -17,7 +18,7 @@ const USAGE = `usage: flaggate <command> [options]
   validate FILE                               check a policy file; exit 0 valid, 1 invalid
   explain --config FILE --key KEY --path PATH [--method M] [--ip IP]
                                               which route, upstream, limits and cache rule apply
-  status                                      breakers, store, cache and policy of a running gateway
+  status [--json]                             policy, store, breakers, cache, blocks and probes of a running gateway
   purge [--key KEY]                           drop cached environment documents (one key, or all)
 
 Operator commands use --admin URL (default $FLAGGATE_ADMIN_URL or http://127.0.0.1:8081)
@@ -104,9 +105,11 @@ function explain (argv: string[]): void {
   process.stdout.write(out.join('\n') + '\n')
 }
 
+const adminBase = (flag: string | undefined): string => flag ?? process.env.FLAGGATE_ADMIN_URL ?? 'http://127.0.0.1:8081'
+
 async function adminCall (argv: string[], method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
   const { values } = parseArgs({ args: argv, options: { admin: { type: 'string' }, key: { type: 'string' } }, strict: false })
-  const base = (values.admin as string | undefined) ?? process.env.FLAGGATE_ADMIN_URL ?? 'http://127.0.0.1:8081'
+  const base = adminBase(values.admin as string | undefined)
   const headers: Record<string, string> = {}
   if (process.env.FLAGGATE_ADMIN_TOKEN !== undefined && process.env.FLAGGATE_ADMIN_TOKEN !== '') headers.authorization = `Bearer ${process.env.FLAGGATE_ADMIN_TOKEN}`
   if (body !== undefined) headers['content-type'] = 'application/json'
@@ -123,9 +126,10 @@ async function adminCall (argv: string[], method: string, path: string, body?: u
 }
 
 async function status (argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { admin: { type: 'string' }, json: { type: 'boolean' } }, strict: true })
   const r = await adminCall(argv, 'GET', '/admin/status')
   if (r.status !== 200) fail(`admin API answered ${r.status}: ${JSON.stringify(r.json)}`, 1)
-  process.stdout.write(JSON.stringify(r.json, null, 2) + '\n')
+  process.stdout.write((values.json === true ? JSON.stringify(r.json, null, 2) : renderStatus(r.json, { adminUrl: adminBase(values.admin) })) + '\n')
 }
 
 async function purge (argv: string[]): Promise<void> {
