@@ -98,9 +98,13 @@ function buildablePolicy (doc: PolicyDoc): { yaml: string; notBuilt: Map<string,
     const unbuilt = result.errors.filter((e) => /not built/i.test(e.message))
     if (unbuilt.length === 0) throw new Error(`the demo policy does not validate:\n${result.errors.map((e) => `${e.path}: ${e.message}`).join('\n')}`)
     for (const e of unbuilt) {
-      const m = /^routes\[(\d+)\]\.edge/.exec(e.path)
-      if (m !== null) { delete doc.routes[Number(m[1])].edge; notBuilt.set('edge', e.message); continue }
       const section = e.path.split(/[.[]/)[0]!
+      // inside routes only `edge` can be unbuilt: drop it from every route, never the routes
+      if (section === 'routes') {
+        for (const r of doc.routes) delete r.edge
+        notBuilt.set('edge', e.message)
+        continue
+      }
       delete doc[section]
       notBuilt.set(section, e.message)
     }
