@@ -15,13 +15,13 @@ export class Children {
   readonly #logDir = mkdtempSync(join(tmpdir(), 'flaggate-bench-'))
 
   /** Starts `node ARGS` and polls its log for the line `ready` accepts; resolves with what it returns. */
-  async start (args: string[], env: NodeJS.ProcessEnv, ready: (line: Record<string, unknown>) => string | undefined): Promise<string> {
+  async start (args: string[], env: NodeJS.ProcessEnv, ready: (line: Record<string, unknown>) => string | undefined, timeoutMs = 20_000): Promise<string> {
     const file = join(this.#logDir, `child-${this.#all.length}.log`)
     const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', openSync(file, 'w'), 'inherit'] })
     this.#all.push(child)
     let exited = false
     child.once('exit', () => { exited = true })
-    const deadline = Date.now() + 20_000
+    const deadline = Date.now() + timeoutMs
     while (Date.now() < deadline && !exited) {
       for (const line of readFileSync(file, 'utf8').split('\n')) {
         try { const url = ready(JSON.parse(line) as Record<string, unknown>); if (url !== undefined) return url } catch {}

@@ -222,7 +222,7 @@ async function main (): Promise<void> {
     url = await children.start(['dist/cli.js', 'serve', '--config', policyFile], { LOG_LEVEL: 'info' }, (l) => {
       if (l.msg === 'flaggate serving') { adminUrl = l.admin as string; return l.url as string }
       return undefined
-    })
+    }, 60_000) // generous: a starved CI machine can take many seconds to start a node process
   } catch (err) {
     children.stopAll()
     await core.close(); await edge.close()
