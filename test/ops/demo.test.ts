@@ -24,30 +24,35 @@ describe('npm run demo', () => {
     const json = join(mkdtempSync(join(tmpdir(), 'flaggate-demo-test-')), 'report.json')
     const { stdout } = await promisify(execFile)('npm', ['run', '--silent', 'demo', '--', '--duration', '20s', '--json', json], { encoding: 'utf8', timeout: 150_000, maxBuffer: 16 * 1024 * 1024 })
     const ticks = stdout.split('\n').filter((l) => /^\s*\d+s {2}db /.test(l))
-    expect(ticks.length).toBeGreaterThanOrEqual(10) // one a second; a starved machine may skip a few
+    expect(ticks.length, stdout).toBeGreaterThanOrEqual(5) // one a second; a starved machine skips some
     expect(stdout).toContain('=== flaggate demo report ===')
 
     const report = JSON.parse(readFileSync(json, 'utf8')) as DemoReport
-    expect(report.decisions.limited).toBeGreaterThan(0)
-    expect(report.decisions.cached).toBeGreaterThan(0)
-    expect(report.decisions.stale).toBeGreaterThan(0)
-    expect(report.decisions.allowed).toBeGreaterThan(0)
-    for (const [decision, capability] of [['shed', 'breakers'], ['blocked', 'blocking']] as const) {
-      if (report.built[capability]) {
-        expect(report.decisions[decision], decision).toBeGreaterThan(0)
-      } else {
-        expect(report.decisions[decision]).toBeNull()
-        expect(stdout).toMatch(new RegExp(`${decision} +- +not built yet \\(${capability}\\)`))
+    try {
+      expect(report.decisions.limited).toBeGreaterThan(0)
+      expect(report.decisions.cached).toBeGreaterThan(0)
+      expect(report.decisions.stale).toBeGreaterThan(0)
+      expect(report.decisions.allowed).toBeGreaterThan(0)
+      for (const [decision, capability] of [['shed', 'breakers'], ['blocked', 'blocking']] as const) {
+        if (report.built[capability]) {
+          expect(report.decisions[decision], decision).toBeGreaterThan(0)
+        } else {
+          expect(report.decisions[decision]).toBeNull()
+          expect(stdout).toMatch(new RegExp(`${decision} +- +not built yet \\(${capability}\\)`))
+        }
       }
+      // the gateway kept most of the traffic off Core
+      expect(report.core.received).toBeLessThan(report.clientsSent / 2)
+      // the storm was held back (its clients give up after 20 ms, so count at Core), the polite fleet was not
+      const storm = report.clients.storm!
+      expect(storm.sent).toBeGreaterThan(100)
+      expect(report.core.fromStorm).toBeLessThan(storm.sent / 10)
+      const fleet = report.clients.fleet!
+      expect(fleet.statuses['429'] ?? 0).toBe(0)
+      if (report.built.probes) expect(report.probes.map((p) => p.name)).toEqual(['flags', 'environment-document'])
+    } catch (err) {
+      console.info(stdout) // the run explains the failure
+      throw err
     }
-    // the gateway kept most of the traffic off Core
-    expect(report.core.received).toBeLessThan(report.clientsSent / 2)
-    // the storm was held back (its clients give up after 20 ms, so count at Core), the polite fleet was not
-    const storm = report.clients.storm!
-    expect(storm.sent).toBeGreaterThan(100)
-    expect(report.core.fromStorm).toBeLessThan(storm.sent / 10)
-    const fleet = report.clients.fleet!
-    expect(fleet.statuses['429'] ?? 0).toBe(0)
-    if (report.built.probes) expect(report.probes.map((p) => p.name)).toEqual(['flags', 'environment-document'])
   }, 180_000)
 })
