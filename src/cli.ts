@@ -12,6 +12,7 @@ import { PolicyInvalidError } from './policy/load.js'
 import { clientIp } from './routing/client.js'
 import { decideEdge, describeEdge, EDGE_UPSTREAM } from './edge/core.js'
 import * as blockingCli from './blocking/cli.js'
+import { renderStatus } from './admin/status-text.js'
 
 const USAGE = `usage: flaggate <command> [options]
 
@@ -19,7 +20,7 @@ const USAGE = `usage: flaggate <command> [options]
   validate FILE                               check a policy file; exit 0 valid, 1 invalid
   explain --config FILE --key KEY --path PATH [--method M] [--ip IP]
                                               which route, upstream (edge routing: why), limits and cache rule apply
-  status                                      breakers, store, cache and policy of a running gateway
+  status [--json]                             policy, store, breakers, cache, blocks and probes of a running gateway
   purge [--key KEY] [--reason TEXT]           drop cached environment documents (one key, or all)
   block (--key KEY | --ip IP_OR_CIDR | --user-agent REGEX | --client CLIENT) [--route NAME]...
         [--ttl DURATION] --reason TEXT [--public-reason TEXT]
@@ -121,9 +122,11 @@ function explain (argv: string[]): void {
   process.stdout.write(out.join('\n') + '\n')
 }
 
+const adminBase = (flag: string | undefined): string => flag ?? process.env.FLAGGATE_ADMIN_URL ?? 'http://127.0.0.1:8081'
+
 async function adminCall (argv: string[], method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
   const { values } = parseArgs({ args: argv, options: { admin: { type: 'string' }, key: { type: 'string' }, reason: { type: 'string' } }, strict: false })
-  const base = (values.admin as string | undefined) ?? process.env.FLAGGATE_ADMIN_URL ?? 'http://127.0.0.1:8081'
+  const base = adminBase(values.admin as string | undefined)
   const headers: Record<string, string> = {}
   if (process.env.FLAGGATE_ADMIN_TOKEN !== undefined && process.env.FLAGGATE_ADMIN_TOKEN !== '') headers.authorization = `Bearer ${process.env.FLAGGATE_ADMIN_TOKEN}`
   if (body !== undefined) headers['content-type'] = 'application/json'
@@ -145,9 +148,10 @@ async function adminCall (argv: string[], method: string, path: string, body?: u
 }
 
 async function status (argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { admin: { type: 'string' }, json: { type: 'boolean' } }, strict: true })
   const r = await adminCall(argv, 'GET', '/admin/status')
   if (r.status !== 200) fail(`admin API answered ${r.status}: ${JSON.stringify(r.json)}`, 1)
-  process.stdout.write(JSON.stringify(r.json, null, 2) + '\n')
+  process.stdout.write((values.json === true ? JSON.stringify(r.json, null, 2) : renderStatus(r.json, { adminUrl: adminBase(values.admin) })) + '\n')
 }
 
 async function purge (argv: string[]): Promise<void> {

@@ -17,6 +17,7 @@ import { createCacheRoom } from './cache/index.js'
 import { createRateLimitRoom } from './rate-limit/plugin.js'
 import edgeRouting, { type EdgePluginOptions } from './edge/plugin.js'
 import { createBlockingRoom } from './blocking/index.js'
+import { createProbesRoom } from './probes/index.js'
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
 
@@ -95,6 +96,11 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   extensions.push({ status: rateLimit.status })
   closers.push(() => rateLimit.close())
 
+  // Synthetic probes call the public listener, so they start once it listens (below)
+  const probes = createProbesRoom({ metrics, logger, version: VERSION })
+  extensions.push(probes.admin)
+  store.on('reload', (policy) => { probes.reload(policy) })
+
   store.on('reload', (policy, previous) => {
     client.configure(policy)
     cache.reload(policy)
@@ -127,12 +133,14 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
     throw err
   }
   if (opts.watch !== false) store.watch()
+  probes.start(urlOf(app), store.current)
 
   let closing: Promise<void> | undefined
   const close = async (): Promise<void> => {
     closing ??= (async () => {
       lifecycle.draining = true
       store.close()
+      await probes.close()
       const timeoutMs = store.current.data.server.shutdownTimeout
       let timer: NodeJS.Timeout | undefined
       const deadline = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), timeoutMs) })

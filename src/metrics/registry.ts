@@ -28,7 +28,9 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}) {
     probeSuccess: new Gauge({ name: 'flaggate_probe_success', help: '1 when the last synthetic probe succeeded', labelNames: ['probe'] as const, registers }),
     // edge routing (src/edge): every request of an edge-enabled route, by where it went and why
     edgeRouting: new Counter({ name: 'flaggate_edge_routing_total', help: 'Edge routing decisions by route, upstream and reason (listed, hashed, not-selected, no-key, breaker-open)', labelNames: ['route', 'upstream', 'reason'] as const, registers }),
-    upstreamFallbacks: new Counter({ name: 'flaggate_upstream_fallbacks_total', help: 'Reads retried on the fallback upstream after the first failed (connection error, timeout, 5xx), by route, from and to', labelNames: ['route', 'from', 'to'] as const, registers })
+    upstreamFallbacks: new Counter({ name: 'flaggate_upstream_fallbacks_total', help: 'Reads retried on the fallback upstream after the first failed (connection error, timeout, 5xx), by route, from and to', labelNames: ['route', 'from', 'to'] as const, registers }),
+    // a gauge of the last run, as blackbox_exporter's probe_duration_seconds
+    probeDuration: new Gauge({ name: 'flaggate_probe_duration_seconds', help: 'Duration of the last synthetic probe, to the end of the response body', labelNames: ['probe'] as const, registers })
   }
 }
 

@@ -63,7 +63,7 @@ describe('admin listener', () => {
 
   it('flaggate status prints the admin status, and exits 1 when the admin API is unreachable', async () => {
     // async: the gateway answering the CLI lives in this very process
-    const ok = await promisify(execFile)(process.execPath, ['dist/cli.js', 'status', '--admin', gw.adminUrl], { encoding: 'utf8', env: { ...process.env, FLAGGATE_ADMIN_TOKEN: TOKEN } })
+    const ok = await promisify(execFile)(process.execPath, ['dist/cli.js', 'status', '--json', '--admin', gw.adminUrl], { encoding: 'utf8', env: { ...process.env, FLAGGATE_ADMIN_TOKEN: TOKEN } })
     expect(JSON.parse(ok.stdout)).toMatchObject({ policy: { lastError: null } })
     const bad = await promisify(execFile)(process.execPath, ['dist/cli.js', 'status', '--admin', 'http://127.0.0.1:9'], { encoding: 'utf8' }).catch((e: { code: number; stderr: string }) => e)
     expect((bad as { code: number }).code).toBe(1)

@@ -1,0 +1,132 @@
+/**
+ * `flaggate status` for humans: `/admin/status` as a few aligned lines. Tolerant by design: any
+ * section may be absent (an older gateway, a capability not configured) or carry fields this
+ * version does not know, and the summary still prints what is there. `--json` prints the raw
+ * answer for scripts.
+ */
+
+type Obj = Record<string, unknown>
+
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v)
+const num = (v: unknown): number | undefined => typeof v === 'number' && Number.isFinite(v) ? v : undefined
+const str = (v: unknown): string | undefined => typeof v === 'string' ? v : undefined
+
+export function formatBytes (n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB']
+  let v = n
+  let i = 0
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++ }
+  return i === 0 ? `${n} B` : `${v.toFixed(1)} ${units[i]}`
+}
+
+export function formatAgo (iso: unknown, now: Date): string {
+  const t = typeof iso === 'string' ? Date.parse(iso) : NaN
+  if (Number.isNaN(t)) return 'never'
+  const s = Math.max(0, Math.round((now.getTime() - t) / 1000))
+  if (s < 60) return `${s}s ago`
+  if (s < 3600) return `${Math.floor(s / 60)}m ago`
+  if (s < 86_400) return `${Math.floor(s / 3600)}h ago`
+  return `${Math.floor(s / 86_400)}d ago`
+}
+
+const LABEL_WIDTH = 10
+function section (label: string, lines: string[]): string[] {
+  return lines.map((l, i) => `${(i === 0 ? label : '').padEnd(LABEL_WIDTH)}${l}`)
+}
+
+function policyLines (p: Obj, now: Date): string[] {
+  const out = [`version ${str(p.version) ?? '?'}, loaded ${str(p.loadedAt) ?? '?'} (${formatAgo(p.loadedAt, now)})`]
+  const last = p.lastError
+  if (isObj(last)) {
+    out.push(`LAST RELOAD REFUSED ${formatAgo(last.at, now)}: the policy above stays in force`)
+    if (Array.isArray(last.errors)) for (const e of last.errors) out.push(`  ${String(e)}`)
+  } else {
+    out.push('last reload: ok')
+  }
+  if (Array.isArray(p.restartRequired) && p.restartRequired.length > 0) {
+    out.push(`restart required to apply: ${p.restartRequired.join(', ')}`)
+  }
+  return out
+}
+
+function storeLine (s: Obj): string {
+  const parts = [str(s.kind) ?? '?', s.healthy === true ? 'healthy' : s.healthy === false ? 'UNHEALTHY' : '']
+  if (str(s.mode) !== undefined && s.mode !== s.kind) parts.push(`mode ${String(s.mode)}`)
+  if (num(s.liveReplicas) !== undefined) parts.push(`${String(s.liveReplicas)} live replica(s)`)
+  if (str(s.lastError) !== undefined) parts.push(`last error: ${String(s.lastError)}`)
+  return parts.filter((p) => p !== '').join(', ')
+}
+
+function breakerLines (b: Obj): string[] {
+  const names = Object.keys(b)
+  if (names.length === 0) return ['none configured']
+  const width = Math.max(...names.map((n) => n.length))
+  return names.map((name) => {
+    const v = b[name]
+    if (!isObj(v)) return `${name.padEnd(width)}  ${JSON.stringify(v)}`
+    const state = str(v.state) ?? '?'
+    const parts = [`${name.padEnd(width)}  ${(state === 'closed' ? state : state.toUpperCase()).padEnd(9)}`]
+    parts.push(num(v.p95Ms) === undefined ? 'p95 -' : `p95 ${Math.round(num(v.p95Ms)!)} ms`)
+    if (num(v.errorRate) !== undefined) parts.push(`errors ${(num(v.errorRate)! * 100).toFixed(1)}%`)
+    if (num(v.inFlight) !== undefined) parts.push(`in flight ${String(v.inFlight)}${num(v.limit) === undefined ? '' : `/${String(v.limit)}`}`)
+    return parts.join('  ')
+  })
+}
+
+function cacheLine (c: Obj): string {
+  const parts: string[] = []
+  if (num(c.entries) !== undefined) parts.push(`${String(c.entries)} entries`)
+  if (num(c.bytes) !== undefined) parts.push(`${formatBytes(num(c.bytes)!)}${num(c.maxSize) === undefined ? '' : ` of ${formatBytes(num(c.maxSize)!)}`}`)
+  const hits = num(c.hits)
+  const misses = num(c.misses)
+  if (hits !== undefined && misses !== undefined) {
+    parts.push(`hits ${hits}, misses ${misses}${hits + misses > 0 ? ` (${((hits / (hits + misses)) * 100).toFixed(1)}% hit)` : ''}`)
+  }
+  if (num(c.stale) !== undefined) parts.push(`stale ${String(c.stale)}`)
+  return parts.length === 0 ? JSON.stringify(c) : parts.join(', ')
+}
+
+function blocksLine (b: unknown): string {
+  if (num(b) !== undefined) return `${String(b)} active`
+  if (Array.isArray(b)) return `${b.length} active`
+  if (isObj(b)) {
+    // e.g. {active: 3, bySource: {static: 1, runtime: 1, abuse: 1}}
+    return Object.entries(b).map(([k, v]) => `${k} ${isObj(v) ? Object.entries(v).map(([a, n]) => `${a} ${String(n)}`).join(', ') : String(v)}`).join('; ')
+  }
+  return String(b)
+}
+
+function probeLines (probes: unknown[], now: Date): string[] {
+  if (probes.length === 0) return ['none configured (add `probes:` to the policy)']
+  const rows = probes.filter(isObj)
+  const width = Math.max(...rows.map((p) => (str(p.name) ?? '?').length))
+  return rows.map((p) => {
+    const state = p.ok === true ? 'ok' : p.ok === false ? 'FAILING' : 'pending'
+    const parts = [`${(str(p.name) ?? '?').padEnd(width)}  ${state.padEnd(7)}`]
+    parts.push(num(p.status) === undefined ? '---' : String(p.status))
+    parts.push(num(p.latencyMs) === undefined ? '-' : `${num(p.latencyMs)!.toFixed(1)} ms`)
+    parts.push(formatAgo(p.lastAt, now))
+    if (p.ok === false) {
+      const n = num(p.consecutiveFailures)
+      parts.push(`${str(p.lastError) ?? 'failed'}${n !== undefined && n > 1 ? ` (${n} in a row)` : ''}`)
+    }
+    return parts.join('  ')
+  })
+}
+
+/** The human summary of an `/admin/status` answer. */
+export function renderStatus (status: unknown, opts: { adminUrl?: string; now?: Date } = {}): string {
+  const now = opts.now ?? new Date()
+  if (!isObj(status)) return JSON.stringify(status, null, 2)
+  const out: string[] = [`flaggate ${str(status.version) ?? '?'}${opts.adminUrl === undefined ? '' : `  (admin ${opts.adminUrl})`}`]
+  const known = new Set(['version', 'policy', 'store', 'breakers', 'cache', 'blocks', 'probes'])
+  if (isObj(status.policy)) out.push(...section('policy', policyLines(status.policy, now)))
+  if (isObj(status.store)) out.push(...section('store', [storeLine(status.store)]))
+  if (isObj(status.breakers)) out.push(...section('breakers', breakerLines(status.breakers)))
+  if (isObj(status.cache)) out.push(...section('cache', [cacheLine(status.cache)]))
+  if (status.blocks !== undefined) out.push(...section('blocks', [blocksLine(status.blocks)]))
+  if (Array.isArray(status.probes)) out.push(...section('probes', probeLines(status.probes, now)))
+  // sections added by a newer gateway still show, in their raw form
+  for (const [k, v] of Object.entries(status)) if (!known.has(k)) out.push(...section(k, [JSON.stringify(v)]))
+  return out.join('\n')
+}

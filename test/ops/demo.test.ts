@@ -1,0 +1,58 @@
+/**
+ * `npm run demo -- --duration 20s` runs unattended (as in CI) and shows each capability that has
+ * landed at work: non-zero counts for limited, cached and stale traffic, and for shed and blocked
+ * once the demo finds their capability built; "not built yet" otherwise, never a made-up count.
+ */
+import { execFile } from 'node:child_process'
+import { mkdtempSync, readFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { describe, expect, it } from 'vitest'
+
+interface DemoReport {
+  built: Record<'breakers' | 'blocking' | 'probes' | 'edge', boolean>
+  decisions: Record<'allowed' | 'cached' | 'stale' | 'limited' | 'shed' | 'blocked', number | null>
+  core: { received: number; queries: number; fromStorm: number }
+  clientsSent: number
+  clients: Record<string, { sent: number; errors: number; statuses: Record<string, number> }>
+  probes: Array<{ name: string; ok: boolean | null }>
+}
+
+describe('npm run demo', () => {
+  it('runs for --duration, prints a line a second and a report, and shows every built capability at work', async () => {
+    const json = join(mkdtempSync(join(tmpdir(), 'flaggate-demo-test-')), 'report.json')
+    const { stdout } = await promisify(execFile)('npm', ['run', '--silent', 'demo', '--', '--duration', '20s', '--json', json], { encoding: 'utf8', timeout: 150_000, maxBuffer: 16 * 1024 * 1024 })
+    const ticks = stdout.split('\n').filter((l) => /^\s*\d+s {2}db /.test(l))
+    expect(ticks.length, stdout).toBeGreaterThanOrEqual(5) // one a second; a starved machine skips some
+    expect(stdout).toContain('=== flaggate demo report ===')
+
+    const report = JSON.parse(readFileSync(json, 'utf8')) as DemoReport
+    try {
+      expect(report.decisions.limited).toBeGreaterThan(0)
+      expect(report.decisions.cached).toBeGreaterThan(0)
+      expect(report.decisions.stale).toBeGreaterThan(0)
+      expect(report.decisions.allowed).toBeGreaterThan(0)
+      for (const [decision, capability] of [['shed', 'breakers'], ['blocked', 'blocking']] as const) {
+        if (report.built[capability]) {
+          expect(report.decisions[decision], decision).toBeGreaterThan(0)
+        } else {
+          expect(report.decisions[decision]).toBeNull()
+          expect(stdout).toMatch(new RegExp(`${decision} +- +not built yet \\(${capability}\\)`))
+        }
+      }
+      // the gateway kept most of the traffic off Core
+      expect(report.core.received).toBeLessThan(report.clientsSent / 2)
+      // the storm was held back (its clients give up after 20 ms, so count at Core), the polite fleet was not
+      const storm = report.clients.storm!
+      expect(storm.sent).toBeGreaterThan(100)
+      expect(report.core.fromStorm).toBeLessThan(storm.sent / 10)
+      const fleet = report.clients.fleet!
+      expect(fleet.statuses['429'] ?? 0).toBe(0)
+      if (report.built.probes) expect(report.probes.map((p) => p.name)).toEqual(['flags', 'environment-document'])
+    } catch (err) {
+      console.info(stdout) // the run explains the failure
+      throw err
+    }
+  }, 180_000)
+})
