@@ -16,6 +16,7 @@ import { createRedisStore } from './store/redis.js'
 import { createCacheRoom } from './cache/index.js'
 import { createRateLimitRoom } from './rate-limit/plugin.js'
 import edgeRouting, { type EdgePluginOptions } from './edge/plugin.js'
+import { createBreakerRoom } from './breaker/index.js'
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
 
@@ -89,8 +90,15 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   extensions.push({ status: rateLimit.status })
   closers.push(() => rateLimit.close())
 
+  // Breakers and maxInFlight per upstream: the room sets `client.gate`, which every upstream
+  // attempt asks first (proxy, cache fill, probe); the cache reads gate.isOpen to serve stale.
+  const breakers = createBreakerRoom({ policy: () => store.current, client, metrics, logger, version: VERSION })
+  extensions.push(breakers.admin)
+  closers.push(() => breakers.close())
+
   store.on('reload', (policy, previous) => {
     client.configure(policy)
+    breakers.reload(policy)
     cache.reload(policy)
     metrics.policyReloads.inc({ result: 'ok' })
     logger.info({ version: policy.version, previous: previous.version, restartRequired: store.restartRequired }, 'policy reloaded')

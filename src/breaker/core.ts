@@ -33,15 +33,11 @@
  *
  * Each transition is reported once through `onTransition`, with its reason and the figures.
  */
+import type { Admission as GateAdmission, UpstreamOutcome } from '../upstream/gate.js'
 import { AdaptiveLimit, type AdaptiveLimitOptions } from './adaptive.js'
 import { SlidingWindow } from './window.js'
 
-/** What the upstream client reports for each admitted attempt (src/upstream/gate.ts). */
-export type UpstreamOutcome =
-  | { kind: 'response'; status: number; latencyMs: number }
-  | { kind: 'timeout'; latencyMs: number }
-  | { kind: 'unreachable'; latencyMs: number }
-  | { kind: 'abandoned' }
+export type { UpstreamOutcome }
 
 export interface Clock { now: () => number }
 
@@ -101,7 +97,7 @@ const DEFAULT_PERCENTILE = 95
 const DEFAULT_WINDOW_MS = 10_000
 
 /** The ticket of one admitted request: report its outcome with {@link Admission.finish}, exactly once. */
-export class Admission {
+export class Admission implements GateAdmission {
   #done = false
   constructor (
     private readonly breaker: Breaker,
@@ -142,6 +138,7 @@ export class Breaker {
   #reason: string | null = null
   #epoch = 0
   #inFlight = 0
+  #lastAdmitAt = -Infinity
 
   #latWindow: SlidingWindow
   #errWindow: SlidingWindow
@@ -172,6 +169,10 @@ export class Breaker {
 
   get config (): BreakerConfig { return this.#config }
   get inFlight (): number { return this.#inFlight }
+  /** The concurrency limit in force now (ramp and adaptive limit applied), or null when unlimited. */
+  limit (): number | null { return this.#limit(this.#clock.now()) }
+  /** Clock time of the last admission (-Infinity before any): the probe only runs when traffic is quiet. */
+  get lastAdmitAt (): number { return this.#lastAdmitAt }
 
   /** The current state; moves open → half-open when openFor has passed. */
   state (): BreakerState {
@@ -239,6 +240,7 @@ export class Breaker {
       }
     }
     this.#inFlight++
+    this.#lastAdmitAt = now
     this.#adaptive?.noteInFlight(this.#inFlight)
     return new Admission(this, now, this.#epoch, trial)
   }
