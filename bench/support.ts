@@ -41,10 +41,10 @@ export class Children {
   }
 }
 
-/** `node ARGS` to completion; its stdout. */
-export async function runNode (args: string[]): Promise<string> {
+/** `node ARGS` to completion (with `env` added to this process's environment); its stdout. */
+export async function runNode (args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> {
   return await new Promise<string>((resolve, reject) => {
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] })
+    const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
     let s = ''
     child.stdout.on('data', (c: Buffer) => { s += c.toString() })
     child.once('exit', (code) => code === 0 ? resolve(s) : reject(new Error(`${args.join(' ')} exited ${code}`)))

@@ -22,7 +22,9 @@
  *
  * How minRTT is measured: the limit is pinned to `min` until `minRttSamples` requests have finished
  * (or `minRttMaxMs` has passed with at least 3), and minRTT is their median. Below the pool size
- * nothing queues, so that is the no-load latency. It is re-measured at start, every
+ * nothing queues, so that is the no-load latency. An interval whose median is lower than minRTT
+ * lowers it at once (a measurement taken during a cold start or a CPU stall would otherwise let
+ * the limit double every interval until the next measurement, a minute later). It is re-measured at start, every
  * `minRttInterval` (± 15 % jitter, so replicas do not pin together), when the limit has sat at
  * `min` for {@link STUCK_AT_MIN_UPDATES} updates in a row (Envoy PR #10647: the database got slower
  * for good, the old minRTT no longer describes it), and after the breaker closes again. Pinning
@@ -31,8 +33,11 @@
  * reported in envoyproxy/envoy#8337).
  *
  * Guards and parameters (defaults from the sources above, except where said):
- * - buffer 25 % and the gradient clamp [0.5, 2] (Envoy PR #9038): normal jitter in latency does
- *   not move the limit, one bad interval at most halves it;
+ * - buffer 25 % (at least {@link MIN_BUFFER_MS}) and the gradient clamp [0.5, 2] (Envoy PR #9038):
+ *   normal jitter in latency does not move the limit;
+ * - decreases are smoothed (half the way per interval, as Gradient2's `smoothing`): one noisy
+ *   interval (a GC pause, a CPU-starved moment on a shared host) takes at most a quarter off,
+ *   while a real queue, which shows in every interval, still halves the limit within a second;
  * - no growth while the upstream is not the bottleneck (Gradient2's "app limited" rule): when the
  *   most requests in flight during the interval stayed under half the limit, a low latency proves
  *   nothing about more concurrency, so the limit does not grow — otherwise a quiet night would let
@@ -76,6 +81,14 @@ export const ADAPTIVE_DEFAULTS = Object.freeze({
 export const MIN_SAMPLES = 5
 /** Updates in a row at `min` after which minRTT is measured again. */
 export const STUCK_AT_MIN_UPDATES = 5
+/**
+ * The buffer is at least this many ms: at a minRTT of a few ms, scheduling jitter alone is more
+ * than 25 % and would read as a queue. A real queue in front of a database pool adds whole
+ * service times, far more than this.
+ */
+export const MIN_BUFFER_MS = 10
+/** Share of a decrease applied per interval. */
+export const DOWN_SMOOTHING = 0.5
 const GRADIENT_MIN = 0.5
 const GRADIENT_MAX = 2
 /** samples kept per interval; beyond this the newest overwrite the oldest */
@@ -161,14 +174,22 @@ export class AdaptiveLimit {
   #update (now: number): void {
     const n = Math.min(this.#n, SAMPLE_CAP)
     const sampleRtt = median(this.#samples, n)
+    // an interval faster than minRTT proves the no-load latency is lower than measured (a cold
+    // start, a noisy neighbour during the measurement): believe the faster figure at once. minRTT
+    // only ever rises through a pinned measurement, never by following a queue
+    if (sampleRtt < this.#minRtt!) this.#minRtt = sampleRtt
     const minRtt = this.#minRtt!
-    let gradient = (minRtt * (1 + this.#o.buffer)) / Math.max(sampleRtt, 0.001)
+    const buffered = Math.max(minRtt * (1 + this.#o.buffer), minRtt + MIN_BUFFER_MS)
+    let gradient = buffered / Math.max(sampleRtt, 0.001)
     gradient = Math.min(GRADIENT_MAX, Math.max(GRADIENT_MIN, gradient))
     const appLimited = this.#maxInFlight < this.#limit / 2
     let next = this.#limit
     if (gradient < 1 || !appLimited) {
       const scaled = gradient * this.#limit
       next = scaled + Math.sqrt(scaled)
+      // down by half the way per interval (Gradient2's smoothing): one noisy interval costs a
+      // quarter of the limit at most, a real queue still halves it within a second
+      if (next < this.#limit) next = this.#limit - DOWN_SMOOTHING * (this.#limit - next)
     }
     next = Math.min(this.#o.max, Math.max(this.#o.min, next))
     this.#limit = next
@@ -176,7 +197,8 @@ export class AdaptiveLimit {
     this.#lastGradient = gradient
     this.#resetInterval(now)
 
-    this.#stuckAtMin = next <= this.#o.min ? this.#stuckAtMin + 1 : 0
+    // the limit in force is the whole part: smoothing approaches min without ever reaching it exactly
+    this.#stuckAtMin = Math.floor(next) <= this.#o.min ? this.#stuckAtMin + 1 : 0
     if (this.#stuckAtMin >= STUCK_AT_MIN_UPDATES) this.#startMeasuring(now, false)
   }
 

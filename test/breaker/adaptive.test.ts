@@ -67,6 +67,17 @@ describe('adaptive limit: the gradient rules', () => {
     expect(recovered).toEqual([...recovered].sort((a, b) => a - b))
   })
 
+  it('a minRTT measured too high (a cold start) is corrected by the first faster interval', () => {
+    const { l, interval } = measured(1000)
+    interval(50)
+    expect(l.minRttMs).toBe(50)
+    // now at 50 ms, a queue of 4× shows as it should: the limit falls
+    for (let i = 0; i < 5; i++) interval(50)
+    const before = interval(50)
+    expect(interval(200)).toBeLessThan(before)
+    expect(l.minRttMs).toBe(50)
+  })
+
   it('ignores intervals with fewer than MIN_SAMPLES samples', () => {
     const { l, interval } = measured(50)
     const before = interval(50)
@@ -224,9 +235,10 @@ describe('adaptive limit in front of a saturated database pool (simulation on th
     const secs = simulate({ breaker, pool: POOL, serviceMs, ratePerS: 2 * CAPACITY, untilMs: 70_000, timeoutMs: 10_000, clock, sample: (t) => { if (t % 1000 === 999) limitAt.push(breaker.status().limit!) } })
     const before = limitAt[19]!
     expect(before).toBeGreaterThanOrEqual(POOL)
-    // the limit only learns from answers, and at 2 s each they come slowly: it halves at most per
-    // interval of ≥ 5 answers, and is down to min within 10 s
-    const during = limitAt.slice(20, 31)
+    // the limit only learns from answers, and at 2 s each they come slowly: it falls by a quarter
+    // at most per interval of ≥ 5 answers, never rises while the database is slow, and is down to
+    // min before the brownout ends
+    const during = limitAt.slice(20, 39)
     expect(during).toEqual([...during].sort((a, b) => b - a))
     expect(during.at(-1)).toBe(3)
     // concurrency towards the database never ran away during the brownout
