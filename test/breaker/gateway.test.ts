@@ -24,11 +24,11 @@ async function metricsText (gw: TestGateway): Promise<string> {
   return (await raw(gw.adminUrl, '/metrics')).body.toString()
 }
 
-function routes (opts: { flagsLimit?: string } = {}): string {
+function routes (opts: { flagsLimit?: string; cache?: string } = {}): string {
   return `  - name: environment-document
     match: { methods: [GET], path: ${ENV_DOC} }
     upstream: core
-    cache: { ttl: 500ms, staleWhileRevalidate: 1m, staleIfError: 10m }
+    cache: ${opts.cache ?? '{ ttl: 500ms, staleWhileRevalidate: 1m, staleIfError: 10m }'}
   - name: flags
     match: { methods: [GET], path: ${FLAGS} }
     upstream: core
@@ -37,7 +37,7 @@ ${opts.flagsLimit === undefined ? '' : `    limit: ${opts.flagsLimit}\n`}  - nam
     upstream: core`
 }
 
-async function setup (breaker: string, opts: { db?: Partial<FakeCore['db']>; flagsLimit?: string; coreTimeout?: string } = {}): Promise<{ core: FakeCore; gw: TestGateway }> {
+async function setup (breaker: string, opts: { db?: Partial<FakeCore['db']>; flagsLimit?: string; cache?: string; coreTimeout?: string } = {}): Promise<{ core: FakeCore; gw: TestGateway }> {
   const core = await startFakeCore({ db: { poolSize: 4, queryLatencyMs: 1, ...opts.db } })
   onTestFinished(core.close)
   const gw = await startTestGateway(policyYaml({
@@ -199,6 +199,26 @@ describe('load shedding end to end', () => {
     expect(core.counts(FLAGS)).toBe(ok.length)
     // shedding is not an upstream failure: the breaker (no trip rule here) and its figures stay clean
     expect(await breakerStatus(gw)).toMatchObject({ state: 'closed', errorRate: 0, inFlight: 0, limit: 3 })
+  })
+
+  it('a document fill that is shed serves the stale copy; without one, the 503', async () => {
+    const { core, gw } = await setup('maxInFlight: 1', { cache: '{ ttl: 500ms, staleIfError: 10m }' })
+    const doc = async (key: string) => await raw(gw.url, ENV_DOC, { headers: { 'x-environment-key': key } })
+    expect((await doc(DEV_KEY)).status).toBe(200)
+    // the only slot is taken by a slow flags request
+    core.db.queryLatencyMs = 1500
+    const slow = raw(gw.url, FLAGS, { headers: { 'x-environment-key': CLIENT_KEY } })
+    expect(await eventually(async () => (await breakerStatus(gw)).inFlight === 1, 10_000)).toBe(true)
+    await sleep(600) // past the document's 500 ms ttl
+    const docsBefore = core.counts(ENV_DOC)
+    const stale = await doc(DEV_KEY)
+    expect(stale.status).toBe(200)
+    expect(stale.headers['x-cache-status']).toBe('STALE')
+    const cold = await doc('ser.prod_server_key')
+    expect(cold.status).toBe(503)
+    expect(cold.headers['retry-after']).toBe('1')
+    expect(core.counts(ENV_DOC)).toBe(docsBefore)
+    expect((await slow).status).toBe(200)
   })
 
   it('many 429s from the gateway leave the breaker closed and out of its figures', async () => {
