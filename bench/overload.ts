@@ -87,8 +87,14 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 const f0 = (x: number): string => x.toFixed(0).padStart(5)
 
 async function round (i: number): Promise<{ capacity: number; bare: number; flaggate: number }> {
+  const all: Children[] = []
+  try { return await roundIn(i, all) } finally { for (const c of all) c.stopAll() }
+}
+
+async function roundIn (i: number, all: Children[]): Promise<{ capacity: number; bare: number; flaggate: number }> {
+  const fresh = (): Children => { const c = new Children(); all.push(c); return c }
   // 1. Core alone
-  let children = new Children()
+  let children = fresh()
   let core = await startCore(children)
   await autocannonCli(`${core.url}${FLAGS}`, { connections: 2 * POOL, durationS: 2, headers: HEADERS }) // warm up
   const direct = await autocannonCli(`${core.url}${FLAGS}`, { connections: 2 * POOL, durationS: 5, headers: HEADERS })
@@ -97,7 +103,7 @@ async function round (i: number): Promise<{ capacity: number; bare: number; flag
   const rate = Math.round(FACTOR * capacity)
 
   // 2. bare proxy, fresh Core
-  children = new Children()
+  children = fresh()
   core = await startCore(children)
   const bareUrl = await children.start(['--import', 'tsx', 'bench/bare-proxy.ts'], { UPSTREAM_URL: core.url }, (l) => l.url as string)
   const bare = await offer(bareUrl, rate)
@@ -105,7 +111,7 @@ async function round (i: number): Promise<{ capacity: number; bare: number; flag
   children.stopAll()
 
   // 3. flaggate, maxInFlight: auto, fresh Core
-  children = new Children()
+  children = fresh()
   core = await startCore(children)
   const dir = mkdtempSync(join(tmpdir(), 'flaggate-overload-'))
   writeFileSync(join(dir, 'gateway.yaml'), flaggatePolicy(core.url))

@@ -21,7 +21,8 @@ export class Children {
     this.#all.push(child)
     let exited = false
     child.once('exit', () => { exited = true })
-    const deadline = Date.now() + 20_000
+    // generous: on a shared two-core machine under load a child can take tens of seconds to start
+    const deadline = Date.now() + 90_000
     while (Date.now() < deadline && !exited) {
       for (const line of readFileSync(file, 'utf8').split('\n')) {
         try { const url = ready(JSON.parse(line) as Record<string, unknown>); if (url !== undefined) return url } catch {}
