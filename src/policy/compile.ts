@@ -67,7 +67,6 @@ export type CompileResult = { ok: true; policy: Policy } | { ok: false; problems
 export const NOT_BUILT: Partial<Record<'blocklist' | 'abuse' | 'breakers' | 'probes' | 'edge', string>> = {
   blocklist: 'blocking',
   abuse: 'automatic blocking',
-  breakers: 'the circuit breaker',
   probes: 'synthetic probes'
 }
 
