@@ -39,7 +39,8 @@ export class Children {
     this.#all.push(child)
     let exited = false
     child.once('exit', () => { exited = true })
-    const deadline = Date.now() + 60_000
+    // generous: on a shared two-core machine under load a child can take tens of seconds to start
+    const deadline = Date.now() + 90_000
     while (Date.now() < deadline && !exited) {
       for (const line of readFileSync(file, 'utf8').split('\n')) {
         try { const l = JSON.parse(line) as Record<string, unknown>; if (ready(l)) return { info: l, pid: child.pid! } } catch {}
@@ -94,14 +95,14 @@ export class Children {
   }
 }
 
-/** `node ARGS` to completion; its stdout. */
-export async function runNode (args: string[]): Promise<string> {
-  return await run(process.execPath, args)
+/** `node ARGS` to completion (with `env` added to this process's environment); its stdout. */
+export async function runNode (args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> {
+  return await run(process.execPath, args, env)
 }
 
-async function run (cmd: string, args: string[]): Promise<string> {
+async function run (cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> {
   return await new Promise<string>((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] })
+    const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
     let s = ''
     child.stdout.on('data', (c: Buffer) => { s += c.toString() })
     child.once('error', reject)

@@ -1,6 +1,7 @@
 /**
- * The fake Flagsmith Core in its own process, for benchmarks: prints {"url", "docBytes"} and serves
- * until killed.
+ * The fake Flagsmith Core in its own process, for benchmarks: prints {"url", "docBytes", "control"}
+ * and serves until killed. The control listener lets a scenario read and turn the database knobs of
+ * a running Core: `GET /stats`, `POST /db` (JSON: knobs to change), `POST /reset`.
  *
  * QUERY_LATENCY_MS, POOL_SIZE   the fake database (Core's environment document is 11 queries)
  * DOC_BYTES                     grow the Development environment's document (identity overrides,
@@ -8,6 +9,8 @@
  * BENCH_KEYS=1                  every `ser.bench-<n>` key is a server key of Development, so the
  *                               distinct-keys curve gets real answers for a million keys
  */
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { startFakeCore, type FakeEnvironment } from '../test/support/fake-flagsmith.js'
 
 /** An array whose includes() also accepts the bench's generated keys (the fake looks keys up with it). */
@@ -39,5 +42,17 @@ if (target > bytes) {
   while ((bytes = await docBytes()) < target) dev.identityOverrides += 1 + Math.ceil((target - bytes) / per)
 }
 core.reset()
-process.stdout.write(JSON.stringify({ url: core.url, docBytes: bytes }) + '\n')
-process.on('SIGTERM', () => { void core.close().then(() => process.exit(0)) })
+const control = http.createServer((req, res) => {
+  const chunks: Buffer[] = []
+  req.on('data', (c: Buffer) => chunks.push(c))
+  req.on('end', () => {
+    if (req.method === 'POST' && req.url === '/db') Object.assign(core.db, JSON.parse(Buffer.concat(chunks).toString()) as object)
+    else if (req.method === 'POST' && req.url === '/reset') core.reset()
+    else if (!(req.method === 'GET' && req.url === '/stats')) { res.writeHead(404).end(); return }
+    res.writeHead(200, { 'content-type': 'application/json' })
+      .end(JSON.stringify({ busy: core.busy(), maxBusySeen: core.maxBusySeen(), inFlight: core.inFlight(), maxInFlightSeen: core.maxInFlightSeen(), requests: core.counts(), db: core.db, dbStats: core.dbStats() }))
+  })
+})
+await new Promise<void>((resolve) => control.listen(0, '127.0.0.1', resolve))
+process.stdout.write(JSON.stringify({ url: core.url, docBytes: bytes, control: `http://127.0.0.1:${(control.address() as AddressInfo).port}` }) + '\n')
+process.on('SIGTERM', () => { control.close(); void core.close().then(() => process.exit(0)) })

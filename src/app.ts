@@ -103,6 +103,8 @@ export async function buildPublicApp (deps: PublicAppDeps): Promise<FastifyInsta
   app.setErrorHandler((err: FastifyError | GatewayError, request, reply) => {
     const ge = renderError(err)
     if (ge.code === 'FLAGGATE_INTERNAL_ERROR') request.log.error({ err }, 'unexpected error')
+    // the gate shed it (breaker open, maxInFlight reached): requests_total{decision="shed"}
+    if (ge.code === 'FLAGGATE_UPSTREAM_OVERLOADED' && request.gateway !== undefined) request.gateway.decision = 'shed'
     return sendGatewayError(reply, ge)
   })
 

@@ -18,6 +18,7 @@ import { createRateLimitRoom } from './rate-limit/plugin.js'
 import edgeRouting, { type EdgePluginOptions } from './edge/plugin.js'
 import { createBlockingRoom } from './blocking/index.js'
 import { createProbesRoom } from './probes/index.js'
+import { createBreakerRoom } from './breaker/index.js'
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
 
@@ -100,9 +101,15 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   const probes = createProbesRoom({ metrics, logger, version: VERSION })
   extensions.push(probes.admin)
   store.on('reload', (policy) => { probes.reload(policy) })
+  // Breakers and maxInFlight per upstream: the room sets `client.gate`, which every upstream
+  // attempt asks first (proxy, cache fill, probe); the cache reads gate.isOpen to serve stale.
+  const breakers = createBreakerRoom({ policy: () => store.current, client, metrics, logger, version: VERSION })
+  extensions.push(breakers.admin)
+  closers.push(() => breakers.close())
 
   store.on('reload', (policy, previous) => {
     client.configure(policy)
+    breakers.reload(policy)
     cache.reload(policy)
     blocking.reload(policy)
     metrics.policyReloads.inc({ result: 'ok' })

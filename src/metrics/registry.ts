@@ -4,8 +4,14 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 
+/** One upstream's load, read at scrape time (set by the breaker room; the hot path never touches a gauge). */
+export interface UpstreamLoad { upstream: string; state: 'closed' | 'open' | 'half-open'; inFlight: number; limit: number | null }
+/** flaggate_breaker_state: ordered by severity, so `max by (upstream)` over replicas shows the worst */
+export const BREAKER_STATE_VALUE = { closed: 0, 'half-open': 1, open: 2 } as const
+
 export function createMetrics (opts: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry()
+  const upstreamLoad: { read: () => Iterable<UpstreamLoad> } = { read: () => [] }
   if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'flaggate_' })
   const registers = [registry]
   return {
@@ -18,7 +24,29 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}) {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.8, 1, 2.5, 5, 10],
       registers
     }),
-    breakerState: new Gauge({ name: 'flaggate_breaker_state', help: 'Breaker state per upstream: 0 closed, 1 half-open, 2 open', labelNames: ['upstream'] as const, registers }),
+    breakerState: new Gauge({
+      name: 'flaggate_breaker_state',
+      help: 'Breaker state per upstream: 0 closed, 1 half-open, 2 open',
+      labelNames: ['upstream'] as const,
+      registers,
+      collect () { this.reset(); for (const u of upstreamLoad.read()) this.set({ upstream: u.upstream }, BREAKER_STATE_VALUE[u.state]) }
+    }),
+    upstreamInflight: new Gauge({
+      name: 'flaggate_upstream_inflight',
+      help: 'Requests in flight to each upstream (proxied, cache fills, probes)',
+      labelNames: ['upstream'] as const,
+      registers,
+      collect () { this.reset(); for (const u of upstreamLoad.read()) this.set({ upstream: u.upstream }, u.inFlight) }
+    }),
+    upstreamConcurrencyLimit: new Gauge({
+      name: 'flaggate_upstream_concurrency_limit',
+      help: 'The maxInFlight in force per upstream (fixed, adaptive or ramping after recovery); absent without maxInFlight',
+      labelNames: ['upstream'] as const,
+      registers,
+      collect () { this.reset(); for (const u of upstreamLoad.read()) if (u.limit !== null) this.set({ upstream: u.upstream }, u.limit) }
+    }),
+    /** the breaker room sets `read`; the three gauges above call it at scrape time */
+    upstreamLoad,
     cacheEvents: new Counter({ name: 'flaggate_cache_events_total', help: 'Cache events: hit, miss, stale, updating, bypass, store, evict, purge, revalidated, negative_hit', labelNames: ['event'] as const, registers }),
     cacheBytes: new Gauge({ name: 'flaggate_cache_bytes', help: 'Bytes held by the document cache', registers }),
     ratelimitDecisions: new Counter({ name: 'flaggate_ratelimit_decisions_total', help: 'Rate-limit decisions by route and result (allowed, limited, shadow_limited)', labelNames: ['route', 'result'] as const, registers }),

@@ -65,7 +65,6 @@ export type CompileResult = { ok: true; policy: Policy } | { ok: false; problems
  * quiet with it).
  */
 export const NOT_BUILT: Partial<Record<'blocklist' | 'abuse' | 'breakers' | 'probes' | 'edge', string>> = {
-  breakers: 'the circuit breaker'
 }
 
 function notBuilt (data: PolicyData): CompileProblem[] {

@@ -129,6 +129,12 @@ const BlockSchema = z.strictObject({
 }).refine((b) => [b.key, b.ip, b.userAgent].filter((x) => x !== undefined).length === 1,
   { message: 'needs exactly one of key, ip or userAgent' })
 
+const AdaptiveSchema = z.strictObject({
+  min: z.number().int('must be a whole number').min(1, 'must be at least 1').default(3),
+  max: z.number().int('must be a whole number').min(1, 'must be at least 1').optional(),
+  buffer: Percent.default(0.25)
+}).default({ min: 3, buffer: 0.25 }).refine((a) => a.max === undefined || a.max >= a.min, { message: 'max must be at least min' })
+
 const BreakerSchema = z.strictObject({
   latency: z.strictObject({
     percentile: z.number().gt(0).lt(100).default(95),
@@ -141,9 +147,17 @@ const BreakerSchema = z.strictObject({
     window: PositiveDuration.default(10_000),
     minRequests: z.number().int().min(1).default(20)
   }).optional(),
-  maxInFlight: z.number().int().min(1).optional(),
+  // a fixed bulkhead (64), or `auto` / `{ auto: { min, max, buffer } }`: the adaptive limit
+  // (src/breaker/adaptive.ts); max defaults to the upstream's maxConnections
+  maxInFlight: z.union([
+    z.number().int('must be a whole number').min(1, 'must be at least 1'),
+    z.literal('auto', { error: 'must be a whole number, `auto`, or { auto: { min, max, buffer } }' }).transform(() => ({ auto: AdaptiveSchema.parse({}) })),
+    z.strictObject({ auto: AdaptiveSchema })
+  ], { error: 'must be a whole number, `auto`, or { auto: { min, max, buffer } }' }).optional(),
   openFor: PositiveDuration.default(15_000),
   halfOpenRequests: z.number().int().min(1).default(5),
+  // after closing, the concurrency limit (or the admitted share) ramps up over this long; 0s: at once
+  recovery: Duration.default(10_000),
   probe: z.strictObject({ path: z.string().startsWith('/'), interval: PositiveDuration.default(5000) }).optional()
 })
 

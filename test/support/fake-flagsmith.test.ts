@@ -7,6 +7,7 @@ import { createHmac } from 'node:crypto'
 import { Flagsmith } from 'flagsmith-nodejs'
 import {
   CORE_NEVER_CACHE,
+  ENV_DOC_QUERIES,
   FAKE_FLAGSMITH_VERSION,
   IDENTITY_OVERRIDE_VALUE,
   identityOverrideIdentifier,
@@ -222,6 +223,27 @@ describe('fake database', () => {
     expect(elapsed).toBeGreaterThanOrEqual(0.9 * 44 * 50)
     // Queries interleave, so even the first request to finish waited behind everyone's queries.
     expect(Math.min(...finished)).toBeGreaterThanOrEqual(0.9 * 41 * 50)
+  })
+
+  it('keeps working on a request whose client gave up, as a real database does, and counts it as busy', async () => {
+    const waitFor = async (ok: () => boolean): Promise<void> => {
+      for (const deadline = Date.now() + 10_000; !ok(); await new Promise((resolve) => setTimeout(resolve, 10))) {
+        if (Date.now() > deadline) throw new Error('condition not met within 10 s')
+      }
+    }
+    const slow = await startFakeCore({ db: { poolSize: 1, queryLatencyMs: 30 } })
+    onTestFinished(slow.close)
+    const client = new AbortController()
+    const gaveUp = fetch(`${slow.url}/api/v1/environment-document/`, { headers: { 'X-Environment-Key': SERVER }, signal: client.signal })
+    await waitFor(() => slow.dbStats().queries >= 1)
+    client.abort()
+    await expect(gaveUp).rejects.toThrow()
+    // the client is gone (its socket closed) but the request's 11 queries keep their turn in the pool
+    await waitFor(() => slow.inFlight() === 0)
+    expect(slow.busy()).toBe(1)
+    await waitFor(() => slow.busy() === 0)
+    expect(slow.dbStats().queries).toBe(ENV_DOC_QUERIES)
+    expect(slow.maxBusySeen()).toBe(1)
   })
 
   it('fails with 500 at failRate 1, destroys sockets when down, and hangs (still closing) when hang', async () => {

@@ -134,6 +134,13 @@ export interface FakeUpstream {
   /** Requests received and not yet answered (hanging ones included until their socket closes). */
   inFlight: () => number
   maxInFlightSeen: () => number
+  /**
+   * Requests Core is still working on, including those whose client has gone: like a Django
+   * worker, the fake does not notice a closed socket and runs every query of a request it started
+   * (the work a timed-out client leaves behind is what sinks a saturated database).
+   */
+  busy: () => number
+  maxBusySeen: () => number
   dbStats: () => FakeDatabaseStats
   /** Traits remembered for an identity (what Core would have persisted), or undefined if never seen. */
   traits: (envId: number, identifier: string) => Record<string, TraitValue> | undefined
@@ -396,6 +403,8 @@ class FakeUpstreamServer implements FakeUpstream {
   private readonly documents = new Map<number, { fingerprint: string; doc: EnvironmentDocument; json?: Buffer }>()
   private inFlightNow = 0
   private inFlightMax = 0
+  private busyNow = 0
+  private busyMax = 0
   private closed = false
 
   constructor (readonly kind: 'core' | 'edge', private readonly router: Router, opts: FakeCoreOptions) {
@@ -434,6 +443,7 @@ class FakeUpstreamServer implements FakeUpstream {
     this.counters.clear()
     this.requests.length = 0
     this.inFlightMax = this.inFlightNow
+    this.busyMax = this.busyNow
     this.database.resetStats()
   }
 
@@ -448,6 +458,8 @@ class FakeUpstreamServer implements FakeUpstream {
 
   inFlight = (): number => this.inFlightNow
   maxInFlightSeen = (): number => this.inFlightMax
+  busy = (): number => this.busyNow
+  maxBusySeen = (): number => this.busyMax
   dbStats = (): FakeDatabaseStats => this.database.stats()
 
   traits = (envId: number, identifier: string): Record<string, TraitValue> | undefined => {
@@ -553,12 +565,15 @@ class FakeUpstreamServer implements FakeUpstream {
 
     const ex: Exchange = { method, url, path, rawQuery, query: new URLSearchParams(rawQuery), headers: req.headers, body, key }
     let reply: Reply
+    this.busyMax = Math.max(this.busyMax, ++this.busyNow)
     try {
       reply = isEchoPath(path) ? echo(ex) : await this.router(ex, this)
     } catch (err) {
       if (err instanceof Rejection) reply = err.reply
       else if (err instanceof DatabaseError) reply = { status: 500, body: { detail: DATABASE_ERROR_DETAIL } }
       else reply = { status: 500, body: { detail: `fake ${this.kind} bug: ${String(err)}` } }
+    } finally {
+      this.busyNow--
     }
     if (this.closed || res.destroyed) return
     entry.status = reply.status

@@ -1,0 +1,142 @@
+/**
+ * Goodput under overload: what clients actually get when offered 4× what Core can serve.
+ *
+ * Core (the fake, its own process) has a small database pool: POOL connections, QUERY_MS per
+ * query, one query per flags request, FIFO queue, and it finishes every request it started even
+ * when the client is gone (as Django and PostgreSQL do). Each round:
+ *   1. measures Core's capacity directly (autocannon, closed loop, 2×POOL connections);
+ *   2. offers 4× that, open loop, from many clients that give up after 1 s, through a bare
+ *      @fastify/http-proxy — Core's queue outgrows the timeout and goodput collapses;
+ *   3. the same through flaggate with `breakers.core.maxInFlight: auto` (nothing else: no cache,
+ *      no limits, no trip rules), on a fresh Core.
+ * Goodput = 2xx answers received within the client's timeout, per second, over the steady part of
+ * the run (from second 3). Prints each round and the medians; targets: flaggate ≥ 0.8× capacity
+ * and ≥ 3× the bare proxy.
+ *
+ * Usage: npm run bench:overload [-- --rounds 3 --duration 15 --pool 4 --query-ms 50 --factor 4]
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { autocannonCli, Children, runNode } from './support.js'
+import type { Second } from './load-client.js'
+
+const { values } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '3' },
+    duration: { type: 'string', default: '15' },
+    pool: { type: 'string', default: '4' },
+    'query-ms': { type: 'string', default: '50' },
+    factor: { type: 'string', default: '4' },
+    'timeout-ms': { type: 'string', default: '1000' }
+  }
+})
+const ROUNDS = Number(values.rounds)
+const DURATION_S = Number(values.duration)
+const POOL = Number(values.pool)
+const QUERY_MS = Number(values['query-ms'])
+const FACTOR = Number(values.factor)
+const TIMEOUT_MS = Number(values['timeout-ms'])
+const STEADY_FROM_S = 3
+const FLAGS = '/api/v1/flags/'
+const HEADERS = { 'x-environment-key': 'dev_client_key' }
+
+interface Core { url: string; control: string }
+
+async function startCore (children: Children): Promise<Core> {
+  const line = await children.start(['--import', 'tsx', 'bench/upstream.ts'], { POOL_SIZE: String(POOL), QUERY_LATENCY_MS: String(QUERY_MS) },
+    (l) => typeof l.control === 'string' ? JSON.stringify(l) : undefined)
+  return JSON.parse(line) as Core
+}
+
+async function coreStats (core: Core): Promise<{ maxBusySeen: number; requests: number }> {
+  return await (await fetch(`${core.control}/stats`)).json() as { maxBusySeen: number; requests: number }
+}
+
+function flaggatePolicy (coreUrl: string): string {
+  return `server: { listen: 127.0.0.1:0 }
+admin: { listen: 127.0.0.1:0 }
+upstreams:
+  core: { url: "${coreUrl}", timeout: 10s, maxConnections: 128 }
+routes:
+  - name: flags
+    match: { methods: [GET], path: ${FLAGS} }
+    upstream: core
+  - name: default
+    match: { pathPrefix: / }
+    upstream: core
+breakers:
+  core: { maxInFlight: auto }
+`
+}
+
+interface Run { goodput: number; seconds: Second[]; summary: Record<string, unknown> }
+
+async function offer (url: string, rate: number): Promise<Run> {
+  const out = await runNode(['--import', 'tsx', 'bench/load-client.ts'], {
+    URL: url, PATHS: FLAGS, HEADERS: JSON.stringify(HEADERS), RATE: String(rate), DURATION_S: String(DURATION_S), TIMEOUT_MS: String(TIMEOUT_MS), CONNECTIONS: '2000'
+  })
+  const lines = out.trim().split('\n').map((l) => JSON.parse(l) as Second & { summary?: Record<string, unknown> })
+  const seconds = lines.filter((l) => l.summary === undefined && l.t <= DURATION_S)
+  const steady = seconds.filter((s) => s.t > STEADY_FROM_S)
+  return { goodput: steady.reduce((a, s) => a + s.good, 0) / Math.max(1, steady.length), seconds, summary: lines.find((l) => l.summary !== undefined)!.summary! }
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+const f0 = (x: number): string => x.toFixed(0).padStart(5)
+
+async function round (i: number): Promise<{ capacity: number; bare: number; flaggate: number }> {
+  const all: Children[] = []
+  try { return await roundIn(i, all) } finally { for (const c of all) c.stopAll() }
+}
+
+async function roundIn (i: number, all: Children[]): Promise<{ capacity: number; bare: number; flaggate: number }> {
+  const fresh = (): Children => { const c = new Children(); all.push(c); return c }
+  // 1. Core alone
+  let children = fresh()
+  let core = await startCore(children)
+  await autocannonCli(`${core.url}${FLAGS}`, { connections: 2 * POOL, durationS: 2, headers: HEADERS }) // warm up
+  const direct = await autocannonCli(`${core.url}${FLAGS}`, { connections: 2 * POOL, durationS: 5, headers: HEADERS })
+  const capacity = direct.rps
+  children.stopAll()
+  const rate = Math.round(FACTOR * capacity)
+
+  // 2. bare proxy, fresh Core
+  children = fresh()
+  core = await startCore(children)
+  const bareUrl = await children.start(['--import', 'tsx', 'bench/bare-proxy.ts'], { UPSTREAM_URL: core.url }, (l) => l.url as string)
+  const bare = await offer(bareUrl, rate)
+  const bareCore = await coreStats(core)
+  children.stopAll()
+
+  // 3. flaggate, maxInFlight: auto, fresh Core
+  children = fresh()
+  core = await startCore(children)
+  const dir = mkdtempSync(join(tmpdir(), 'flaggate-overload-'))
+  writeFileSync(join(dir, 'gateway.yaml'), flaggatePolicy(core.url))
+  const gateUrl = await children.startFlaggate(join(dir, 'gateway.yaml'))
+  const gate = await offer(gateUrl, rate)
+  const gateCore = await coreStats(core)
+  children.stopAll()
+
+  console.log(`round ${i}: Core capacity ${capacity.toFixed(0)} req/s (pool ${POOL}, ${QUERY_MS} ms/query); offered ${rate} req/s, clients give up after ${TIMEOUT_MS} ms`)
+  for (const [name, r, c] of [['bare @fastify/http-proxy', bare, bareCore], ['flaggate maxInFlight: auto', gate, gateCore]] as const) {
+    const s = r.summary as { sent: number; timeouts: number; errors: number; status: Record<string, number>; p50: number | null; p99: number | null }
+    console.log(`  ${name.padEnd(28)} goodput ${f0(r.goodput)} req/s   sent ${s.sent}  status ${JSON.stringify(s.status)}  gave up ${s.timeouts}  errors ${s.errors}  2xx p50 ${s.p50} ms p99 ${s.p99} ms  Core received ${c.requests}, at most ${c.maxBusySeen} at once`)
+    console.log(`  ${''.padEnd(28)} good/s by second: ${r.seconds.map((x) => x.good).join(' ')}`)
+  }
+  return { capacity, bare: bare.goodput, flaggate: gate.goodput }
+}
+
+const results = []
+for (let i = 1; i <= ROUNDS; i++) results.push(await round(i))
+const capacity = median(results.map((r) => r.capacity))
+const bare = median(results.map((r) => r.bare))
+const gate = median(results.map((r) => r.flaggate))
+console.log('')
+console.log(`median of ${ROUNDS} round(s), goodput from second ${STEADY_FROM_S + 1} to ${DURATION_S}:`)
+console.log(`  Core capacity (direct)          ${f0(capacity)} req/s`)
+console.log(`  bare proxy goodput              ${f0(bare)} req/s   (${(bare / capacity).toFixed(2)}× capacity)`)
+console.log(`  flaggate goodput                ${f0(gate)} req/s   (${(gate / capacity).toFixed(2)}× capacity, ${(gate / Math.max(bare, 0.001)).toFixed(1)}× bare)`)
+console.log(`  targets: flaggate ≥ 0.8× capacity: ${gate >= 0.8 * capacity ? 'met' : 'MISSED'}; ≥ 3× bare: ${gate >= 3 * bare ? 'met' : 'MISSED'}`)

@@ -1,0 +1,397 @@
+/**
+ * One upstream's breaker and load shedder, pure: no fastify, no timers; every decision is taken
+ * on the injected clock when a request asks (admit) or reports (finish). The plugin wraps it into
+ * the {@link UpstreamGate} the upstream client calls.
+ *
+ * States (SPEC section 5):
+ *
+ *     closed ──trip──▶ open ──openFor elapsed──▶ half-open ──all trials good──▶ closed (recovery ramp)
+ *                       ▲                            │
+ *                       └──── a trial failed ────────┘  (openFor doubles, capped)
+ *
+ * - closed: every outcome is recorded in sliding windows ({@link SlidingWindow}); the breaker trips
+ *   when the latency percentile passes `latency.above` or the error rate passes `errorRate.above`,
+ *   each only with at least `minRequests` outcomes in its window. Only upstream outcomes count:
+ *   5xx, timeouts and unreachable are failures, any other status a success; `abandoned` (the
+ *   gateway gave up for its own reasons) counts nowhere. The gateway's own 429/403/503 never get
+ *   here: they are answered before any admission.
+ * - open: everything is shed at once with Retry-After = the time left, until `openFor` has passed.
+ * - half-open: `halfOpenRequests` trial requests are let through, the rest shed. One failed or slow
+ *   (latency above `latency.above`) trial opens the breaker again for twice as long as the last
+ *   time (×2 per failed round, capped at 8× `openFor` or 5 minutes, whichever is larger than
+ *   `openFor` and smaller of the two); when all trials succeed, the breaker closes.
+ * - recovery ramp (Traefik's recoveryDuration): for `recovery` after closing, traffic comes back
+ *   gradually instead of the whole backlog at once. We ramp the *concurrency limit* rather than a
+ *   random share of requests: a share of a large backlog can still be more than a recovering
+ *   database takes, a concurrency cap cannot. The cap starts at max(halfOpenRequests, 10 % of the
+ *   limit) and grows linearly to the full limit. An upstream with no `maxInFlight` has no limit to
+ *   ramp, so there the share of admitted requests ramps from 10 % to 100 % instead (deterministic:
+ *   an accumulator, not a coin toss). The windows start empty on closing, so the figures that
+ *   opened the breaker cannot open it again, and requests admitted before it opened do not count.
+ * - `maxInFlight` (a bulkhead): beyond the limit — fixed, or adaptive ({@link AdaptiveLimit}) —
+ *   requests are shed at once with Retry-After: 1, never queued.
+ *
+ * Each transition is reported once through `onTransition`, with its reason and the figures.
+ */
+import type { Admission as GateAdmission, UpstreamOutcome } from '../upstream/gate.js'
+import { AdaptiveLimit, type AdaptiveLimitOptions } from './adaptive.js'
+import { SlidingWindow } from './window.js'
+
+export type { UpstreamOutcome }
+
+export interface Clock { now: () => number }
+
+export type BreakerState = 'closed' | 'open' | 'half-open'
+
+export interface BreakerConfig {
+  latency: { percentile: number; aboveMs: number; windowMs: number; minRequests: number } | undefined
+  errorRate: { above: number; windowMs: number; minRequests: number } | undefined
+  /** undefined: no cap; a number: a fixed bulkhead; an object: the adaptive limit's options */
+  maxInFlight: number | AdaptiveLimitOptions | undefined
+  openForMs: number
+  halfOpenRequests: number
+  /** 0 turns the ramp off */
+  recoveryMs: number
+}
+
+export interface BreakerFigures {
+  /** the window's latency at the configured percentile (95th when none is configured); null when empty */
+  p95Ms: number | null
+  /** failed share 0–1 over the error window */
+  errorRate: number
+  /** outcomes in the error window */
+  requests: number
+  inFlight: number
+  /** the concurrency limit in force (ramp and adaptive limit applied); null when unlimited */
+  limit: number | null
+}
+
+export interface BreakerTransition extends BreakerFigures {
+  upstream: string
+  from: BreakerState
+  to: BreakerState
+  reason: string
+  /** for `to: open`: how long it stays open */
+  openForMs?: number
+}
+
+export interface BreakerStatus extends BreakerFigures {
+  state: BreakerState
+  /** why it is in this state (null when it never left closed) */
+  reason: string | null
+  /** seconds until half-open, while open */
+  retryAfterS?: number
+  /** `maxInFlight: auto` only: the learned no-load latency and the latest interval's median */
+  minRttMs?: number | null
+  sampleRttMs?: number | null
+}
+
+/** Minimum time between two percentile computations while all samples stay under the threshold (Traefik's checkPeriod). */
+export const CHECK_PERIOD_MS = 100
+/** Open at most this long however often trials fail, unless `openFor` itself is longer. */
+export const MAX_OPEN_MS = 300_000
+export const MAX_BACKOFF_FACTOR = 8
+/** The recovery ramp starts at this share of the traffic (or of the limit). */
+export const RAMP_START = 0.1
+const DEFAULT_PERCENTILE = 95
+const DEFAULT_WINDOW_MS = 10_000
+
+/** The ticket of one admitted request: report its outcome with {@link Admission.finish}, exactly once. */
+export class Admission implements GateAdmission {
+  #done = false
+  constructor (
+    private readonly breaker: Breaker,
+    /** clock time at admission */
+    readonly admittedAt: number,
+    /** the breaker's epoch at admission: outcomes from before the last close are not recorded */
+    readonly epoch: number,
+    readonly trial: boolean
+  ) {}
+
+  finish (outcome: UpstreamOutcome): void {
+    if (this.#done) return
+    this.#done = true
+    this.breaker.settle(this, outcome)
+  }
+}
+
+function seconds (ms: number): string {
+  return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`
+}
+
+function describeOutcome (o: UpstreamOutcome): string {
+  switch (o.kind) {
+    case 'response': return `status ${o.status} after ${Math.round(o.latencyMs)} ms`
+    case 'timeout': return `timeout after ${Math.round(o.latencyMs)} ms`
+    case 'unreachable': return 'unreachable'
+    default: return 'abandoned'
+  }
+}
+
+export class Breaker {
+  readonly upstream: string
+  #config: BreakerConfig
+  readonly #clock: Clock
+  readonly #onTransition: ((t: BreakerTransition) => void) | undefined
+
+  #state: BreakerState = 'closed'
+  #reason: string | null = null
+  #epoch = 0
+  #inFlight = 0
+  #lastAdmitAt = -Infinity
+
+  #latWindow: SlidingWindow
+  #errWindow: SlidingWindow
+  #nextCheckAt = 0
+
+  #openUntil = 0
+  #openForMs = 0
+  /** half-open rounds that failed in a row: the back-off exponent */
+  #failedRounds = 0
+  #trialsIssued = 0
+  #trialsSucceeded = 0
+
+  #recoveryStart = -Infinity
+  /** thousandths of a request the share ramp may admit; the first one always passes */
+  #rampCredit = 1000
+
+  #adaptive: AdaptiveLimit | undefined
+
+  constructor (upstream: string, config: BreakerConfig, opts: { clock: Clock; onTransition?: (t: BreakerTransition) => void }) {
+    this.upstream = upstream
+    this.#config = config
+    this.#clock = opts.clock
+    this.#onTransition = opts.onTransition
+    this.#latWindow = new SlidingWindow(config.latency?.windowMs ?? DEFAULT_WINDOW_MS)
+    this.#errWindow = this.#windowFor(config.errorRate?.windowMs ?? DEFAULT_WINDOW_MS)
+    if (typeof config.maxInFlight === 'object') this.#adaptive = new AdaptiveLimit(config.maxInFlight)
+  }
+
+  get config (): BreakerConfig { return this.#config }
+  get inFlight (): number { return this.#inFlight }
+  /** The concurrency limit in force now (ramp and adaptive limit applied), or null when unlimited. */
+  limit (): number | null { return this.#limit(this.#clock.now()) }
+  /** Clock time of the last admission (-Infinity before any): the probe only runs when traffic is quiet. */
+  get lastAdmitAt (): number { return this.#lastAdmitAt }
+
+  /** The current state; moves open → half-open when openFor has passed. */
+  state (): BreakerState {
+    if (this.#state === 'open' && this.#clock.now() >= this.#openUntil) this.#toHalfOpen()
+    return this.#state
+  }
+
+  /** True while open: the cache serves stale and nothing is sent. */
+  isOpen (): boolean { return this.state() === 'open' }
+
+  /**
+   * A reload: thresholds, windows and limits take the new values; the state, the requests in
+   * flight and (when still adaptive) the learned limit are kept. A policy without any breaker
+   * rule for this upstream closes it.
+   */
+  configure (config: BreakerConfig): void {
+    const old = this.#config
+    this.#config = config
+    if ((old.latency?.windowMs ?? DEFAULT_WINDOW_MS) !== (config.latency?.windowMs ?? DEFAULT_WINDOW_MS)) {
+      this.#latWindow = new SlidingWindow(config.latency?.windowMs ?? DEFAULT_WINDOW_MS)
+    }
+    this.#errWindow = this.#windowFor(config.errorRate?.windowMs ?? DEFAULT_WINDOW_MS, this.#errWindow)
+    if (typeof config.maxInFlight === 'object') {
+      if (this.#adaptive === undefined) this.#adaptive = new AdaptiveLimit(config.maxInFlight)
+      else this.#adaptive.configure(config.maxInFlight)
+    } else {
+      this.#adaptive = undefined
+    }
+    if (this.#state !== 'closed' && config.latency === undefined && config.errorRate === undefined) {
+      this.#close('the policy no longer has a trip rule for this upstream', false)
+    }
+  }
+
+  /**
+   * Let one request through, or not. Returns its {@link Admission}, or the Retry-After in whole
+   * seconds (≥ 1) when it must be shed.
+   */
+  admit (): Admission | number {
+    const now = this.#clock.now()
+    let trial = false
+    switch (this.#state) {
+      case 'open':
+        if (now < this.#openUntil) return Math.max(1, Math.ceil((this.#openUntil - now) / 1000))
+        this.#toHalfOpen()
+        // falls through: the first request after openFor is a trial
+      case 'half-open': {
+        if (this.#trialsIssued >= this.#config.halfOpenRequests) return 1
+        const limit = this.#limit(now)
+        if (limit !== null && this.#inFlight >= limit) return 1
+        this.#trialsIssued++
+        trial = true
+        break
+      }
+      default: {
+        const limit = this.#limit(now)
+        if (limit !== null) {
+          if (this.#inFlight >= limit) return 1
+        } else if (now - this.#recoveryStart < this.#config.recoveryMs) {
+          // no limit to ramp: admit a growing share, deterministically
+          // in thousandths, so that 10 × 10 % is exactly one request
+          this.#rampCredit += Math.round(this.#rampShare(now) * 1000)
+          if (this.#rampCredit < 1000) return 1
+          this.#rampCredit -= 1000
+        }
+      }
+    }
+    this.#inFlight++
+    this.#lastAdmitAt = now
+    this.#adaptive?.noteInFlight(this.#inFlight)
+    return new Admission(this, now, this.#epoch, trial)
+  }
+
+  /** Called by {@link Admission.finish}. */
+  settle (a: Admission, outcome: UpstreamOutcome): void {
+    this.#inFlight--
+    const now = this.#clock.now()
+    if (outcome.kind === 'abandoned') {
+      // the gateway gave up, the upstream said nothing: a trial slot is given back
+      if (a.trial && a.epoch === this.#epoch && this.#state === 'half-open') this.#trialsIssued--
+      return
+    }
+    const failed = outcome.kind !== 'response' || outcome.status >= 500
+    if (outcome.kind !== 'unreachable') this.#adaptive?.sample(now, outcome.latencyMs, a.admittedAt)
+
+    if (a.epoch !== this.#epoch) return
+    const latencyMs = outcome.kind === 'unreachable' ? undefined : outcome.latencyMs
+    if (a.trial) {
+      if (this.#state !== 'half-open') return
+      const lat = this.#config.latency
+      if (failed) { this.#reopen(now, `trial failed: ${describeOutcome(outcome)}`); return }
+      if (lat !== undefined && latencyMs! > lat.aboveMs) { this.#reopen(now, `trial too slow: ${Math.round(latencyMs!)} ms > ${lat.aboveMs} ms`); return }
+      if (++this.#trialsSucceeded >= this.#config.halfOpenRequests) this.#close(`${this.#trialsSucceeded} trial requests succeeded`, true)
+      return
+    }
+    if (this.#state !== 'closed') return
+    this.#latWindow.record(now, failed, latencyMs)
+    if (this.#errWindow !== this.#latWindow) this.#errWindow.record(now, failed, undefined)
+    this.#maybeTrip(now, failed, latencyMs)
+  }
+
+  status (): BreakerStatus {
+    const state = this.state()
+    const now = this.#clock.now()
+    const s: BreakerStatus = { state, reason: this.#reason, ...this.#figures(now) }
+    if (state === 'open') s.retryAfterS = Math.max(1, Math.ceil((this.#openUntil - now) / 1000))
+    if (this.#adaptive !== undefined) {
+      s.minRttMs = this.#adaptive.minRttMs === undefined ? null : round1(this.#adaptive.minRttMs)
+      s.sampleRttMs = this.#adaptive.sampleRttMs === undefined ? null : round1(this.#adaptive.sampleRttMs)
+    }
+    return s
+  }
+
+  #windowFor (windowMs: number, current?: SlidingWindow): SlidingWindow {
+    if (windowMs === this.#latWindow.windowMs) return this.#latWindow
+    if (current !== undefined && current !== this.#latWindow && current.windowMs === windowMs) return current
+    return new SlidingWindow(windowMs)
+  }
+
+  #figures (now: number): BreakerFigures {
+    const p = this.#latWindow.percentile(now, this.#config.latency?.percentile ?? DEFAULT_PERCENTILE)
+    return {
+      p95Ms: p === undefined ? null : round1(p),
+      errorRate: Math.round(this.#errWindow.errorRate(now) * 1000) / 1000,
+      requests: this.#errWindow.count(now),
+      inFlight: this.#inFlight,
+      limit: this.#limit(now)
+    }
+  }
+
+  /** The concurrency limit in force, or null when there is none. */
+  #limit (now: number): number | null {
+    const max = this.#config.maxInFlight
+    if (max === undefined) return null
+    const full = typeof max === 'number' ? max : this.#adaptive!.limit(now)
+    const elapsed = now - this.#recoveryStart
+    if (elapsed >= this.#config.recoveryMs) return full
+    // − 1e-9: 100 × 55 % is 55, not the 56 that floating point would round up to
+    return Math.min(full, Math.max(this.#config.halfOpenRequests, Math.ceil(full * this.#rampShare(now) - 1e-9)))
+  }
+
+  #rampShare (now: number): number {
+    return RAMP_START + (1 - RAMP_START) * Math.min(1, (now - this.#recoveryStart) / this.#config.recoveryMs)
+  }
+
+  #maybeTrip (now: number, failed: boolean, latencyMs: number | undefined): void {
+    const err = this.#config.errorRate
+    if (err !== undefined && failed) {
+      const n = this.#errWindow.count(now)
+      const rate = this.#errWindow.errorRate(now)
+      if (n >= err.minRequests && rate > err.above) {
+        this.#open(now, `error rate ${pct(rate)} > ${pct(err.above)} over ${seconds(err.windowMs)} (${this.#errWindow.failures(now)} of ${n} failed)`)
+        return
+      }
+    }
+    const lat = this.#config.latency
+    if (lat === undefined) return
+    // the percentile can only cross the threshold upwards when a slow sample arrives or when fast
+    // ones age out: compute it for every slow sample, and otherwise once per check period
+    if (!(latencyMs !== undefined && latencyMs > lat.aboveMs) && now < this.#nextCheckAt) return
+    this.#nextCheckAt = now + CHECK_PERIOD_MS
+    const n = this.#latWindow.timedCount(now)
+    if (n < lat.minRequests) return
+    const p = this.#latWindow.percentile(now, lat.percentile)!
+    if (p > lat.aboveMs) {
+      this.#open(now, `p${lat.percentile} latency ${Math.round(p)} ms > ${lat.aboveMs} ms over ${seconds(lat.windowMs)} (${n} requests)`)
+    }
+  }
+
+  #open (now: number, reason: string): void {
+    const from = this.#state
+    const factor = Math.min(2 ** this.#failedRounds, MAX_BACKOFF_FACTOR)
+    const cap = Math.max(this.#config.openForMs, MAX_OPEN_MS)
+    const openForMs = Math.min(this.#config.openForMs * factor, cap)
+    this.#state = 'open'
+    this.#reason = reason
+    this.#openForMs = openForMs
+    this.#openUntil = now + openForMs
+    this.#recoveryStart = -Infinity
+    this.#epoch++
+    this.#emit(from, reason, now, openForMs)
+  }
+
+  #reopen (now: number, reason: string): void {
+    this.#failedRounds++
+    this.#open(now, reason)
+  }
+
+  #toHalfOpen (): void {
+    const now = this.#clock.now()
+    this.#state = 'half-open'
+    this.#trialsIssued = 0
+    this.#trialsSucceeded = 0
+    this.#epoch++
+    this.#reason = `open for ${seconds(this.#openForMs)}; ${this.#config.halfOpenRequests} trial requests decide`
+    this.#emit('open', this.#reason, now)
+  }
+
+  #close (reason: string, ramp: boolean): void {
+    const now = this.#clock.now()
+    const from = this.#state
+    this.#state = 'closed'
+    this.#reason = reason
+    this.#failedRounds = 0
+    this.#epoch++
+    this.#recoveryStart = ramp ? now : -Infinity
+    this.#rampCredit = 1000
+    this.#adaptive?.remeasure(now)
+    this.#latWindow.clear()
+    this.#errWindow.clear()
+    this.#emit(from, reason, now)
+  }
+
+  #emit (from: BreakerState, reason: string, now: number, openForMs?: number): void {
+    if (this.#onTransition === undefined) return
+    const t: BreakerTransition = { upstream: this.upstream, from, to: this.#state, reason, ...this.#figures(now) }
+    if (openForMs !== undefined) t.openForMs = openForMs
+    this.#onTransition(t)
+  }
+}
+
+function pct (x: number): string { return `${Math.round(x * 1000) / 10}%` }
+function round1 (x: number): number { return Math.round(x * 10) / 10 }

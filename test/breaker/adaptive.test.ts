@@ -1,0 +1,251 @@
+/**
+ * The adaptive concurrency limit on a stepped clock: first its rules one by one, then the whole
+ * breaker in front of a simulated database pool (P connections, FIFO queue) under 4× overload.
+ */
+import { describe, expect, it } from 'vitest'
+import { ADAPTIVE_DEFAULTS, AdaptiveLimit, MIN_SAMPLES, STUCK_AT_MIN_UPDATES, type AdaptiveLimitOptions } from '../../src/breaker/adaptive.js'
+import { Admission, Breaker, type BreakerConfig } from '../../src/breaker/core.js'
+
+const OPTS: AdaptiveLimitOptions = { ...ADAPTIVE_DEFAULTS, max: 200, random: () => 0.5 }
+
+/** A limiter whose minRTT has been measured at `minRtt` ms, at time `t`. */
+function measured (minRtt: number, opts: Partial<AdaptiveLimitOptions> = {}) {
+  const l = new AdaptiveLimit({ ...OPTS, ...opts })
+  let t = 0
+  for (let i = 0; i < OPTS.minRttSamples; i++) l.sample(t, minRtt, t)
+  expect(l.measuring).toBe(false)
+  expect(l.minRttMs).toBe(minRtt)
+  /** one interval of `n` samples at `latency` ms, with `inFlight` requests in flight */
+  const interval = (latency: number, inFlight = l.limit(t), n = 20): number => {
+    l.noteInFlight(inFlight)
+    for (let i = 0; i < n; i++) { t += OPTS.sampleIntervalMs / n; l.sample(t, latency, t - latency) }
+    return l.limit(t)
+  }
+  return { l, interval, at: () => t, set: (ms: number) => { t = ms } }
+}
+
+describe('adaptive limit: the gradient rules', () => {
+  it('starts pinned at min and measures minRTT as the median of the first samples', () => {
+    const l = new AdaptiveLimit(OPTS)
+    expect(l.limit(0)).toBe(3)
+    for (let i = 0; i < OPTS.minRttSamples - 1; i++) l.sample(i, 40 + (i % 5), i)
+    expect(l.measuring).toBe(true)
+    l.sample(100, 42, 100)
+    expect(l.measuring).toBe(false)
+    expect(l.minRttMs).toBe(42)
+  })
+
+  it('grows while latency stays at minRTT and the limit is in use, up to max', () => {
+    const { interval } = measured(50)
+    const limits = [interval(50), interval(50), interval(50)]
+    // gradient 1.25 (the buffer) each time, plus √ headroom: 3 → 5.6 → 9.7 → 15.6
+    expect(limits).toEqual([5, 9, 15])
+    for (let i = 0; i < 30; i++) interval(50)
+    expect(interval(50)).toBe(200)
+  })
+
+  it('does not grow when the upstream is not the bottleneck (fewer than half the limit in flight)', () => {
+    const { interval } = measured(50)
+    for (let i = 0; i < 5; i++) interval(50)
+    const before = interval(50)
+    expect(interval(50, 2)).toBe(before)
+    expect(interval(50, 1)).toBe(before)
+  })
+
+  it('falls when latency rises (at most halving per interval) and recovers when it falls', () => {
+    const { interval } = measured(50)
+    for (let i = 0; i < 8; i++) interval(50)
+    const high = interval(50)
+    expect(high).toBeGreaterThan(60)
+    const falling = [interval(400), interval(400), interval(400)]
+    expect(falling[0]).toBeLessThan(high)
+    expect(falling[0]).toBeGreaterThanOrEqual(Math.floor(high / 2))
+    expect(falling[2]).toBeLessThan(falling[1]!)
+    // moderate queueing settles where gradient · limit + √ holds steady
+    const recovered = [interval(50), interval(50), interval(50), interval(50)]
+    expect(recovered[3]).toBeGreaterThan(falling[2]!)
+    expect(recovered).toEqual([...recovered].sort((a, b) => a - b))
+  })
+
+  it('a minRTT measured too high (a cold start) is corrected by the first faster interval', () => {
+    const { l, interval } = measured(1000)
+    interval(50)
+    expect(l.minRttMs).toBe(50)
+    // now at 50 ms, a queue of 4× shows as it should: the limit falls
+    for (let i = 0; i < 5; i++) interval(50)
+    const before = interval(50)
+    expect(interval(200)).toBeLessThan(before)
+    expect(l.minRttMs).toBe(50)
+  })
+
+  it('ignores intervals with fewer than MIN_SAMPLES samples', () => {
+    const { l, interval } = measured(50)
+    const before = interval(50)
+    let t = 10_000
+    for (let i = 0; i < MIN_SAMPLES - 1; i++) l.sample(t += 100, 5000, t)
+    expect(l.limit(t)).toBe(before)
+  })
+
+  it('measures minRTT again after sitting at min for a while: the upstream got slower for good', () => {
+    const { l, interval, at } = measured(50)
+    for (let i = 0; i < STUCK_AT_MIN_UPDATES + 3 && !l.measuring; i++) interval(1000, 3)
+    expect(l.measuring).toBe(true)
+    expect(l.limit(at())).toBe(3)
+    let t = at()
+    for (let i = 0; i < OPTS.minRttSamples; i++) l.sample(t += 50, 900, t)
+    expect(l.measuring).toBe(false)
+    expect(l.minRttMs).toBe(900)
+    // at the new minRTT the limit climbs again
+    const again = measuredFrom(l, t)
+    expect(again(900)).toBeGreaterThan(3)
+  })
+
+  it('re-measures minRTT every minRttInterval, then returns to the limit it had', () => {
+    const { l, interval, at } = measured(50)
+    for (let i = 0; i < 6; i++) interval(50)
+    const before = l.limit(at())
+    // random() = 0.5: no jitter; the next measurement is due 60 s after the first one ended
+    expect(l.limit(60_000 - 1)).toBe(before)
+    expect(l.limit(60_000)).toBe(3)
+    // requests admitted before the measurement began ran at the old concurrency: ignored
+    for (let i = 0; i < 50; i++) l.sample(60_001, 500, 59_000)
+    expect(l.measuring).toBe(true)
+    for (let i = 0; i < OPTS.minRttSamples; i++) l.sample(60_100 + i, 48, 60_050)
+    expect(l.minRttMs).toBe(48)
+    expect(l.limit(61_000)).toBe(before)
+  })
+
+  it('ends a measurement after minRttMaxMs with at least 3 samples (slow upstream, few samples)', () => {
+    const l = new AdaptiveLimit(OPTS)
+    l.sample(0, 1500, 0)
+    l.sample(1500, 1500, 0)
+    l.sample(1999, 1500, 0)
+    expect(l.measuring).toBe(true)
+    l.sample(2000, 1600, 500)
+    expect(l.measuring).toBe(false)
+    expect(l.minRttMs).toBe(1500)
+  })
+
+  it('keeps its learning across a reload, clamped into the new bounds', () => {
+    const { l, interval, at } = measured(50)
+    for (let i = 0; i < 10; i++) interval(50)
+    expect(l.limit(at())).toBeGreaterThan(40)
+    l.configure({ ...OPTS, max: 40 })
+    expect(l.limit(at())).toBe(40)
+    expect(l.minRttMs).toBe(50)
+  })
+})
+
+function measuredFrom (l: AdaptiveLimit, t0: number): (latency: number) => number {
+  let t = t0
+  return (latency) => {
+    l.noteInFlight(l.limit(t))
+    for (let i = 0; i < 20; i++) { t += 20; l.sample(t, latency, t - latency) }
+    return l.limit(t)
+  }
+}
+
+/**
+ * A database pool on the stepped clock: `pool` connections, each request holds one for
+ * `serviceMs(t)`, the rest wait FIFO — the shape of Core's PostgreSQL pool. Requests arrive at
+ * `ratePerS`; each is admitted or shed by the breaker; a request answered later than `timeoutMs`
+ * after it arrived is not goodput (the client gave up — but the database still did the work).
+ */
+function simulate (opts: { breaker: Breaker | undefined; pool: number; serviceMs: (t: number) => number; ratePerS: number; untilMs: number; timeoutMs: number; clock: { t: number }; sample?: (t: number) => void }) {
+  type Job = { admission: Admission | undefined; arrived: number; doneAt?: number }
+  const queue: Job[] = []
+  let qHead = 0
+  const busy: Job[] = []
+  const perSecond: Array<{ good: number; late: number; shed: number; maxInFlight: number }> = []
+  let credit = 0
+  let inFlight = 0
+  for (let t = 0; t < opts.untilMs; t++) {
+    opts.clock.t = t
+    const sec = perSecond[Math.floor(t / 1000)] ??= { good: 0, late: 0, shed: 0, maxInFlight: 0 }
+    for (let i = busy.length - 1; i >= 0; i--) {
+      const job = busy[i]!
+      if (job.doneAt! > t) continue
+      busy.splice(i, 1)
+      inFlight--
+      const latency = t - job.arrived
+      job.admission?.finish({ kind: 'response', status: 200, latencyMs: latency })
+      if (latency <= opts.timeoutMs) sec.good++
+      else sec.late++
+    }
+    while (busy.length < opts.pool && qHead < queue.length) {
+      const job = queue[qHead++]!
+      job.doneAt = t + opts.serviceMs(t)
+      busy.push(job)
+    }
+    credit += opts.ratePerS / 1000
+    for (; credit >= 1; credit--) {
+      const a = opts.breaker?.admit()
+      if (typeof a === 'number') { sec.shed++; continue }
+      queue.push({ admission: a, arrived: t })
+      inFlight++
+      sec.maxInFlight = Math.max(sec.maxInFlight, inFlight)
+      if (busy.length < opts.pool) {
+        const job = queue[qHead++]!
+        job.doneAt = t + opts.serviceMs(t)
+        busy.push(job)
+      }
+    }
+    opts.sample?.(t)
+  }
+  return perSecond
+}
+
+const CONFIG: BreakerConfig = {
+  latency: undefined,
+  errorRate: undefined,
+  maxInFlight: { ...OPTS, max: 128 },
+  openForMs: 15_000,
+  halfOpenRequests: 5,
+  recoveryMs: 0
+}
+
+describe('adaptive limit in front of a saturated database pool (simulation on the stepped clock)', () => {
+  // pool 4, 50 ms per request: capacity 80 requests/s; offered 320/s, clients give up after 1 s
+  const POOL = 4
+  const CAPACITY = 80
+
+  it('keeps goodput at capacity under 4× overload, where an unlimited proxy collapses', () => {
+    const clock = { t: 0 }
+    const breaker = new Breaker('core', CONFIG, { clock: { now: () => clock.t } })
+    const limits: number[] = []
+    const gated = simulate({ breaker, pool: POOL, serviceMs: () => 50, ratePerS: 4 * CAPACITY, untilMs: 30_000, timeoutMs: 1000, clock, sample: (t) => { if (t % 1000 === 999) limits.push(breaker.status().limit!) } })
+    const steady = gated.slice(5)
+    const goodput = steady.reduce((s, x) => s + x.good, 0) / steady.length
+    expect(goodput).toBeGreaterThanOrEqual(0.95 * CAPACITY)
+    expect(steady.every((s) => s.late === 0)).toBe(true)
+    // the limit settles just above the pool: (1 + buffer) · P + √ ≈ 7, so the queue stays short
+    for (const l of limits.slice(5)) { expect(l).toBeGreaterThanOrEqual(POOL); expect(l).toBeLessThanOrEqual(3 * POOL) }
+
+    const bare = simulate({ breaker: undefined, pool: POOL, serviceMs: () => 50, ratePerS: 4 * CAPACITY, untilMs: 30_000, timeoutMs: 1000, clock })
+    const bareGood = bare.slice(5).reduce((s, x) => s + x.good, 0) / 25
+    expect(bareGood).toBeLessThan(0.1 * CAPACITY)
+  })
+
+  it('follows the database down when it slows and back up when it recovers', () => {
+    const clock = { t: 0 }
+    const breaker = new Breaker('core', CONFIG, { clock: { now: () => clock.t } })
+    const limitAt: number[] = []
+    // 2 s per request from 20 s to 40 s (a 40× brownout), then 50 ms again
+    const serviceMs = (t: number): number => t >= 20_000 && t < 40_000 ? 2000 : 50
+    const secs = simulate({ breaker, pool: POOL, serviceMs, ratePerS: 2 * CAPACITY, untilMs: 70_000, timeoutMs: 10_000, clock, sample: (t) => { if (t % 1000 === 999) limitAt.push(breaker.status().limit!) } })
+    const before = limitAt[19]!
+    expect(before).toBeGreaterThanOrEqual(POOL)
+    // the limit only learns from answers, and at 2 s each they come slowly: it falls by a quarter
+    // at most per interval of ≥ 5 answers, never rises while the database is slow, and is down to
+    // min before the brownout ends
+    const during = limitAt.slice(20, 39)
+    expect(during).toEqual([...during].sort((a, b) => b - a))
+    expect(during.at(-1)).toBe(3)
+    // concurrency towards the database never ran away during the brownout
+    expect(Math.max(...secs.slice(21, 40).map((s) => s.maxInFlight))).toBeLessThanOrEqual(before + 1)
+    // after it recovers, the limit climbs back to where it was
+    expect(limitAt[65]).toBeGreaterThanOrEqual(POOL)
+    const good = secs.slice(55, 70).reduce((s, x) => s + x.good, 0) / 15
+    expect(good).toBeGreaterThanOrEqual(0.95 * CAPACITY)
+  })
+})
