@@ -240,9 +240,11 @@ export async function load (url: string, opts: LoadOptions): Promise<LoadResult>
   return { ...r, cpuUsPerReq }
 }
 
-/** Sends one request for each of the keys `ser.bench-0 … ser.bench-<keys-1>`, in its own process. */
-export async function warmKeys (url: string, keys: number, connections: number): Promise<{ seconds: number; requests: number; non2xx: number; errors: number }> {
-  return JSON.parse(await runNode(['--import', 'tsx', 'bench/warm-keys.ts', url, String(keys), String(connections)])) as { seconds: number; requests: number; non2xx: number; errors: number }
+/** Sends one request for each of the keys `ser.bench-0 … ser.bench-<keys-1>` (or as many as fit in `maxSeconds`), in its own process. */
+export async function warmKeys (url: string, keys: number, connections: number, maxSeconds?: number): Promise<{ seconds: number; requests: number; non2xx: number; errors: number }> {
+  const args = ['--import', 'tsx', 'bench/warm-keys.ts', url, String(keys), String(connections)]
+  if (maxSeconds !== undefined) args.push(String(maxSeconds))
+  return JSON.parse(await runNode(args)) as { seconds: number; requests: number; non2xx: number; errors: number }
 }
 
 export function median (xs: number[]): number {
