@@ -37,9 +37,11 @@ describe('admin listener', () => {
     expect(Object.keys(s)).toEqual(expect.arrayContaining(['cache']))
   })
 
-  it('/admin/status shows only sections something computes: no placeholder probes or blocks', async () => {
+  it('/admin/status shows the sections the rooms compute, with the SPEC section 4 shapes', async () => {
     const s = json(await raw(gw.adminUrl, '/admin/status', { headers: { authorization: `Bearer ${TOKEN}` } })) as Record<string, unknown>
-    expect(Object.keys(s).sort()).toEqual(['breakers', 'cache', 'policy', 'store', 'version'])
+    expect(Object.keys(s).sort()).toEqual(['blocking', 'blocks', 'breakers', 'cache', 'policy', 'probes', 'store', 'version'])
+    expect(s.blocks).toBe(0)
+    expect(s.probes).toEqual([])
     // the breaker room computes it: one entry per upstream with a `breakers` rule (none here)
     expect(s.breakers).toEqual({})
     expect(s.cache).toMatchObject({ entries: expect.any(Number), bytes: expect.any(Number), maxSize: expect.any(Number) })
