@@ -298,7 +298,7 @@ describe('the CLI', () => {
     expect(blocks.stdout).toMatch(new RegExp(`^${id!}\\s+runtime\\s+key ser\\.…[0-9a-f]{8}\\s+identities\\s+in (?:59m\\d+s|1h0m)\\s+admin-token \\(oncall\\)\\s+hammering identities$`, 'm'))
     expect(blocks.stdout).not.toContain('ser.prod_server_key')
 
-    const status = await cli('status')
+    const status = await cli('status', '--json')
     expect(JSON.parse(status.stdout)).toMatchObject({ blocks: 5 })
 
     const un = await cli('unblock', id!)
