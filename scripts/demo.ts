@@ -74,9 +74,10 @@ function demoPolicy (coreUrl: string, edgeUrl: string): PolicyDoc {
     abuse: { rejections: '100 per 10s', blockFor: '30s' },
     breakers: {
       core: {
-        latency: { percentile: 95, above: '500ms', window: '5s', minRequests: 20 },
-        errorRate: { above: '50%', window: '5s', minRequests: 20 },
-        maxInFlight: 16,
+        // a short run must see the breaker act: small windows and few requests needed to decide
+        latency: { percentile: 95, above: '300ms', window: '3s', minRequests: 5 },
+        errorRate: { above: '50%', window: '3s', minRequests: 5 },
+        maxInFlight: 8,
         openFor: '3s',
         halfOpenRequests: 3
       }
