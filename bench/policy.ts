@@ -14,7 +14,19 @@ const NEVER = '1000000/s, burst: 1000000' // limits that decide every request an
 
 export const CAPABILITIES: Capability[] = [
   { name: 'rate limits (per key, per key + IP)', route: () => `limit: [{ by: environmentKey, rate: ${NEVER} }, { by: [environmentKey, ip], rate: ${NEVER} }]` },
-  { name: 'document cache', route: (r) => r.cached ? 'cache: { ttl: 30s, staleWhileRevalidate: 60s, staleIfError: 10m, maxEntrySize: 10mb }' : '', top: () => 'cache: { maxSize: 256mb }' }
+  { name: 'document cache', route: (r) => r.cached ? 'cache: { ttl: 30s, staleWhileRevalidate: 60s, staleIfError: 10m, maxEntrySize: 10mb }' : '', top: () => 'cache: { maxSize: 256mb }' },
+  // blocks that match no benchmark client: the index is consulted on every request
+  {
+    name: 'blocking (static key, CIDR and User-Agent blocks; automatic blocks)',
+    top: () => 'blocklist:\n  - { key: ser.never-sent-key, reason: bench }\n  - { ip: 203.0.113.0/24, reason: bench }\n  - { userAgent: "^BadBot/", reason: bench }\nabuse: { rejections: 300 per 1m, blockFor: 15m }'
+  },
+  // every request asks the gate; limits no benchmark reaches
+  {
+    name: 'circuit breaker and maxInFlight per upstream',
+    top: () => ['core', 'fast'].map((u) => `  ${u}:\n    latency: { percentile: 95, above: 5s, window: 10s, minRequests: 20 }\n    errorRate: { above: 50%, window: 10s, minRequests: 20 }\n    maxInFlight: 1000\n    openFor: 15s`).reduce((a, b) => a + '\n' + b, 'breakers:')
+  },
+  // flag traffic hashed per key for the Edge API, which none of the benchmark keys lands on
+  { name: 'edge routing (0 %, hashed per key)', route: (r) => r.cached ? '' : 'edge: { percent: 0, keys: [] }' }
 ]
 
 export function policy (o: { docUrl: string; fastUrl: string; redis?: PrivateRedis }): string {
@@ -31,6 +43,7 @@ admin: { listen: 127.0.0.1:0 }
 upstreams:
   core: { url: "${o.docUrl}", timeout: 10s, maxConnections: 128 }
   fast: { url: "${o.fastUrl}", timeout: 10s, maxConnections: 128 }
+  edge: { url: "${o.fastUrl}", timeout: 10s, maxConnections: 128 }
 ${o.redis === undefined ? '' : `store:\n  redis: { url: "${o.redis.url}", keyPrefix: "bench:${Date.now()}:", commandTimeout: 50ms }\n`}routes:
 ${body}  - name: default
     match: { pathPrefix: / }

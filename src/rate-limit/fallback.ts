@@ -4,7 +4,7 @@
  */
 import { bucketParams, type BucketParams, type BucketRequest } from './algorithm.js'
 import { MemoryBuckets } from './memory-store.js'
-import { takeRedis, type LimiterRedisStore } from './redis-store.js'
+import { takeRedisBatch, type BucketsDecision, type LimiterRedisStore } from './redis-store.js'
 import type { RateLimitDecision, RateLimiter, StoreMode } from './limiter.js'
 import type { Clock } from '../shared/clock.js'
 
@@ -27,13 +27,44 @@ export interface RedisLimiterOptions {
   onFallback?: (err: unknown) => void
 }
 
+/** At most this many requests of one lane in one script call (the rest take the next call). */
+export const MAX_BATCH = 256
+
+interface Waiter {
+  readonly requests: readonly BucketRequest[]
+  readonly resolve: (d: RateLimitDecision) => void
+  /** ms on the limiter's clock when it started waiting */
+  readonly since: number
+}
+
+/** The requests of one lane waiting for its call in flight; the lane exists while a call is. */
+interface Lane { waiting: Waiter[] }
+
 /**
- * The fleet's limiter: buckets in Redis, one EVALSHA per request; while the store's breaker is
- * open (Redis down, hung, or slower than commandTimeout) each replica decides on local buckets at
- * its fair share, and goes back to Redis as soon as the store's probe succeeds.
+ * The lane of a request: its buckets and their parameters. Requests of one lane can be decided
+ * in one script call, one after the other.
+ */
+function laneOf (requests: readonly BucketRequest[]): string {
+  let k = ''
+  for (const r of requests) k += `${r.key}\u0000${r.params.intervalMs}\u0000${r.params.toleranceMs}\u0000${r.params.shadow ? 1 : 0}\u0000`
+  return k
+}
+
+/**
+ * The fleet's limiter: buckets in Redis; while the store's breaker is open (Redis down, hung, or
+ * slower than commandTimeout) each replica decides on local buckets at its fair share, and goes
+ * back to Redis as soon as the store's probe succeeds.
+ *
+ * Coalescing (written by hand; neither ioredis nor rate-limiter-flexible batches by key): a
+ * client's requests that arrive while a call for its buckets is in flight wait for it, then go
+ * together in the next call (takeRedisBatch), which decides them one after the other exactly as
+ * separate calls would. A fleet hammering one key then costs Redis one call per round trip, not
+ * one per request; every request still waits at most commandTimeout in all (a batch that would
+ * outlast its oldest request's budget is decided locally, as a failed call would be).
  */
 export function createRedisLimiter (store: LimiterRedisStore, opts: RedisLimiterOptions = {}): RateLimiter & { readonly fallback: MemoryBuckets } {
   const fallback = new MemoryBuckets({ maxKeys: opts.fallbackMaxKeys, clock: opts.clock })
+  const now = opts.clock ?? Date.now
   // Fair-share params per (limit, replica count), so the fallback path allocates nothing per
   // request once warm; the WeakMap follows the policy's frozen limits and dies with a reload.
   const shares = new WeakMap<BucketParams, { replicas: number; params: BucketParams }>()
@@ -50,22 +81,61 @@ export function createRedisLimiter (store: LimiterRedisStore, opts: RedisLimiter
     const d = fallback.take(scaled)
     return { allowed: d.allowed, limits: d.limits, source: 'local-fallback' }
   }
+
+  const lanes = new Map<string, Lane>()
+
+  /** One script call for `batch` (all of one lane); then the lane's next batch, if any. */
+  const send = (lane: string, state: Lane, batch: Waiter[]): void => {
+    const budgetMs = store.commandTimeoutMs - (now() - batch[0]!.since)
+    let settled = false
+    let timer: NodeJS.Timeout | undefined
+    const settle = (decisions: BucketsDecision[] | undefined, err?: unknown): void => {
+      if (settled) return
+      settled = true
+      if (timer !== undefined) clearTimeout(timer)
+      if (decisions !== undefined) {
+        for (let i = 0; i < batch.length; i++) batch[i]!.resolve({ allowed: decisions[i]!.allowed, limits: decisions[i]!.limits, source: 'redis' })
+      } else {
+        if (err !== undefined) { store.reportFailure(err); opts.onFallback?.(err) }
+        for (const w of batch) w.resolve(local(w.requests))
+      }
+      if (state.waiting.length === 0) { lanes.delete(lane); return }
+      if (decisions === undefined || !store.usable) {
+        // Redis just failed (or its breaker opened): those waiting decide locally, no second wait
+        for (const w of state.waiting) w.resolve(local(w.requests))
+        state.waiting = []
+        lanes.delete(lane)
+        return
+      }
+      send(lane, state, state.waiting.length <= MAX_BATCH ? state.waiting.splice(0) : state.waiting.splice(0, MAX_BATCH))
+    }
+    // a batch whose oldest request has already waited for the previous call gets only what is
+    // left of its budget; ioredis' own commandTimeout bounds the first call of a lane
+    if (batch.length > 1 || budgetMs < store.commandTimeoutMs) {
+      if (budgetMs <= 0) { settle(undefined); return }
+      timer = setTimeout(() => { settle(undefined) }, budgetMs)
+    }
+    takeRedisBatch(store.client, store.keyPrefix, batch[0]!.requests, batch.length).then(
+      (d) => { settle(d) },
+      (err: unknown) => { settle(undefined, err) })
+  }
+
   return {
     kind: 'redis',
     get mode (): StoreMode { return store.usable ? 'redis' : 'local-fallback' },
     get healthy () { return store.healthy },
     fallback,
     async decide (requests) {
-      if (store.usable) {
-        try {
-          const d = await takeRedis(store.client, store.keyPrefix, requests)
-          return { allowed: d.allowed, limits: d.limits, source: 'redis' }
-        } catch (err) {
-          store.reportFailure(err)
-          opts.onFallback?.(err)
-        }
-      }
-      return local(requests)
+      if (!store.usable) return local(requests)
+      return await new Promise<RateLimitDecision>((resolve) => {
+        const lane = laneOf(requests)
+        const w: Waiter = { requests, resolve, since: now() }
+        const state = lanes.get(lane)
+        if (state !== undefined) { state.waiting.push(w); return }
+        const fresh: Lane = { waiting: [] }
+        lanes.set(lane, fresh)
+        send(lane, fresh, [w])
+      })
     },
     decideLocal (requests) {
       return store.usable ? undefined : local(requests)

@@ -13,8 +13,13 @@ import { EPS_MS } from './algorithm.js'
  * TATs are stored with `%.17g`, which round-trips a double exactly, so Lua and JavaScript compute
  * on bit-identical numbers. Each key expires (PX) when its bucket is full again.
  *
- * KEYS: the buckets. ARGV: now-or-empty, then per bucket: intervalMs, toleranceMs, shadow (0/1).
- * Reply: [allowed, then per bucket: allowed, remaining, retryAfterMs, resetMs].
+ * One call may decide `count` requests for the same buckets (fallback.ts coalesces the requests
+ * of one client that arrive while its previous call is in flight): they are decided one after
+ * the other at the same `now`, exactly as `count` calls in a row would be, and each bucket is
+ * written once with its final TAT.
+ *
+ * KEYS: the buckets. ARGV: now-or-empty, count, then per bucket: intervalMs, toleranceMs, shadow
+ * (0/1). Reply: per request [allowed, then per bucket: allowed, remaining, retryAfterMs, resetMs].
  */
 export const TOKEN_BUCKET_LUA = `
 if redis.replicate_commands then pcall(redis.replicate_commands) end
@@ -29,33 +34,39 @@ if not now then
 end
 local eps = ${EPS_MS}
 local n = #KEYS
-local cur, nxt, conf, T, tau, shadow = {}, {}, {}, {}, {}, {}
-local allowed = true
+local count = tonumber(ARGV[2])
+local tat, T, tau, shadow, dirty = {}, {}, {}, {}, {}
 for i = 1, n do
-  T[i] = tonumber(ARGV[3 * i - 1])
-  tau[i] = tonumber(ARGV[3 * i])
-  shadow[i] = ARGV[3 * i + 1] == '1'
-  local tat = tonumber(redis.call('GET', KEYS[i]))
-  if tat == nil or tat < now then tat = now end
-  cur[i] = tat
-  nxt[i] = tat + T[i]
-  conf[i] = nxt[i] - tau[i] - now <= eps
-  if not conf[i] and not shadow[i] then allowed = false end
+  T[i] = tonumber(ARGV[3 * i])
+  tau[i] = tonumber(ARGV[3 * i + 1])
+  shadow[i] = ARGV[3 * i + 2] == '1'
+  tat[i] = tonumber(redis.call('GET', KEYS[i]))
 end
-local out = { allowed and 1 or 0 }
+local out = {}
+local nxt, conf = {}, {}
+for r = 1, count do
+  local allowed = true
+  for i = 1, n do
+    if tat[i] == nil or tat[i] < now then tat[i] = now end
+    nxt[i] = tat[i] + T[i]
+    conf[i] = nxt[i] - tau[i] - now <= eps
+    if not conf[i] and not shadow[i] then allowed = false end
+  end
+  out[#out + 1] = allowed and 1 or 0
+  for i = 1, n do
+    local spend = allowed and conf[i]
+    if spend then tat[i] = nxt[i]; dirty[i] = true end
+    local remaining = math.max(0, math.floor((now + tau[i] - tat[i] + eps) / T[i]))
+    local retry = 0
+    if not conf[i] then retry = math.ceil(nxt[i] - tau[i] - now) end
+    out[#out + 1] = conf[i] and 1 or 0
+    out[#out + 1] = remaining
+    out[#out + 1] = retry
+    out[#out + 1] = math.ceil(tat[i] - now)
+  end
+end
 for i = 1, n do
-  local spend = allowed and conf[i]
-  local tat = cur[i]
-  if spend then tat = nxt[i] end
-  local remaining = math.max(0, math.floor((now + tau[i] - tat + eps) / T[i]))
-  local reset = math.ceil(tat - now)
-  local retry = 0
-  if not conf[i] then retry = math.ceil(nxt[i] - tau[i] - now) end
-  if spend then redis.call('SET', KEYS[i], string.format('%.17g', tat), 'PX', reset + linger) end
-  out[#out + 1] = conf[i] and 1 or 0
-  out[#out + 1] = remaining
-  out[#out + 1] = retry
-  out[#out + 1] = reset
+  if dirty[i] then redis.call('SET', KEYS[i], string.format('%.17g', tat[i]), 'PX', math.ceil(tat[i] - now) + linger) end
 end
 return out
 `
