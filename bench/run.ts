@@ -224,9 +224,9 @@ function write (rep: Report): void {
   out.push('', `flaggate runs with: ${CAPABILITIES.map((c) => c.name).join('; ')}; access log on; metrics on.`, '')
 
   out.push('## Side by side', '')
-  out.push('| configuration | req/s | p50 ms | p99 ms | CPU µs/req (server) | CPU µs/req (upstream) | non-2xx / errors |', '|---|---:|---:|---:|---:|---:|---:|')
+  out.push('| configuration | req/s | p50 ms | p99 ms | CPU µs/req (server) | CPU µs/req (upstream) | CPU µs/req (Redis) | non-2xx / errors |', '|---|---:|---:|---:|---:|---:|---:|---:|')
   for (const r of rep.rows.filter((x) => x.group === 'main')) {
-    out.push(`| ${r.label} | ${fmt(rps(r))} | ${fmt(med(r, (x) => x.p50), 1)} | ${fmt(p99(r), 1)} | ${fmt(cpu(r), 1)} | ${fmt(cpu(r, 'upstream'), 1)} | ${r.results.reduce((a, x) => a + x.non2xx, 0)} / ${r.results.reduce((a, x) => a + x.errors, 0)} |`)
+    out.push(`| ${r.label} | ${fmt(rps(r))} | ${fmt(med(r, (x) => x.p50), 1)} | ${fmt(p99(r), 1)} | ${fmt(cpu(r), 1)} | ${fmt(cpu(r, 'upstream'), 1)} | ${fmt(cpu(r, 'redis'), 1)} | ${r.results.reduce((a, x) => a + x.non2xx, 0)} / ${r.results.reduce((a, x) => a + x.errors, 0)} |`)
   }
   out.push('')
 

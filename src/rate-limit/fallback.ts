@@ -132,9 +132,11 @@ export function createRedisLimiter (store: LimiterRedisStore, opts: RedisLimiter
         const w: Waiter = { requests, resolve, since: now() }
         const state = lanes.get(lane)
         if (state !== undefined) { state.waiting.push(w); return }
-        const fresh: Lane = { waiting: [] }
+        // the lane's first call leaves at the end of this turn of the event loop, with every
+        // request of the lane that arrived in the same turn (under load, several sockets' worth)
+        const fresh: Lane = { waiting: [w] }
         lanes.set(lane, fresh)
-        send(lane, fresh, [w])
+        setImmediate(() => { send(lane, fresh, fresh.waiting.length <= MAX_BATCH ? fresh.waiting.splice(0) : fresh.waiting.splice(0, MAX_BATCH)) })
       })
     },
     decideLocal (requests) {
