@@ -35,6 +35,7 @@ function policy (coreUrl: string, edgeUrl: string, redisUrl: string, keyPrefix: 
   return `server:
   listen: 127.0.0.1:0
   shutdownTimeout: 5s
+  trustedProxies: [127.0.0.1/32]   # the load generator says which client it plays in X-Forwarded-For
 admin:
   listen: 127.0.0.1:0
   token: ${ADMIN_TOKEN}
@@ -86,29 +87,75 @@ probes:
 `
 }
 
-type Kind = 'ok' | 'limited' | 'blocked' | 'shed' | 'upstream-error-during-fault' | 'unexpected'
+const KINDS = ['ok', 'limited', 'blocked', 'shed', 'upstream-error-during-fault', 'unexpected'] as const
+type Kind = typeof KINDS[number]
 
-interface Tally { byStatus: Map<string, number>; byKind: Map<Kind, number>; unexpected: string[] }
-const tally: Tally = { byStatus: new Map(), byKind: new Map(), unexpected: [] }
+/**
+ * Who sent a request: the statuses Core answers that client when all is well, and when it may be
+ * refused. A 429 or 403 to a client that should never see one (a browser's flags, an SDK instance
+ * on a key nobody storms), or a 4xx Core would not have given it, is unexpected.
+ */
+interface Who { name: string; ok: number[]; mayBeLimited: () => boolean; mayBeBlocked: () => boolean }
+const never = (): boolean => false
+const always = (): boolean => true
+
+interface Tally {
+  byStatus: Map<string, number>
+  byKind: Map<Kind, number>
+  byWho: Map<string, Map<Kind, number>>
+  statusByWho: Map<string, Map<string, number>>
+  unexpected: string[]
+  shedHealthy: Map<number, number>
+}
+const tally: Tally = { byStatus: new Map(), byKind: new Map(), byWho: new Map(), statusByWho: new Map(), unexpected: [], shedHealthy: new Map() }
 let coreFault = false
+let started = Date.now()
+const at = (): string => `${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s`
+const bump = <K>(m: Map<K, number>, k: K): void => { m.set(k, (m.get(k) ?? 0) + 1) }
 
-function count (status: number, code: string | undefined, what: string): void {
+function unexpected (what: string): void {
+  bump(tally.byKind, 'unexpected')
+  if (tally.unexpected.length < 50) tally.unexpected.push(`${at()} ${what}`)
+}
+
+function classify (who: Who, status: number, code: string | undefined): Kind {
+  if (code === undefined) {
+    // Core's own answer, passed through
+    if (who.ok.includes(status)) return 'ok'
+    if (status >= 500 && coreFault) return 'upstream-error-during-fault'
+    return 'unexpected'
+  }
+  if (status === 429 && code === 'FLAGGATE_RATE_LIMITED') return who.mayBeLimited() ? 'limited' : 'unexpected'
+  if (status === 403 && code === 'FLAGGATE_BLOCKED') return who.mayBeBlocked() ? 'blocked' : 'unexpected'
+  if (status === 503 && code === 'FLAGGATE_UPSTREAM_OVERLOADED') return 'shed'
+  if ((status === 502 && code === 'FLAGGATE_UPSTREAM_UNREACHABLE') || (status === 504 && code === 'FLAGGATE_UPSTREAM_TIMEOUT')) return coreFault ? 'upstream-error-during-fault' : 'unexpected'
+  return 'unexpected'
+}
+
+function count (who: Who, status: number, code: string | undefined, what: string): void {
   const label = code === undefined ? String(status) : `${status} ${code}`
-  tally.byStatus.set(label, (tally.byStatus.get(label) ?? 0) + 1)
-  let kind: Kind
-  if (status < 400 || (status >= 400 && status < 500 && code === undefined && status !== 429)) kind = 'ok'
-  else if (status === 429) kind = 'limited'
-  else if (code === 'FLAGGATE_BLOCKED') kind = 'blocked'
-  else if (code === 'FLAGGATE_UPSTREAM_OVERLOADED') kind = 'shed'
-  else if ((status === 502 || status === 504 || (status >= 500 && code === undefined)) && coreFault) kind = 'upstream-error-during-fault'
-  else kind = 'unexpected'
-  tally.byKind.set(kind, (tally.byKind.get(kind) ?? 0) + 1)
-  if (kind === 'unexpected' && tally.unexpected.length < 50) tally.unexpected.push(`${new Date().toISOString()} ${what}: ${label}`)
+  bump(tally.byStatus, label)
+  let s = tally.statusByWho.get(who.name)
+  if (s === undefined) tally.statusByWho.set(who.name, s = new Map())
+  bump(s, label)
+  const kind = classify(who, status, code)
+  let w = tally.byWho.get(who.name)
+  if (w === undefined) tally.byWho.set(who.name, w = new Map())
+  bump(w, kind)
+  if (kind === 'unexpected') { unexpected(`${who.name}: ${what}: ${label}`); return }
+  bump(tally.byKind, kind)
+  // shedding while Core is healthy is the adaptive limit measuring minRTT (README, maxInFlight: auto):
+  // expected, but shown second by second so that shedding at any other time stands out
+  if (kind === 'shed' && !coreFault) bump(tally.shedHealthy, Math.floor((Date.now() - started) / 1000))
 }
 
 const agent = new Agent({ connections: 256, keepAliveTimeout: 4000 })
+/** admin calls and scrapes: their own connections, so closing the traffic's leaves them working */
+const control = new Agent({ connections: 8 })
 
-async function hit (base: string, path: string, headers: Record<string, string>, method: 'GET' | 'POST' = 'GET', body?: string): Promise<void> {
+interface Answer { status: number; headers: Record<string, string | string[] | undefined> }
+
+async function hit (who: Who, base: string, path: string, headers: Record<string, string>, method: 'GET' | 'POST' = 'GET', body?: string): Promise<Answer | undefined> {
   try {
     const r = await request(base + path, { method, headers, body, dispatcher: agent, headersTimeout: 10_000, bodyTimeout: 10_000 })
     const text = await r.body.text()
@@ -116,10 +163,11 @@ async function hit (base: string, path: string, headers: Record<string, string>,
     if (r.statusCode >= 400 && text.startsWith('{"statusCode"')) {
       try { code = (JSON.parse(text) as { code?: string }).code } catch {}
     }
-    count(r.statusCode, code, `${method} ${path}`)
+    count(who, r.statusCode, code, `${method} ${path}`)
+    return { status: r.statusCode, headers: r.headers }
   } catch (err) {
-    tally.byKind.set('unexpected', (tally.byKind.get('unexpected') ?? 0) + 1)
-    if (tally.unexpected.length < 50) tally.unexpected.push(`${new Date().toISOString()} ${method} ${path}: ${String(err)}`)
+    unexpected(`${who.name}: ${method} ${path}: ${String(err)}`)
+    return undefined
   }
 }
 
@@ -129,62 +177,120 @@ async function hit (base: string, path: string, headers: Record<string, string>,
 
 interface Loop { stop (): Promise<void> }
 
+/**
+ * Runs `fn` every `ms` until stopped. `stop()` cuts the pause short (a fault every 40 s must not
+ * hold the end of the run for 40 s) but lets a call in progress finish, so a fault always ends
+ * with Redis continued and Core healthy again.
+ */
 function every (ms: number, fn: () => Promise<void>): Loop {
   let running = true
+  let wake: (() => void) | undefined
   const done = (async () => {
     while (running) {
       const t = Date.now()
-      await fn().catch(() => {})
-      await sleep(Math.max(1, ms - (Date.now() - t)))
+      await fn().catch((err: unknown) => { console.error(err) })
+      if (!running) break
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.max(1, ms - (Date.now() - t)))
+        wake = () => { clearTimeout(timer); resolve() }
+      })
+      wake = undefined
     }
   })()
-  return { async stop () { running = false; await done } }
+  return { async stop () { running = false; wake?.(); await done } }
 }
+
+const STORM_KEY = 'ser.prod_server_key_2'
+const DRILL_KEY = 'dev_client_key'
+const DRILL_TTL_MS = 5000
+/** When the on-call drill's block of DRILL_KEY on identities may be in force (set by the operators). */
+const drill = { from: Infinity, until: -Infinity }
 
 function traffic (gws: SpawnedGateway[], env: ReturnType<typeof defaultEnvironments>): Loop[] {
   const pick = <T>(xs: T[]): T => xs[Math.floor(Math.random() * xs.length)]!
   const serverKeys = env.flatMap((e) => e.serverKeys)
   const clientKeys = env.map((e) => e.clientKey)
   const loops: Loop[] = []
-  // server-side SDK fleet: environment documents every second per instance, with conditionals
+  // server-side SDK fleet: one instance per address, an environment document every second, with
+  // If-None-Match once it has one. Instances on the storm's key share its per-key bucket and may
+  // share its automatic block (when the limit that refuses the storm counts the key alone).
+  const sdk: Who = { name: 'sdk', ok: [200, 304], mayBeLimited: never, mayBeBlocked: never }
+  const sdkOnStormKey: Who = { name: 'sdk on the storm key', ok: [200, 304], mayBeLimited: always, mayBeBlocked: always }
   for (let i = 0; i < 20; i++) {
+    const etags = new Map<string, string>()
     loops.push(every(1000, async () => {
-      await hit(pick(gws).url, '/api/v1/environment-document/', { 'x-environment-key': pick(serverKeys), 'x-forwarded-for': `10.1.0.${i}` })
+      const key = pick(serverKeys)
+      const etag = etags.get(key)
+      const a = await hit(key === STORM_KEY ? sdkOnStormKey : sdk, pick(gws).url, '/api/v1/environment-document/', { 'x-environment-key': key, 'x-forwarded-for': `10.1.0.${i}`, ...(etag !== undefined ? { 'if-none-match': etag } : {}) })
+      if (a?.status === 200 && typeof a.headers.etag === 'string') etags.set(key, a.headers.etag)
     }))
   }
-  // browsers and phones: flags and identities with client keys
+  // browsers and phones: flags and identities with client keys, each from its own address. The
+  // on-call drill blocks DRILL_KEY on identities for a few seconds every 15 s.
+  const flags: Who = { name: 'browser flags', ok: [200], mayBeLimited: never, mayBeBlocked: never }
+  const identities: Who = { name: 'browser identities', ok: [200], mayBeLimited: never, mayBeBlocked: never }
+  const drilled: Who = { name: 'browser identities (drill key)', ok: [200], mayBeLimited: never, mayBeBlocked: () => Date.now() >= drill.from && Date.now() <= drill.until }
   for (let i = 0; i < 20; i++) {
+    const ip = `10.2.0.${i}`
     loops.push(every(200, async () => {
       const key = pick(clientKeys)
-      if (Math.random() < 0.7) await hit(pick(gws).url, '/api/v1/flags/', { 'x-environment-key': key })
-      else if (Math.random() < 0.8) await hit(pick(gws).url, `/api/v1/identities/?identifier=user-${Math.floor(Math.random() * 1000)}`, { 'x-environment-key': key })
-      else await hit(pick(gws).url, '/api/v1/identities/', { 'x-environment-key': key, 'content-type': 'application/json' }, 'POST', JSON.stringify({ identifier: `user-${i}`, traits: [{ trait_key: 'plan', trait_value: 'pro' }] }))
+      const who = key === DRILL_KEY ? drilled : identities
+      if (Math.random() < 0.7) await hit(flags, pick(gws).url, '/api/v1/flags/', { 'x-environment-key': key, 'x-forwarded-for': ip })
+      else if (Math.random() < 0.8) await hit(who, pick(gws).url, `/api/v1/identities/?identifier=user-${Math.floor(Math.random() * 1000)}`, { 'x-environment-key': key, 'x-forwarded-for': ip })
+      else await hit(who, pick(gws).url, '/api/v1/identities/', { 'x-environment-key': key, 'x-forwarded-for': ip, 'content-type': 'application/json' }, 'POST', JSON.stringify({ identifier: `user-${i}`, traits: [{ trait_key: 'plan', trait_value: 'pro' }] }))
     }))
   }
-  // the 2022 storm: one server key, environment documents with no pause (limited, then auto-blocked)
-  for (let i = 0; i < 3; i++) loops.push(every(2, async () => { await hit(gws[0]!.url, '/api/v1/environment-document/', { 'x-environment-key': 'ser.prod_server_key_2' }) }))
-  // a scraper the static User-Agent block catches, and random keys Core answers 403
-  loops.push(every(100, async () => { await hit(pick(gws).url, '/api/v1/flags/', { 'x-environment-key': 'dev_client_key', 'user-agent': 'ScraperBot/1.0' }) }))
-  loops.push(every(250, async () => { await hit(pick(gws).url, '/api/v1/flags/', { 'x-environment-key': `random-${Math.random().toString(36).slice(2)}` }) }))
+  // the 2022 storm: one server key from one address, environment documents with no pause
+  // (limited, then blocked automatically)
+  const storm: Who = { name: 'storm', ok: [200, 304], mayBeLimited: always, mayBeBlocked: always }
+  for (let i = 0; i < 3; i++) loops.push(every(2, async () => { await hit(storm, gws[0]!.url, '/api/v1/environment-document/', { 'x-environment-key': STORM_KEY, 'x-forwarded-for': '10.9.9.9' }) }))
+  // a scraper the static User-Agent block must always catch (any answer from Core is unexpected),
+  // and random keys Core answers 403
+  const scraper: Who = { name: 'scraper', ok: [], mayBeLimited: never, mayBeBlocked: always }
+  loops.push(every(100, async () => { await hit(scraper, pick(gws).url, '/api/v1/flags/', { 'x-environment-key': DRILL_KEY, 'user-agent': 'ScraperBot/1.0', 'x-forwarded-for': '10.3.0.1' }) }))
+  const stranger: Who = { name: 'random keys', ok: [403], mayBeLimited: never, mayBeBlocked: never }
+  loops.push(every(250, async () => { await hit(stranger, pick(gws).url, '/api/v1/flags/', { 'x-environment-key': `random-${Math.random().toString(36).slice(2)}`, 'x-forwarded-for': '10.4.0.1' }) }))
   return loops
 }
 
-async function admin (gw: SpawnedGateway, method: string, path: string, body?: unknown): Promise<number> {
-  const r = await request(gw.adminUrl + path, {
-    method: method as 'GET',
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    dispatcher: agent
-  })
-  await r.body.text()
-  return r.statusCode
+/** An operator's call to the admin API; an answer other than `expect` (or no answer) is an unexpected error. */
+async function admin (gw: SpawnedGateway, method: 'GET' | 'POST' | 'DELETE', path: string, expect: number, body?: unknown): Promise<{ status: number; body: unknown }> {
+  try {
+    const r = await request(gw.adminUrl + path, {
+      method,
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      dispatcher: control,
+      headersTimeout: 10_000,
+      bodyTimeout: 10_000
+    })
+    const text = await r.body.text()
+    if (r.statusCode !== expect) unexpected(`admin ${method} ${path}: ${r.statusCode} ${text.slice(0, 200)}`)
+    let parsed: unknown
+    try { parsed = text === '' ? undefined : JSON.parse(text) } catch {}
+    return { status: r.statusCode, body: parsed }
+  } catch (err) {
+    unexpected(`admin ${method} ${path}: ${String(err)}`)
+    return { status: 0, body: undefined }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Faults, operators and samples
 // ---------------------------------------------------------------------------------------------
 
-interface Sample { t: number; rssMb: number[]; heapMb: number[]; elP99Ms: number[]; handles: number[]; requests: number }
+interface Sample {
+  t: number
+  rssMb: number[]
+  heapMb: number[]
+  elP99Ms: number[]
+  handles: number[]
+  /** Core's breaker (closed, half-open, open) and concurrency limit on each gateway */
+  breaker: string[]
+  requests: number
+  kinds: Map<Kind, number>
+}
+const BREAKER_STATES = ['closed', 'half-open', 'open']
 const samples: Sample[] = []
 const events: string[] = []
 
@@ -194,7 +300,7 @@ function rssMb (pid: number): number {
 }
 
 async function scrape (gw: SpawnedGateway): Promise<Map<string, number>> {
-  const r = await request(gw.adminUrl + '/metrics', { dispatcher: agent })
+  const r = await request(gw.adminUrl + '/metrics', { dispatcher: control })
   const text = await r.body.text()
   const out = new Map<string, number>()
   for (const line of text.split('\n')) {
@@ -211,8 +317,63 @@ function sumOf (m: Map<string, number>, prefix: string): number {
   return s
 }
 
+interface LogTally { count: number; firstAt: string; example: string }
+/** Warnings and errors the gateways logged, by gateway, level and message (access-log lines are only counted). */
+const gatewayLogs = new Map<string, LogTally>()
+const logLines = [0, 0]
+
+/**
+ * spawnGateway keeps every log line; at 1000+ requests a second that would grow without bound in
+ * this process, so the lines are read and dropped at every sample.
+ */
+function drainLogs (gws: SpawnedGateway[]): void {
+  gws.forEach((g, i) => {
+    logLines[i]! += g.logs.length
+    for (const line of g.logs) {
+      const level = typeof line.level === 'number' ? line.level : 30
+      if (level < 40) continue
+      const err = (line.err as { message?: string } | undefined)?.message
+      const key = `gateway ${i + 1} ${level >= 50 ? 'error' : 'warn'}: ${String(line.msg)}`
+      const t = gatewayLogs.get(key)
+      const when = typeof line.time === 'number' ? `${((line.time - started) / 1000).toFixed(1)} s` : at()
+      if (t === undefined) gatewayLogs.set(key, { count: 1, firstAt: when, example: err ?? '' })
+      else t.count++
+    }
+    g.logs.length = 0
+  })
+}
+
+async function until (cond: () => Promise<boolean>, timeoutMs: number, pollMs = 100): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (await cond().catch(() => false)) return true
+    await sleep(pollMs)
+  }
+  return false
+}
+
+interface PolicyState { version: string; lastError: unknown }
+async function policyState (gw: SpawnedGateway): Promise<PolicyState> {
+  const r = await request(gw.adminUrl + '/admin/status', { headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, dispatcher: control })
+  const body = await r.body.json() as { policy: PolicyState }
+  return body.policy
+}
+
+/** How long until a request of DRILL_KEY on identities is refused by `gw` (SPEC: within one second on every replica). */
+async function blockReaches (gw: SpawnedGateway): Promise<number> {
+  const t = Date.now()
+  const ok = await until(async () => {
+    const r = await request(gw.url + '/api/v1/identities/?identifier=on-call', { headers: { 'x-environment-key': DRILL_KEY, 'x-forwarded-for': '10.5.0.1' }, dispatcher: control })
+    await r.body.text()
+    return r.statusCode === 403
+  }, 3000, 50)
+  const ms = Date.now() - t
+  if (!ok || ms > 1000) unexpected(`block: not in force on the other replica ${ok ? `until ${ms} ms` : 'within 3 s'}`)
+  return ms
+}
+
 async function main (): Promise<void> {
-  const started = Date.now()
+  started = Date.now()
   let redis: PrivateRedis = await startPrivateRedis()
   const core: FakeCore = await startFakeCore({ db: { queryLatencyMs: 2, poolSize: 10 } })
   const edge: FakeEdge = await startFakeEdge()
@@ -222,30 +383,66 @@ async function main (): Promise<void> {
     await spawnGateway(policy(core.url, edge.url, redis.url, prefix, variant)),
     await spawnGateway(policy(core.url, edge.url, redis.url, prefix, variant))
   ]
-  const say = (s: string): void => { const line = `${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s  ${s}`; events.push(line); console.log(line) }
+  const say = (s: string): void => { const line = `${at()}  ${s}`; events.push(line); console.log(line) }
   say(`gateways ${gws.map((g) => g.url).join(' ')}; Redis ${redis.url}; Core ${core.url}; Edge ${edge.url}`)
+  const handlesIdle = (await Promise.all(gws.map(scrape))).map((m) => m.get('flaggate_nodejs_active_handles_total') ?? 0)
 
   const loops = traffic(gws, defaultEnvironments())
 
-  // operators: a block and an unblock, a purge, a reload (a third of them invalid) on a schedule
+  // operators, every 15 s: a reload on both replicas (every third turn preceded by an invalid file
+  // on one of them, which must change nothing), a block through one replica, the previous turn's
+  // block lifted through the other, and a purge of everything
+  let invalidReloads = 0
+  let liftable: string | undefined
   const operators = every(15_000, async () => {
-    const gw = gws[variant % 2]!
     variant++
+    const a = gws[variant % 2]!
+    const b = gws[(variant + 1) % 2]!
+    const ai = variant % 2 + 1
     if (variant % 3 === 0) {
-      writeFileSync(gw.file, 'routes: [ this is not valid')
-      say(`reload: invalid policy written on gateway ${variant % 2} (must change nothing)`)
-      await sleep(500)
+      const before = await policyState(a)
+      writeFileSync(a.file, 'routes: [ this is not valid')
+      invalidReloads++
+      const seen = await until(async () => (await policyState(a)).lastError !== null, 3000)
+      const after = await policyState(a)
+      if (!seen) unexpected(`reload: gateway ${ai} did not report the invalid policy within 3 s`)
+      if (after.version !== before.version) unexpected(`reload: gateway ${ai} changed policy version on an invalid file (${before.version} → ${after.version})`)
+      say(`reload: invalid policy written on gateway ${ai} → ${seen ? 'rejected, old policy kept' : 'NOT reported'}`)
     }
+    const versions = await Promise.all(gws.map(async (g) => (await policyState(g)).version))
     for (const g of gws) writeFileSync(g.file, policy(core.url, edge.url, redis.url, prefix, variant))
-    const s = await admin(gw, 'POST', '/admin/blocks', { key: 'dev_client_key', routes: ['identities'], ttl: '5s', reason: 'soak: on-call drill' })
-    const p = await admin(gws[(variant + 1) % 2]!, 'POST', '/admin/cache/purge', {})
-    say(`operators: reload to variant ${variant}, block → ${s}, purge → ${p}`)
+    const applied = await Promise.all(gws.map(async (g, i) => await until(async () => {
+      const st = await policyState(g)
+      return st.version !== versions[i] && st.lastError === null
+    }, 3000)))
+    applied.forEach((ok, i) => { if (!ok) unexpected(`reload: gateway ${i + 1} did not apply variant ${variant} within 3 s`) })
+    drill.from = Date.now()
+    drill.until = Infinity
+    const blocked = await admin(a, 'POST', '/admin/blocks', 201, { key: DRILL_KEY, routes: ['identities'], ttl: `${DRILL_TTL_MS / 1000}s`, reason: 'soak: on-call drill' })
+    // in force until its ttl is over; a replica learns the expiry with the block, but give it a second
+    drill.until = Date.now() + DRILL_TTL_MS + 1000
+    const reached = blocked.status === 201 ? await blockReaches(b) : undefined
+    let lifted = '-'
+    if (liftable !== undefined) lifted = String((await admin(b, 'DELETE', `/admin/blocks/${liftable}`, 204)).status)
+    liftable = ((await admin(a, 'POST', '/admin/blocks', 201, { ip: '198.51.100.0/24', reason: 'soak: block to lift next turn' })).body as { id?: string } | undefined)?.id
+    const purged = await admin(b, 'POST', '/admin/cache/purge', 200, {})
+    say(`operators: reload to variant ${variant} → ${applied.map((ok) => ok ? 'applied' : 'NOT applied').join('/')}, block on gateway ${ai} → ${blocked.status}${reached !== undefined ? ` (in force on the other after ${reached} ms)` : ''}, previous block lifted on the other → ${lifted}, purge → ${purged.status} ${JSON.stringify(purged.body)}`)
   })
 
-  // faults: one every 40 s, in turn
+  // faults, in turn: every 40 s, or closer together in a short run so that each runs at least once
   const faults = [
     async () => { say('fault: Redis SIGSTOP for 5 s'); process.kill(redis.pid, 'SIGSTOP'); await sleep(5000); process.kill(redis.pid, 'SIGCONT'); say('fault over: Redis continued') },
-    async () => { say('fault: Core database latency 800 ms for 10 s'); core.db.queryLatencyMs = 800; await sleep(10_000); core.db.queryLatencyMs = 2; say('fault over: Core fast again') },
+    async () => {
+      // 11 queries of 800 ms for a document: timeouts (504) and an open breaker are the expected answers
+      say('fault: Core database latency 800 ms for 10 s')
+      coreFault = true
+      core.db.queryLatencyMs = 800
+      await sleep(10_000)
+      core.db.queryLatencyMs = 2
+      await sleep(3000) // requests admitted during the fault finish within the 2 s upstream timeout
+      coreFault = false
+      say('fault over: Core fast again')
+    },
     async () => {
       say('fault: Redis killed, restarted empty after 5 s')
       const port = redis.port
@@ -266,66 +463,114 @@ async function main (): Promise<void> {
     },
     async () => { say('fault: Core 30% database errors for 10 s'); coreFault = true; core.db.failRate = 0.3; await sleep(10_000); core.db.failRate = 0; await sleep(2000); coreFault = false; say('fault over: Core healthy') }
   ]
+  const FIRST_FAULT_MS = 20_000
+  const FAULT_EVERY_MS = Math.min(40_000, Math.max(15_000, (DURATION_MS - FIRST_FAULT_MS - 15_000) / faults.length))
   let f = 0
-  const faulting = every(40_000, async () => { if (Date.now() - started > 20_000) await faults[f++ % faults.length]!() })
+  const faulting = every(1000, async () => {
+    if (Date.now() - started < FIRST_FAULT_MS + f * FAULT_EVERY_MS) return
+    await faults[f++ % faults.length]!()
+  })
 
-  const sampling = every(SAMPLE_MS, async () => {
-    const ms = await Promise.all(gws.map(scrape))
+  let previous = new Map<Kind, number>()
+  const takeSample = async (): Promise<void> => {
+    drainLogs(gws)
+    let ms: Array<Map<string, number>>
+    try { ms = await Promise.all(gws.map(scrape)) } catch (err) { unexpected(`GET /metrics: ${String(err)}`); return }
     const s: Sample = {
       t: (Date.now() - started) / 1000,
       rssMb: gws.map((g) => rssMb(g.process.pid!)),
       heapMb: ms.map((m) => (m.get('flaggate_nodejs_heap_size_used_bytes') ?? 0) / 1048576),
       elP99Ms: ms.map((m) => (m.get('flaggate_nodejs_eventloop_lag_p99_seconds') ?? 0) * 1000),
       handles: ms.map((m) => m.get('flaggate_nodejs_active_handles_total') ?? 0),
-      requests: [...tally.byStatus.values()].reduce((a, b) => a + b, 0)
+      breaker: ms.map((m) => `${BREAKER_STATES[m.get('flaggate_breaker_state{upstream="core"}') ?? -1] ?? '?'} ${m.get('flaggate_upstream_concurrency_limit{upstream="core"}') ?? '-'}`),
+      requests: [...tally.byStatus.values()].reduce((a, b) => a + b, 0) + (tally.byKind.get('unexpected') ?? 0),
+      kinds: new Map([...tally.byKind].map(([k, v]) => [k, v - (previous.get(k) ?? 0)]))
     }
+    previous = new Map(tally.byKind)
     samples.push(s)
-    console.log(`${s.t.toFixed(0).padStart(4)} s  rss ${s.rssMb.map((x) => x.toFixed(0)).join('/')} MB  heap ${s.heapMb.map((x) => x.toFixed(0)).join('/')} MB  loop p99 ${s.elP99Ms.map((x) => x.toFixed(1)).join('/')} ms  handles ${s.handles.join('/')}  requests ${s.requests}  unexpected ${tally.byKind.get('unexpected') ?? 0}`)
-  })
+    console.log(`${at()}  rss ${s.rssMb.map((x) => x.toFixed(0)).join('/')} MB  heap ${s.heapMb.map((x) => x.toFixed(0)).join('/')} MB  loop p99 ${s.elP99Ms.map((x) => x.toFixed(1)).join('/')} ms  handles ${s.handles.join('/')}  core ${s.breaker.join('/')}  requests ${s.requests}  ${kindsText(s.kinds)}`)
+  }
+  const sampling = every(SAMPLE_MS, takeSample)
 
   await sleep(DURATION_MS)
-  await Promise.all([...loops, operators, faulting, sampling].map((l) => l.stop()))
-  await sleep(1000)
+  await sampling.stop()
+  // the end of the run, with traffic still on (unless a sample was just taken)
+  if (Date.now() - started - (samples.at(-1)?.t ?? 0) * 1000 > SAMPLE_MS / 2) await takeSample()
+  await Promise.all([...loops, operators, faulting].map((l) => l.stop()))
+  say('traffic stopped')
+  // the load generator's keep-alive connections are handles in the gateways too: close them, then
+  // give the gateways' upstream pools time to let their idle connections go
+  await agent.close()
+  const handlesAtEnd = await settleHandles(gws, handlesIdle)
   const finalMetrics = await Promise.all(gws.map(scrape))
+  drainLogs(gws)
   const decisions = new Map<string, number>()
+  const reloads = new Map<string, number>()
   for (const m of finalMetrics) {
     for (const [k, v] of m) {
       const d = /^flaggate_requests_total\{.*decision="([^"]+)"/.exec(k)?.[1]
       if (d !== undefined) decisions.set(d, (decisions.get(d) ?? 0) + v)
+      const r = /^flaggate_policy_reloads_total\{.*result="([^"]+)"/.exec(k)?.[1]
+      if (r !== undefined) reloads.set(r, (reloads.get(r) ?? 0) + v)
     }
   }
-  const handlesAtEnd = finalMetrics.map((m) => m.get('flaggate_nodejs_active_handles_total') ?? 0)
   const exits = await Promise.all(gws.map((g) => g.stop('SIGTERM')))
-  await core.close(); await edge.close(); await redis.stop(); await agent.close()
+  await core.close(); await edge.close(); await redis.stop(); await control.close()
 
   // plateau: the RSS of the last third of the run grows by less than 10% over the middle third
   const third = Math.floor(samples.length / 3)
   const mid = samples.slice(third, 2 * third)
   const last = samples.slice(2 * third)
   const maxRss = (xs: Sample[]): number => Math.max(0, ...xs.flatMap((s) => s.rssMb))
-  const plateau = samples.length < 6 || maxRss(last) <= maxRss(mid) * 1.1 + 5
-  const unexpected = tally.byKind.get('unexpected') ?? 0
+  const plateau = samples.length < 6 ? 'not judged (fewer than 6 samples)' : maxRss(last) <= maxRss(mid) * 1.1 + 5 ? 'yes' : 'NO'
+  // handles: once traffic has stopped, each gateway is back near what it held idle at the start
+  const handlesOk = handlesAtEnd.every((h, i) => h <= handlesIdle[i]! + HANDLES_SLACK)
+  const unexpectedCount = tally.byKind.get('unexpected') ?? 0
 
-  const report = renderReport({ durationMs: Date.now() - started, decisions, handlesAtEnd, exits, plateau, unexpected, storeFallback: finalMetrics.map((m) => sumOf(m, 'flaggate_store_fallback_total')) })
+  const report = renderReport({ durationMs: Date.now() - started, decisions, reloads, invalidReloads, handlesIdle, handlesAtEnd, handlesOk, exits, plateau, unexpected: unexpectedCount, storeFallback: finalMetrics.map((m) => sumOf(m, 'flaggate_store_fallback_total')) })
   console.log('\n' + report)
   if (values.report !== undefined) {
     writeFileSync(values.report, report)
-    writeFileSync(values.report.replace(/\.md$/, '.svg'), plot(samples))
+    writeFileSync(values.report.replace(/\.md$/, '') + '.svg', plot(samples))
     console.log(`report written to ${values.report} and its plot`)
   }
-  process.exit(unexpected === 0 && plateau && exits.every((e) => e === 0) ? 0 : 1)
+  process.exit(unexpectedCount === 0 && plateau !== 'NO' && handlesOk && exits.every((e) => e === 0) ? 0 : 1)
 }
 
-function renderReport (r: { durationMs: number; decisions: Map<string, number>; handlesAtEnd: number[]; exits: Array<number | null>; plateau: boolean; unexpected: number; storeFallback: number[] }): string {
+/** Handles a gateway may hold at the end beyond its idle count at the start (timers, a probe in flight). */
+const HANDLES_SLACK = 10
+
+async function settleHandles (gws: SpawnedGateway[], idle: number[]): Promise<number[]> {
+  let last: number[] = []
+  const deadline = Date.now() + 15_000
+  do {
+    await sleep(1000)
+    last = (await Promise.all(gws.map(scrape))).map((m) => m.get('flaggate_nodejs_active_handles_total') ?? NaN)
+  } while (Date.now() < deadline && !last.every((h, i) => h <= idle[i]!))
+  return last
+}
+
+function kindsText (kinds: Map<Kind, number>): string {
+  return [...kinds].filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(', ')
+}
+
+function renderReport (r: { durationMs: number; decisions: Map<string, number>; reloads: Map<string, number>; invalidReloads: number; handlesIdle: number[]; handlesAtEnd: number[]; handlesOk: boolean; exits: Array<number | null>; plateau: string; unexpected: number; storeFallback: number[] }): string {
   const rows = (m: Map<string, number>): string => [...m.entries()].sort((a, b) => b[1] - a[1]).map(([k, v]) => `| ${k} | ${v} |`).join('\n')
   const p99 = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length * 0.99)] ?? 0 }
+  const svg = (values.report !== undefined ? values.report.split('/').pop()!.replace(/\.md$/, '') : 'SOAK') + '.svg'
+  const rss = (s: Sample | undefined): string => s === undefined ? '-' : s.rssMb.map((x) => x.toFixed(0)).join(' / ')
+  const logs = [...gatewayLogs].sort((a, b) => b[1].count - a[1].count)
   return `# Soak report
 
 \`npm run soak -- --duration ${values.duration}${values.report !== undefined ? ` --report ${values.report}` : ''}\`, ${new Date().toISOString()}, ${(r.durationMs / 60000).toFixed(1)} minutes,
 on ${process.platform} with ${cpus().length} cores, Node ${process.version}: two gateway processes sharing a private Redis, the fake Core and Edge, the load generator in this process.
 
-**Unexpected errors: ${r.unexpected}.** Memory plateau: ${r.plateau ? 'yes' : 'NO'}. Gateway exit codes after SIGTERM: ${r.exits.join(', ')}.
-Open handles at the end (per gateway, before SIGTERM): ${r.handlesAtEnd.join(', ')}. Decisions taken on local state while Redis was broken: ${r.storeFallback.join(', ')}.
+- **Unexpected errors: ${r.unexpected}.**
+- Memory plateau (RSS of the last third at most 10 % + 5 MB over the middle third): ${r.plateau}. RSS first / last sample: ${rss(samples[0])} MB → ${rss(samples.at(-1))} MB.
+- Open handles per gateway: ${r.handlesIdle.join(', ')} idle at the start, ${r.handlesAtEnd.join(', ')} once traffic had stopped (${r.handlesOk ? 'ok' : `MORE than ${HANDLES_SLACK} over idle`}).
+- Gateway exit codes after SIGTERM: ${r.exits.join(', ')}.
+- Policy reloads (both replicas): ${[...r.reloads].map(([k, v]) => `${v} ${k}`).join(', ') || 'none'}; ${r.invalidReloads} invalid files written on purpose.
+- Decisions taken on local state while Redis was broken: ${r.storeFallback.join(', ')}.
 
 ## What the clients saw
 
@@ -338,19 +583,35 @@ ${rows(tally.byKind as Map<string, number>)}
 ${rows(tally.byStatus)}
 
 ${tally.unexpected.length > 0 ? `Unexpected answers (first ${tally.unexpected.length}):\n\n${tally.unexpected.map((u) => `- ${u}`).join('\n')}\n` : ''}
+Shed with Core healthy (503 FLAGGATE_UPSTREAM_OVERLOADED outside a Core fault; expected only while the adaptive limit measures minRTT, at start and about once a minute), by second of the run: ${tally.shedHealthy.size === 0 ? 'none' : [...tally.shedHealthy].map(([t, n]) => `${t} s: ${n}`).join(', ')}.
+
+| client | ${KINDS.join(' | ')} |
+|---|${KINDS.map(() => '---|').join('')}
+${[...tally.byWho].sort((a, b) => a[0].localeCompare(b[0])).map(([who, m]) => `| ${who} | ${KINDS.map((k) => m.get(k) ?? 0).join(' | ')} |`).join('\n')}
+
+| client | answers |
+|---|---|
+${[...tally.statusByWho].sort((a, b) => a[0].localeCompare(b[0])).map(([who, m]) => `| ${who} | ${[...m].sort((a, b) => b[1] - a[1]).map(([st, n]) => `${st}: ${n}`).join(', ')} |`).join('\n')}
+
 ## What the gateways decided (flaggate_requests_total, both replicas)
 
 | decision | requests |
 |---|---|
 ${rows(r.decisions)}
 
+## What the gateways logged
+
+${logLines.join(' and ')} log lines; warnings and errors among them:
+
+${logs.length === 0 ? 'none' : `| gateway, level, message | lines | first at | example error |\n|---|---|---|---|\n${logs.map(([k, t]) => `| ${k} | ${t.count} | ${t.firstAt.trim()} | ${t.example.replace(/\|/g, '\\|').slice(0, 120)} |`).join('\n')}`}
+
 ## Memory and event loop every ${SAMPLE_MS / 1000} s
 
-![RSS and event-loop p99 over time](${values.report !== undefined ? values.report.split('/').pop()!.replace(/\.md$/, '.svg') : 'SOAK.svg'})
+![RSS and event-loop p99 over time](${svg})
 
-| t (s) | RSS MB (gw1/gw2) | heap MB | event-loop p99 ms | handles | requests so far |
-|---|---|---|---|---|---|
-${samples.map((s) => `| ${s.t.toFixed(0)} | ${s.rssMb.map((x) => x.toFixed(0)).join(' / ')} | ${s.heapMb.map((x) => x.toFixed(0)).join(' / ')} | ${s.elP99Ms.map((x) => x.toFixed(1)).join(' / ')} | ${s.handles.join(' / ')} | ${s.requests} |`).join('\n')}
+| t (s) | RSS MB (gw1 / gw2) | heap MB | event-loop p99 ms | handles | Core breaker, limit | requests so far | answers in the interval |
+|---|---|---|---|---|---|---|---|
+${samples.map((s) => `| ${s.t.toFixed(0)} | ${s.rssMb.map((x) => x.toFixed(0)).join(' / ')} | ${s.heapMb.map((x) => x.toFixed(0)).join(' / ')} | ${s.elP99Ms.map((x) => x.toFixed(1)).join(' / ')} | ${s.handles.join(' / ')} | ${s.breaker.join(' / ')} | ${s.requests} | ${kindsText(s.kinds)} |`).join('\n')}
 
 Event-loop p99 over the run (worst sample): ${Math.max(0, ...samples.flatMap((s) => s.elP99Ms)).toFixed(1)} ms; p99 of the samples: ${p99(samples.flatMap((s) => s.elP99Ms)).toFixed(1)} ms.
 
