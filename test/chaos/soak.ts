@@ -6,10 +6,17 @@
  *
  *   npm run soak -- --duration 10m [--report test/chaos/SOAK.md]
  *
- * Expected answers: 200/304 and Core's own 4xx; 429 (limited); 403 FLAGGATE_BLOCKED; 503
- * FLAGGATE_UPSTREAM_OVERLOADED; 502/504 only while Core is being broken on purpose. Anything else
- * (a 500, a connection error, a client timeout, a 502 with Core healthy) is an unexpected error.
- * The run exits 1 when there was one, or when memory did not plateau.
+ * Expected answers, judged per simulated client (`Who`): the statuses Core gives that client (200/304
+ * for SDKs and browsers, 403 for unknown keys); 429 only for the storm and the SDKs sharing its key;
+ * 403 FLAGGATE_BLOCKED only for those, the scraper (always) and the drill key on identities while
+ * the drill's block is in force; 503 FLAGGATE_UPSTREAM_OVERLOADED (shown second by second when Core
+ * is healthy); 5xx from Core and 502/504 only while Core is being broken on purpose. Every answer
+ * must also keep SPEC section 3 (X-Flaggate-Upstream, the JSON body, Retry-After, RateLimit
+ * headers). Anything else (a 500, a connection error, a client timeout, a 502 with Core healthy, a
+ * reload not applied, a block that does not reach the other replica, an admin call refused, replicas
+ * that disagree on their blocks at the end) is an unexpected error.
+ * The run exits 1 when there was one, when memory did not plateau, when a gateway holds more
+ * handles after the traffic than before it, or when a gateway does not exit 0 on SIGTERM.
  */
 import { readFileSync, writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
@@ -95,7 +102,7 @@ type Kind = typeof KINDS[number]
  * refused. A 429 or 403 to a client that should never see one (a browser's flags, an SDK instance
  * on a key nobody storms), or a 4xx Core would not have given it, is unexpected.
  */
-interface Who { name: string; ok: number[]; mayBeLimited: () => boolean; mayBeBlocked: () => boolean }
+interface Who { name: string; ok: number[]; mayBeLimited: () => boolean; mayBeBlocked: () => boolean; staticBlock?: boolean }
 const never = (): boolean => false
 const always = (): boolean => true
 
@@ -109,6 +116,9 @@ interface Tally {
 }
 const tally: Tally = { byStatus: new Map(), byKind: new Map(), byWho: new Map(), statusByWho: new Map(), unexpected: [], shedHealthy: new Map() }
 let coreFault = false
+/** Redis is stopped or down; `redisBackAt`: when it last answered again */
+let redisFault = false
+let redisBackAt = 0
 let started = Date.now()
 const at = (): string => `${((Date.now() - started) / 1000).toFixed(1).padStart(6)} s`
 const bump = <K>(m: Map<K, number>, k: K): void => { m.set(k, (m.get(k) ?? 0) + 1) }
@@ -132,17 +142,17 @@ function classify (who: Who, status: number, code: string | undefined): Kind {
   return 'unexpected'
 }
 
-function count (who: Who, status: number, code: string | undefined, what: string): void {
+function count (who: Who, status: number, code: string | undefined, what: string, broken: string[]): void {
   const label = code === undefined ? String(status) : `${status} ${code}`
   bump(tally.byStatus, label)
   let s = tally.statusByWho.get(who.name)
   if (s === undefined) tally.statusByWho.set(who.name, s = new Map())
   bump(s, label)
-  const kind = classify(who, status, code)
+  const kind = broken.length > 0 ? 'unexpected' : classify(who, status, code)
   let w = tally.byWho.get(who.name)
   if (w === undefined) tally.byWho.set(who.name, w = new Map())
   bump(w, kind)
-  if (kind === 'unexpected') { unexpected(`${who.name}: ${what}: ${label}`); return }
+  if (kind === 'unexpected') { unexpected(`${who.name}: ${what}: ${label}${broken.length > 0 ? ` breaks the contract: ${broken.join('; ')}` : ''}`); return }
   bump(tally.byKind, kind)
   // shedding while Core is healthy is the adaptive limit measuring minRTT (README, maxInFlight: auto):
   // expected, but shown second by second so that shedding at any other time stands out
@@ -155,16 +165,43 @@ const control = new Agent({ connections: 8 })
 
 interface Answer { status: number; headers: Record<string, string | string[] | undefined> }
 
+const header = (a: Answer, name: string): string | undefined => { const v = a.headers[name]; return Array.isArray(v) ? v.join(', ') : v }
+const wholeSeconds = (v: string | undefined): boolean => v !== undefined && /^[1-9]\d*$/.test(v)
+
+/** What SPEC section 3 promises on the wire; a breach is an unexpected error whatever the status. */
+function breaches (who: Who, a: Answer, code: string | undefined, text: string): string[] {
+  const out: string[] = []
+  if (!['core', 'edge', 'none'].includes(header(a, 'x-flaggate-upstream') ?? '')) out.push(`X-Flaggate-Upstream ${String(header(a, 'x-flaggate-upstream'))}`)
+  if (code === undefined) return out
+  if (!(header(a, 'content-type') ?? '').startsWith('application/json')) out.push(`Content-Type ${String(header(a, 'content-type'))}`)
+  try {
+    const b = JSON.parse(text) as Record<string, unknown>
+    if (b.statusCode !== a.status || typeof b.error !== 'string' || typeof b.message !== 'string') out.push(`body ${text.slice(0, 120)}`)
+  } catch { out.push(`body is not JSON: ${text.slice(0, 80)}`) }
+  const retryAfter = header(a, 'retry-after')
+  if (code === 'FLAGGATE_RATE_LIMITED') {
+    if (!wholeSeconds(retryAfter)) out.push(`Retry-After ${String(retryAfter)} on 429`)
+    if (header(a, 'ratelimit-policy') === undefined || header(a, 'ratelimit') === undefined) out.push('429 without RateLimit-Policy and RateLimit')
+  }
+  if (code === 'FLAGGATE_UPSTREAM_OVERLOADED' && !wholeSeconds(retryAfter)) out.push(`Retry-After ${String(retryAfter)} on 503`)
+  if (code === 'FLAGGATE_BLOCKED') {
+    // static blocks have no end; runtime and automatic ones here all have a ttl
+    if (who.staticBlock === true ? retryAfter !== undefined : !wholeSeconds(retryAfter)) out.push(`Retry-After ${String(retryAfter)} on 403`)
+  }
+  return out
+}
+
 async function hit (who: Who, base: string, path: string, headers: Record<string, string>, method: 'GET' | 'POST' = 'GET', body?: string): Promise<Answer | undefined> {
   try {
     const r = await request(base + path, { method, headers, body, dispatcher: agent, headersTimeout: 10_000, bodyTimeout: 10_000 })
     const text = await r.body.text()
+    const a: Answer = { status: r.statusCode, headers: r.headers }
     let code: string | undefined
     if (r.statusCode >= 400 && text.startsWith('{"statusCode"')) {
       try { code = (JSON.parse(text) as { code?: string }).code } catch {}
     }
-    count(who, r.statusCode, code, `${method} ${path}`)
-    return { status: r.statusCode, headers: r.headers }
+    count(who, r.statusCode, code, `${method} ${path}`, breaches(who, a, code, text))
+    return a
   } catch (err) {
     unexpected(`${who.name}: ${method} ${path}: ${String(err)}`)
     return undefined
@@ -246,7 +283,7 @@ function traffic (gws: SpawnedGateway[], env: ReturnType<typeof defaultEnvironme
   for (let i = 0; i < 3; i++) loops.push(every(2, async () => { await hit(storm, gws[0]!.url, '/api/v1/environment-document/', { 'x-environment-key': STORM_KEY, 'x-forwarded-for': '10.9.9.9' }) }))
   // a scraper the static User-Agent block must always catch (any answer from Core is unexpected),
   // and random keys Core answers 403
-  const scraper: Who = { name: 'scraper', ok: [], mayBeLimited: never, mayBeBlocked: always }
+  const scraper: Who = { name: 'scraper', ok: [], mayBeLimited: never, mayBeBlocked: always, staticBlock: true }
   loops.push(every(100, async () => { await hit(scraper, pick(gws).url, '/api/v1/flags/', { 'x-environment-key': DRILL_KEY, 'user-agent': 'ScraperBot/1.0', 'x-forwarded-for': '10.3.0.1' }) }))
   const stranger: Who = { name: 'random keys', ok: [403], mayBeLimited: never, mayBeBlocked: never }
   loops.push(every(250, async () => { await hit(stranger, pick(gws).url, '/api/v1/flags/', { 'x-environment-key': `random-${Math.random().toString(36).slice(2)}`, 'x-forwarded-for': '10.4.0.1' }) }))
@@ -291,6 +328,9 @@ interface Sample {
   kinds: Map<Kind, number>
 }
 const BREAKER_STATES = ['closed', 'half-open', 'open']
+/** Faults as they ran (seconds into the run), shaded in the plot; names in the order of `faults` */
+const faultSpans: Array<{ from: number; to: number; name: string }> = []
+const FAULT_NAMES = ['Redis stopped', 'Core slow', 'Redis restarted', 'Core down', 'Core errors']
 const samples: Sample[] = []
 const events: string[] = []
 
@@ -359,17 +399,45 @@ async function policyState (gw: SpawnedGateway): Promise<PolicyState> {
   return body.policy
 }
 
-/** How long until a request of DRILL_KEY on identities is refused by `gw` (SPEC: within one second on every replica). */
-async function blockReaches (gw: SpawnedGateway): Promise<number> {
+/**
+ * How long until a request of DRILL_KEY on identities is refused by `gw`. SPEC: within one second
+ * on every replica. Redis is the only way there, so a block made while Redis is away is in force on
+ * the others once Redis answers again (README, Blocking): allow its reconnect and heartbeat too.
+ */
+async function blockReaches (gw: SpawnedGateway): Promise<string> {
   const t = Date.now()
-  const ok = await until(async () => {
+  const refused = async (): Promise<boolean> => {
     const r = await request(gw.url + '/api/v1/identities/?identifier=on-call', { headers: { 'x-environment-key': DRILL_KEY, 'x-forwarded-for': '10.5.0.1' }, dispatcher: control })
     await r.body.text()
     return r.statusCode === 403
-  }, 3000, 50)
-  const ms = Date.now() - t
-  if (!ok || ms > 1000) unexpected(`block: not in force on the other replica ${ok ? `until ${ms} ms` : 'within 3 s'}`)
-  return ms
+  }
+  let faulted = redisFault
+  while (true) {
+    if (await refused().catch(() => false)) break
+    faulted ||= redisFault
+    const deadline = faulted ? (redisFault ? Infinity : redisBackAt + REDIS_BACK_MS) : t + 1000
+    if (Date.now() > deadline) {
+      unexpected(`block: not in force on the other replica after ${Date.now() - t} ms${faulted ? ` (${REDIS_BACK_MS} ms after Redis answered again)` : ''}`)
+      return 'NEVER'
+    }
+    await sleep(50)
+  }
+  return `${Date.now() - t} ms${faulted ? ', Redis was away' : ''}`
+}
+/** Redis answering again → its clients reconnected (backoff ≤ 2 s), a heartbeat (1 s), a sync retry */
+const REDIS_BACK_MS = 5000
+
+/** Once traffic has stopped, both replicas hold the same runtime and automatic blocks. */
+async function blocksAgree (gws: SpawnedGateway[]): Promise<string> {
+  const lasting = async (g: SpawnedGateway): Promise<string> => {
+    const r = await request(g.adminUrl + '/admin/blocks', { headers: { authorization: `Bearer ${ADMIN_TOKEN}` }, dispatcher: control })
+    const list = await r.body.json() as Array<{ id: string; expiresAt?: string }>
+    return list.filter((b) => b.expiresAt === undefined || Date.parse(b.expiresAt) > Date.now() + 3000).map((b) => b.id).sort().join(' ')
+  }
+  let seen: string[] = []
+  const agree = await until(async () => { seen = await Promise.all(gws.map(lasting)); return seen.every((x) => x === seen[0]) }, 3000)
+  if (!agree) unexpected(`blocks: the replicas disagree after traffic stopped: ${seen.map((x, i) => `gateway ${i + 1} [${x}]`).join(', ')}`)
+  return agree ? `agree (${seen[0]!.split(' ').filter((x) => x !== '').length} lasting)` : 'DISAGREE'
 }
 
 async function main (): Promise<void> {
@@ -421,17 +489,26 @@ async function main (): Promise<void> {
     const blocked = await admin(a, 'POST', '/admin/blocks', 201, { key: DRILL_KEY, routes: ['identities'], ttl: `${DRILL_TTL_MS / 1000}s`, reason: 'soak: on-call drill' })
     // in force until its ttl is over; a replica learns the expiry with the block, but give it a second
     drill.until = Date.now() + DRILL_TTL_MS + 1000
-    const reached = blocked.status === 201 ? await blockReaches(b) : undefined
+    const reached = blocked.status === 201 ? await blockReaches(b) : 'not made'
     let lifted = '-'
     if (liftable !== undefined) lifted = String((await admin(b, 'DELETE', `/admin/blocks/${liftable}`, 204)).status)
     liftable = ((await admin(a, 'POST', '/admin/blocks', 201, { ip: '198.51.100.0/24', reason: 'soak: block to lift next turn' })).body as { id?: string } | undefined)?.id
     const purged = await admin(b, 'POST', '/admin/cache/purge', 200, {})
-    say(`operators: reload to variant ${variant} → ${applied.map((ok) => ok ? 'applied' : 'NOT applied').join('/')}, block on gateway ${ai} → ${blocked.status}${reached !== undefined ? ` (in force on the other after ${reached} ms)` : ''}, previous block lifted on the other → ${lifted}, purge → ${purged.status} ${JSON.stringify(purged.body)}`)
+    say(`operators: reload to variant ${variant} → ${applied.map((ok) => ok ? 'applied' : 'NOT applied').join('/')}, block on gateway ${ai} → ${blocked.status} (in force on the other after ${reached}), previous block lifted on the other → ${lifted}, purge → ${purged.status} ${JSON.stringify(purged.body)}`)
   })
 
   // faults, in turn: every 40 s, or closer together in a short run so that each runs at least once
   const faults = [
-    async () => { say('fault: Redis SIGSTOP for 5 s'); process.kill(redis.pid, 'SIGSTOP'); await sleep(5000); process.kill(redis.pid, 'SIGCONT'); say('fault over: Redis continued') },
+    async () => {
+      say('fault: Redis SIGSTOP for 5 s')
+      redisFault = true
+      process.kill(redis.pid, 'SIGSTOP')
+      await sleep(5000)
+      process.kill(redis.pid, 'SIGCONT')
+      redisFault = false
+      redisBackAt = Date.now()
+      say('fault over: Redis continued')
+    },
     async () => {
       // 11 queries of 800 ms for a document: timeouts (504) and an open breaker are the expected answers
       say('fault: Core database latency 800 ms for 10 s')
@@ -446,9 +523,12 @@ async function main (): Promise<void> {
     async () => {
       say('fault: Redis killed, restarted empty after 5 s')
       const port = redis.port
+      redisFault = true
       await redis.stop()
       await sleep(5000)
       redis = await startPrivateRedis(port)
+      redisFault = false
+      redisBackAt = Date.now()
       say('fault over: Redis back (empty)')
     },
     async () => {
@@ -468,7 +548,10 @@ async function main (): Promise<void> {
   let f = 0
   const faulting = every(1000, async () => {
     if (Date.now() - started < FIRST_FAULT_MS + f * FAULT_EVERY_MS) return
+    const from = (Date.now() - started) / 1000
+    const name = FAULT_NAMES[f % faults.length]!
     await faults[f++ % faults.length]!()
+    faultSpans.push({ from, to: (Date.now() - started) / 1000, name })
   })
 
   let previous = new Map<Kind, number>()
@@ -502,6 +585,7 @@ async function main (): Promise<void> {
   // give the gateways' upstream pools time to let their idle connections go
   await agent.close()
   const handlesAtEnd = await settleHandles(gws, handlesIdle)
+  const blocks = await blocksAgree(gws)
   const finalMetrics = await Promise.all(gws.map(scrape))
   drainLogs(gws)
   const decisions = new Map<string, number>()
@@ -527,7 +611,7 @@ async function main (): Promise<void> {
   const handlesOk = handlesAtEnd.every((h, i) => h <= handlesIdle[i]! + HANDLES_SLACK)
   const unexpectedCount = tally.byKind.get('unexpected') ?? 0
 
-  const report = renderReport({ durationMs: Date.now() - started, decisions, reloads, invalidReloads, handlesIdle, handlesAtEnd, handlesOk, exits, plateau, unexpected: unexpectedCount, storeFallback: finalMetrics.map((m) => sumOf(m, 'flaggate_store_fallback_total')) })
+  const report = renderReport(gws, { durationMs: Date.now() - started, blocks, decisions, reloads, invalidReloads, handlesIdle, handlesAtEnd, handlesOk, exits, plateau, unexpected: unexpectedCount, storeFallback: finalMetrics.map((m) => sumOf(m, 'flaggate_store_fallback_total')) })
   console.log('\n' + report)
   if (values.report !== undefined) {
     writeFileSync(values.report, report)
@@ -554,7 +638,7 @@ function kindsText (kinds: Map<Kind, number>): string {
   return [...kinds].filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(', ')
 }
 
-function renderReport (r: { durationMs: number; decisions: Map<string, number>; reloads: Map<string, number>; invalidReloads: number; handlesIdle: number[]; handlesAtEnd: number[]; handlesOk: boolean; exits: Array<number | null>; plateau: string; unexpected: number; storeFallback: number[] }): string {
+function renderReport (gws: SpawnedGateway[], r: { durationMs: number; blocks: string; decisions: Map<string, number>; reloads: Map<string, number>; invalidReloads: number; handlesIdle: number[]; handlesAtEnd: number[]; handlesOk: boolean; exits: Array<number | null>; plateau: string; unexpected: number; storeFallback: number[] }): string {
   const rows = (m: Map<string, number>): string => [...m.entries()].sort((a, b) => b[1] - a[1]).map(([k, v]) => `| ${k} | ${v} |`).join('\n')
   const p99 = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length * 0.99)] ?? 0 }
   const svg = (values.report !== undefined ? values.report.split('/').pop()!.replace(/\.md$/, '') : 'SOAK') + '.svg'
@@ -569,7 +653,8 @@ on ${process.platform} with ${cpus().length} cores, Node ${process.version}: two
 - Memory plateau (RSS of the last third at most 10 % + 5 MB over the middle third): ${r.plateau}. RSS first / last sample: ${rss(samples[0])} MB → ${rss(samples.at(-1))} MB.
 - Open handles per gateway: ${r.handlesIdle.join(', ')} idle at the start, ${r.handlesAtEnd.join(', ')} once traffic had stopped (${r.handlesOk ? 'ok' : `MORE than ${HANDLES_SLACK} over idle`}).
 - Gateway exit codes after SIGTERM: ${r.exits.join(', ')}.
-- Policy reloads (both replicas): ${[...r.reloads].map(([k, v]) => `${v} ${k}`).join(', ') || 'none'}; ${r.invalidReloads} invalid files written on purpose.
+- Runtime and automatic blocks on the two replicas at the end: ${r.blocks}.
+- Policy reloads (both replicas): ${[...r.reloads].map(([k, v]) => `${v} ${k}`).join(', ') || 'none'}; the errors are the ${r.invalidReloads} invalid file${r.invalidReloads === 1 ? '' : 's'} written on purpose.
 - Decisions taken on local state while Redis was broken: ${r.storeFallback.join(', ')}.
 
 ## What the clients saw
@@ -601,7 +686,9 @@ ${rows(r.decisions)}
 
 ## What the gateways logged
 
-${logLines.join(' and ')} log lines; warnings and errors among them:
+${logLines.join(' and ')} log lines; on stderr: ${gws.map((g, i) => `gateway ${i + 1}: ${g.stderr.length === 0 ? 'nothing' : '\n\n```\n' + g.stderr.join('').trim().slice(0, 2000) + '\n```\n'}`).join('; ')}
+
+Warnings and errors in the log:
 
 ${logs.length === 0 ? 'none' : `| gateway, level, message | lines | first at | example error |\n|---|---|---|---|\n${logs.map(([k, t]) => `| ${k} | ${t.count} | ${t.firstAt.trim()} | ${t.example.replace(/\|/g, '\\|').slice(0, 120)} |`).join('\n')}`}
 
@@ -637,13 +724,19 @@ function plot (ss: Sample[]): string {
   const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => `<text x="${x(f * tMax)}" y="${H - B + 16}" font-size="11" text-anchor="middle">${(f * tMax).toFixed(0)} s</text>` +
     `<text x="${L - 6}" y="${yR(f * rMax) + 4}" font-size="11" text-anchor="end">${(f * rMax).toFixed(0)}</text>` +
     `<text x="${W - R + 6}" y="${yE(f * eMax) + 4}" font-size="11">${(f * eMax).toFixed(0)}</text>`).join('')
+  const shaded = faultSpans.filter((f) => f.from <= tMax).map((f) => {
+    const x0 = x(f.from); const x1 = x(Math.min(f.to, tMax))
+    return `<rect x="${x0.toFixed(1)}" y="${T}" width="${Math.max(1, x1 - x0).toFixed(1)}" height="${H - T - B}" fill="#eeeeee"/>` +
+      `<text transform="translate(${(x0 + 3).toFixed(1)},${T + 4}) rotate(90)" font-size="9" fill="#777">${f.name}</text>`
+  }).join('\n')
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif">
 <rect width="${W}" height="${H}" fill="white"/>
+${shaded}
 <line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="#444"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="#444"/><line x1="${W - R}" y1="${T}" x2="${W - R}" y2="${H - B}" stroke="#444"/>
 ${ticks}
 ${series.join('\n')}
 ${loops.join('\n')}
-<text x="${L}" y="14" font-size="12">RSS MB (blue: gateway 1, green: gateway 2) — event-loop p99 ms (red, right axis; dashed: gateway 2)</text>
+<text x="${L}" y="14" font-size="11">RSS MB (left; blue: gateway 1, green: gateway 2), event-loop p99 ms (right; red, dashed: gateway 2), grey: faults</text>
 </svg>
 `
 }
