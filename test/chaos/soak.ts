@@ -402,9 +402,10 @@ async function policyState (gw: SpawnedGateway): Promise<PolicyState> {
 /**
  * How long until a request of DRILL_KEY on identities is refused by `gw`. SPEC: within one second
  * on every replica. Redis is the only way there, so a block made while Redis is away is in force on
- * the others once Redis answers again (README, Blocking): allow its reconnect and heartbeat too.
+ * the others once Redis answers again (README, Blocking): allow its reconnect and heartbeat too. A
+ * block whose ttl ends first may never travel, and need not.
  */
-async function blockReaches (gw: SpawnedGateway): Promise<string> {
+async function blockReaches (gw: SpawnedGateway, expiresAt: number): Promise<string> {
   const t = Date.now()
   const refused = async (): Promise<boolean> => {
     const r = await request(gw.url + '/api/v1/identities/?identifier=on-call', { headers: { 'x-environment-key': DRILL_KEY, 'x-forwarded-for': '10.5.0.1' }, dispatcher: control })
@@ -416,7 +417,8 @@ async function blockReaches (gw: SpawnedGateway): Promise<string> {
     if (await refused().catch(() => false)) break
     faulted ||= redisFault
     const deadline = faulted ? (redisFault ? Infinity : redisBackAt + REDIS_BACK_MS) : t + 1000
-    if (Date.now() > deadline) {
+    if (Date.now() > deadline || Date.now() >= expiresAt) {
+      if (deadline >= expiresAt) return `never: its ttl ended ${Date.now() - t} ms after it was made, before Redis could carry it`
       unexpected(`block: not in force on the other replica after ${Date.now() - t} ms${faulted ? ` (${REDIS_BACK_MS} ms after Redis answered again)` : ''}`)
       return 'NEVER'
     }
@@ -489,7 +491,8 @@ async function main (): Promise<void> {
     const blocked = await admin(a, 'POST', '/admin/blocks', 201, { key: DRILL_KEY, routes: ['identities'], ttl: `${DRILL_TTL_MS / 1000}s`, reason: 'soak: on-call drill' })
     // in force until its ttl is over; a replica learns the expiry with the block, but give it a second
     drill.until = Date.now() + DRILL_TTL_MS + 1000
-    const reached = blocked.status === 201 ? await blockReaches(b) : 'not made'
+    const expiresAt = Date.parse(String((blocked.body as { expiresAt?: string } | undefined)?.expiresAt))
+    const reached = blocked.status === 201 ? await blockReaches(b, Number.isNaN(expiresAt) ? Infinity : expiresAt) : 'not made'
     let lifted = '-'
     if (liftable !== undefined) lifted = String((await admin(b, 'DELETE', `/admin/blocks/${liftable}`, 204)).status)
     liftable = ((await admin(a, 'POST', '/admin/blocks', 201, { ip: '198.51.100.0/24', reason: 'soak: block to lift next turn' })).body as { id?: string } | undefined)?.id
@@ -601,12 +604,7 @@ async function main (): Promise<void> {
   const exits = await Promise.all(gws.map((g) => g.stop('SIGTERM')))
   await core.close(); await edge.close(); await redis.stop(); await control.close()
 
-  // plateau: the RSS of the last third of the run grows by less than 10% over the middle third
-  const third = Math.floor(samples.length / 3)
-  const mid = samples.slice(third, 2 * third)
-  const last = samples.slice(2 * third)
-  const maxRss = (xs: Sample[]): number => Math.max(0, ...xs.flatMap((s) => s.rssMb))
-  const plateau = samples.length < 6 ? 'not judged (fewer than 6 samples)' : maxRss(last) <= maxRss(mid) * 1.1 + 5 ? 'yes' : 'NO'
+  const plateau = plateauOf(samples)
   // handles: once traffic has stopped, each gateway is back near what it held idle at the start
   const handlesOk = handlesAtEnd.every((h, i) => h <= handlesIdle[i]! + HANDLES_SLACK)
   const unexpectedCount = tally.byKind.get('unexpected') ?? 0
@@ -618,7 +616,41 @@ async function main (): Promise<void> {
     writeFileSync(values.report.replace(/\.md$/, '') + '.svg', plot(samples))
     console.log(`report written to ${values.report} and its plot`)
   }
-  process.exit(unexpectedCount === 0 && plateau !== 'NO' && handlesOk && exits.every((e) => e === 0) ? 0 : 1)
+  process.exit(unexpectedCount === 0 && plateau.ok !== false && handlesOk && exits.every((e) => e === 0) ? 0 : 1)
+}
+
+/**
+ * Plateau, per gateway, middle third of the run against the last third (each may grow by 10 % + 5 MB):
+ * - heap: the floor (lowest sample). Heap used is a sawtooth whose teeth are V8's major collections,
+ *   a minute or more apart under this load (85 → 34 MB in one interval has been seen), so a peak
+ *   only says when the last collection ran; a leak is memory no collection gives back, and lifts
+ *   the floor;
+ * - RSS: the median. RSS follows the heap's teeth only partly and climbs for the first minute or
+ *   two while pools, caches and JIT warm up; a floor would judge that warm-up, a peak the teeth.
+ */
+function plateauOf (ss: Sample[]): { ok: boolean | undefined; text: string } {
+  if (ss.length < 6) return { ok: undefined, text: 'not judged (fewer than 6 samples)' }
+  const third = Math.floor(ss.length / 3)
+  const mid = ss.slice(third, 2 * third)
+  const last = ss.slice(2 * third)
+  const floor = (xs: number[]): number => Math.min(...xs)
+  const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s.length % 2 === 1 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2 }
+  const peak = (xs: number[]): number => Math.max(...xs)
+  let ok = true
+  const parts: string[] = []
+  for (let i = 0; i < (ss[0]?.rssMb.length ?? 0); i++) {
+    const judged = [
+      ['RSS median', median, (s: Sample) => s.rssMb[i]!],
+      ['heap floor', floor, (s: Sample) => s.heapMb[i]!]
+    ] as const
+    for (const [what, stat, f] of judged) {
+      const a = stat(mid.map(f)); const b = stat(last.map(f))
+      const good = b <= a * 1.1 + 5
+      ok &&= good
+      parts.push(`gateway ${i + 1} ${what} ${a.toFixed(0)} → ${b.toFixed(0)} MB${good ? '' : ' (GREW)'} (peak ${peak(mid.map(f)).toFixed(0)} → ${peak(last.map(f)).toFixed(0)})`)
+    }
+  }
+  return { ok, text: `${ok ? 'yes' : 'NO'}; middle third → last third: ${parts.join('; ')}` }
 }
 
 /** Handles a gateway may hold at the end beyond its idle count at the start (timers, a probe in flight). */
@@ -638,7 +670,7 @@ function kindsText (kinds: Map<Kind, number>): string {
   return [...kinds].filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(', ')
 }
 
-function renderReport (gws: SpawnedGateway[], r: { durationMs: number; blocks: string; decisions: Map<string, number>; reloads: Map<string, number>; invalidReloads: number; handlesIdle: number[]; handlesAtEnd: number[]; handlesOk: boolean; exits: Array<number | null>; plateau: string; unexpected: number; storeFallback: number[] }): string {
+function renderReport (gws: SpawnedGateway[], r: { durationMs: number; blocks: string; decisions: Map<string, number>; reloads: Map<string, number>; invalidReloads: number; handlesIdle: number[]; handlesAtEnd: number[]; handlesOk: boolean; exits: Array<number | null>; plateau: { text: string }; unexpected: number; storeFallback: number[] }): string {
   const rows = (m: Map<string, number>): string => [...m.entries()].sort((a, b) => b[1] - a[1]).map(([k, v]) => `| ${k} | ${v} |`).join('\n')
   const p99 = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length * 0.99)] ?? 0 }
   const svg = (values.report !== undefined ? values.report.split('/').pop()!.replace(/\.md$/, '') : 'SOAK') + '.svg'
@@ -650,7 +682,7 @@ function renderReport (gws: SpawnedGateway[], r: { durationMs: number; blocks: s
 on ${process.platform} with ${cpus().length} cores, Node ${process.version}: two gateway processes sharing a private Redis, the fake Core and Edge, the load generator in this process.
 
 - **Unexpected errors: ${r.unexpected}.**
-- Memory plateau (RSS of the last third at most 10 % + 5 MB over the middle third): ${r.plateau}. RSS first / last sample: ${rss(samples[0])} MB → ${rss(samples.at(-1))} MB.
+- Memory plateau (median RSS and lowest heap of the last third at most 10 % + 5 MB over the middle third's): ${r.plateau.text}. RSS first / last sample: ${rss(samples[0])} MB → ${rss(samples.at(-1))} MB.
 - Open handles per gateway: ${r.handlesIdle.join(', ')} idle at the start, ${r.handlesAtEnd.join(', ')} once traffic had stopped (${r.handlesOk ? 'ok' : `MORE than ${HANDLES_SLACK} over idle`}).
 - Gateway exit codes after SIGTERM: ${r.exits.join(', ')}.
 - Runtime and automatic blocks on the two replicas at the end: ${r.blocks}.
