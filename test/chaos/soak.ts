@@ -463,6 +463,7 @@ async function main (): Promise<void> {
   // on one of them, which must change nothing), a block through one replica, the previous turn's
   // block lifted through the other, and a purge of everything
   let invalidReloads = 0
+  let validReloads = 0
   let liftable: string | undefined
   const operators = every(15_000, async () => {
     variant++
@@ -481,6 +482,7 @@ async function main (): Promise<void> {
     }
     const versions = await Promise.all(gws.map(async (g) => (await policyState(g)).version))
     for (const g of gws) writeFileSync(g.file, policy(core.url, edge.url, redis.url, prefix, variant))
+    validReloads += gws.length
     const applied = await Promise.all(gws.map(async (g, i) => await until(async () => {
       const st = await policyState(g)
       return st.version !== versions[i] && st.lastError === null
@@ -609,7 +611,7 @@ async function main (): Promise<void> {
   const handlesOk = handlesAtEnd.every((h, i) => h <= handlesIdle[i]! + HANDLES_SLACK)
   const unexpectedCount = tally.byKind.get('unexpected') ?? 0
 
-  const report = renderReport(gws, { durationMs: Date.now() - started, blocks, decisions, reloads, invalidReloads, handlesIdle, handlesAtEnd, handlesOk, exits, plateau, unexpected: unexpectedCount, storeFallback: finalMetrics.map((m) => sumOf(m, 'flaggate_store_fallback_total')) })
+  const report = renderReport(gws, { durationMs: Date.now() - started, blocks, decisions, reloads, validReloads, invalidReloads, handlesIdle, handlesAtEnd, handlesOk, exits, plateau, unexpected: unexpectedCount, storeFallback: finalMetrics.map((m) => sumOf(m, 'flaggate_store_fallback_total')) })
   console.log('\n' + report)
   if (values.report !== undefined) {
     writeFileSync(values.report, report)
@@ -670,7 +672,7 @@ function kindsText (kinds: Map<Kind, number>): string {
   return [...kinds].filter(([, v]) => v > 0).map(([k, v]) => `${k} ${v}`).join(', ')
 }
 
-function renderReport (gws: SpawnedGateway[], r: { durationMs: number; blocks: string; decisions: Map<string, number>; reloads: Map<string, number>; invalidReloads: number; handlesIdle: number[]; handlesAtEnd: number[]; handlesOk: boolean; exits: Array<number | null>; plateau: { text: string }; unexpected: number; storeFallback: number[] }): string {
+function renderReport (gws: SpawnedGateway[], r: { durationMs: number; blocks: string; decisions: Map<string, number>; reloads: Map<string, number>; validReloads: number; invalidReloads: number; handlesIdle: number[]; handlesAtEnd: number[]; handlesOk: boolean; exits: Array<number | null>; plateau: { text: string }; unexpected: number; storeFallback: number[] }): string {
   const rows = (m: Map<string, number>): string => [...m.entries()].sort((a, b) => b[1] - a[1]).map(([k, v]) => `| ${k} | ${v} |`).join('\n')
   const p99 = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.floor(s.length * 0.99)] ?? 0 }
   const svg = (values.report !== undefined ? values.report.split('/').pop()!.replace(/\.md$/, '') : 'SOAK') + '.svg'
@@ -686,7 +688,7 @@ on ${process.platform} with ${cpus().length} cores, Node ${process.version}: two
 - Open handles per gateway: ${r.handlesIdle.join(', ')} idle at the start, ${r.handlesAtEnd.join(', ')} once traffic had stopped (${r.handlesOk ? 'ok' : `MORE than ${HANDLES_SLACK} over idle`}).
 - Gateway exit codes after SIGTERM: ${r.exits.join(', ')}.
 - Runtime and automatic blocks on the two replicas at the end: ${r.blocks}.
-- Policy reloads (both replicas): ${[...r.reloads].map(([k, v]) => `${v} ${k}`).join(', ') || 'none'}; the errors are the ${r.invalidReloads} invalid file${r.invalidReloads === 1 ? '' : 's'} written on purpose.
+- Policy reloads (both replicas, flaggate_policy_reloads_total): ${[...r.reloads].map(([k, v]) => `${v} ${k}`).join(', ') || 'none'}; files written: ${r.validReloads} valid, ${r.invalidReloads} invalid on purpose.
 - Decisions taken on local state while Redis was broken: ${r.storeFallback.join(', ')}.
 
 ## What the clients saw
