@@ -171,16 +171,20 @@ export class RedisBlockSync implements BlockBackend {
     // and start waits for this load
     if (!this.#redis.usable) { this.#schedule(!this.#loaded ? 50 : this.#needsRedis() ? this.#retryMs : this.#resyncMs); return }
     try {
-      if (!await this.#flush()) { this.#schedule(this.#retryMs); return }
-      const version = await this.#redis.client.get(this.versionKey)
-      if (this.#loaded && version === null && this.#version !== null && this.#version !== undefined && this.#version !== '0') {
-        // the counter vanished: Redis lost its data (restarted without persistence, flushed).
-        // What this replica holds is the best copy left: write it back rather than drop it.
+      // Before writing anything: a block queued during the outage, written first, would start the
+      // counter again from 1 and hide the loss, and the load below would drop every other block
+      if (this.#lostData(await this.#redis.client.get(this.versionKey))) {
+        // Redis lost its data (restarted without persistence, flushed). What this replica holds
+        // is the best copy left: write it back rather than drop it, then read what the others
+        // wrote back and count from there.
         const shared = this.#registry.shared()
         this.#log.warn({ blocks: shared.length }, 'blocks vanished from Redis; writing back the ones this replica holds')
-        for (const b of shared) this.#pendingAdds.set(b.id, b)
-        if (!await this.#flush()) { this.#schedule(this.#retryMs); return }
-      } else if (!this.#loaded || this.#forceLoad || version !== this.#version) {
+        for (const b of shared) if (!this.#pendingRemoves.has(b.id)) this.#pendingAdds.set(b.id, b)
+        this.#forceLoad = true
+      }
+      if (!await this.#flush()) { this.#schedule(this.#retryMs); return }
+      const version = await this.#redis.client.get(this.versionKey)
+      if (!this.#loaded || this.#forceLoad || version !== this.#version) {
         this.#forceLoad = false
         await this.#fullLoad()
         this.#fullLoads++
@@ -198,6 +202,15 @@ export class RedisBlockSync implements BlockBackend {
       this.#fail(err)
       this.#schedule(this.#retryMs)
     }
+  }
+
+  /**
+   * The counter only ever goes up while Redis keeps its data: gone, or below the version this
+   * replica already holds, means Redis lost the hash (a replica that wrote first started it again).
+   */
+  #lostData (version: string | null): boolean {
+    if (!this.#loaded || this.#version === undefined || this.#version === null || this.#version === '0') return false
+    return version === null || Number(version) < Number(this.#version)
   }
 
   #needsRedis (): boolean {
