@@ -162,7 +162,9 @@ export class UpstreamClient {
     // costs listeners, end-of-stream tracking and a write per chunk, a sixth of a proxied
     // request's CPU (bench/results.md). A failure while reading it becomes our 502/504, since
     // nothing has been sent yet. Larger or unsized answers stream.
-    if (method !== 'HEAD' && typeof declared === 'string' && Number(declared) <= BUFFERED_BODY_BYTES) {
+    // (Only with a Content-Type: fastify gives a Buffer without one application/octet-stream, and
+    // an answer must reach the client with the headers Core gave it.)
+    if (method !== 'HEAD' && typeof declared === 'string' && Number(declared) <= BUFFERED_BODY_BYTES && res.headers['content-type'] !== undefined) {
       try {
         answer = await readSmall(res.body)
       } catch (err) {
