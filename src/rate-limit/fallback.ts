@@ -41,13 +41,24 @@ interface Waiter {
 interface Lane { waiting: Waiter[] }
 
 /**
- * The lane of a request: its buckets and their parameters. Requests of one lane can be decided
- * in one script call, one after the other.
+ * The lane of a request: its buckets and their parameters objects. Requests of one lane can be
+ * decided in one script call, one after the other.
  */
 function laneOf (requests: readonly BucketRequest[]): string {
   let k = ''
-  for (const r of requests) k += `${r.key}\u0000${r.params.intervalMs}\u0000${r.params.toleranceMs}\u0000${r.params.shadow ? 1 : 0}\u0000`
+  for (const r of requests) k += `${r.key}\u0000${paramsToken(r.params)}\u0000`
   return k
+}
+
+// A limit's params are one frozen object per compiled policy, so its identity stands for its
+// numbers without formatting them on every request. Equal numbers in another object (after a
+// reload) only make another lane, which is always safe.
+const tokens = new WeakMap<BucketParams, string>()
+let nextToken = 0
+function paramsToken (p: BucketParams): string {
+  let t = tokens.get(p)
+  if (t === undefined) { t = (nextToken++).toString(36); tokens.set(p, t) }
+  return t
 }
 
 /**
