@@ -4,7 +4,7 @@
  *
  *   cp -r dist .tmp/before/dist && cp package.json .tmp/before/   (before the change)
  *   npm run build                                                 (after)
- *   node --import tsx bench/ab.ts --a .tmp/before --b . [--target hit|flags] [--rounds 5] [--duration 4]
+ *   node --import tsx bench/ab.ts --a .tmp/before --b . [--target hit|flags] [--rounds 5] [--duration 4] [--redis]
  */
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -12,15 +12,17 @@ import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { Children, load, median, type LoadResult } from './support.js'
 import { ENV_DOC, FLAGS, policy } from './policy.js'
+import { startPrivateRedis } from '../test/support/redis-server.js'
 
-const { values } = parseArgs({ options: { a: { type: 'string', default: '.tmp/before' }, b: { type: 'string', default: '.' }, target: { type: 'string', default: 'hit' }, rounds: { type: 'string', default: '5' }, duration: { type: 'string', default: '4' }, connections: { type: 'string', default: '50' }, 'doc-bytes': { type: 'string', default: '0' } } })
+const { values } = parseArgs({ options: { a: { type: 'string', default: '.tmp/before' }, b: { type: 'string', default: '.' }, target: { type: 'string', default: 'hit' }, rounds: { type: 'string', default: '5' }, duration: { type: 'string', default: '4' }, connections: { type: 'string', default: '50' }, 'doc-bytes': { type: 'string', default: '0' }, redis: { type: 'boolean', default: false } } })
 const children = new Children()
+const redis = values.redis ? await startPrivateRedis() : undefined
 
 try {
   const fast = await children.start(['--import', 'tsx', 'bench/upstream.ts'], { QUERY_LATENCY_MS: '0' }, (l) => l.url as string)
   const doc = await children.start(['--import', 'tsx', 'bench/upstream.ts'], { QUERY_LATENCY_MS: '1', DOC_BYTES: values['doc-bytes'] }, (l) => l.url as string)
   const dir = mkdtempSync(join(tmpdir(), 'flaggate-ab-'))
-  writeFileSync(join(dir, 'gateway.yaml'), policy({ docUrl: doc, fastUrl: fast }))
+  writeFileSync(join(dir, 'gateway.yaml'), policy({ docUrl: doc, fastUrl: fast, redis }))
   const path = values.target === 'flags' ? FLAGS : ENV_DOC
   const headers = { 'x-environment-key': values.target === 'flags' ? 'dev_client_key' : 'ser.dev_server_key' }
   const sides = []
@@ -43,4 +45,5 @@ try {
   }
 } finally {
   children.stopAll()
+  await redis?.stop()
 }

@@ -6,7 +6,9 @@
  *   hit     GET the environment document, answered from the cache (5 KB unless --doc-bytes)
  *   flags   GET flags, proxied to an instant fake Core
  *
- * Usage: npm run bench:profile [-- --target hit --duration 10 --connections 50 --top 25]
+ * --redis puts the rate limits (and everything else shared) in a private redis-server.
+ *
+ * Usage: npm run bench:profile [-- --target hit --duration 10 --connections 50 --top 25 --redis]
  */
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -15,16 +17,18 @@ import { parseArgs } from 'node:util'
 import { Children, load } from './support.js'
 import { ENV_DOC, FLAGS, policy } from './policy.js'
 import { render, summarise } from './cpuprofile.js'
+import { startPrivateRedis } from '../test/support/redis-server.js'
 
-const { values } = parseArgs({ options: { target: { type: 'string', default: 'hit' }, duration: { type: 'string', default: '10' }, connections: { type: 'string', default: '50' }, top: { type: 'string', default: '25' }, 'doc-bytes': { type: 'string', default: '0' } } })
+const { values } = parseArgs({ options: { target: { type: 'string', default: 'hit' }, duration: { type: 'string', default: '10' }, connections: { type: 'string', default: '50' }, top: { type: 'string', default: '25' }, 'doc-bytes': { type: 'string', default: '0' }, redis: { type: 'boolean', default: false } } })
 const children = new Children()
 
 async function main (): Promise<void> {
+  const redis = values.redis ? await startPrivateRedis() : undefined
   try {
     const fast = await children.start(['--import', 'tsx', 'bench/upstream.ts'], { QUERY_LATENCY_MS: '0' }, (l) => l.url as string)
     const doc = await children.start(['--import', 'tsx', 'bench/upstream.ts'], { QUERY_LATENCY_MS: '1', DOC_BYTES: values['doc-bytes'] }, (l) => l.url as string)
     const dir = mkdtempSync(join(tmpdir(), 'flaggate-profile-'))
-    writeFileSync(join(dir, 'gateway.yaml'), policy({ docUrl: doc, fastUrl: fast }))
+    writeFileSync(join(dir, 'gateway.yaml'), policy({ docUrl: doc, fastUrl: fast, redis }))
     const gw = await children.spawnFlaggate(join(dir, 'gateway.yaml'), ['--cpu-prof', '--cpu-prof-dir', dir])
     const url = gw.url + (values.target === 'flags' ? FLAGS : ENV_DOC)
     const headers = { 'x-environment-key': values.target === 'flags' ? 'dev_client_key' : 'ser.dev_server_key' }
@@ -42,6 +46,7 @@ async function main (): Promise<void> {
     console.log(render(s, r.requests))
   } finally {
     children.stopAll()
+    await redis?.stop()
   }
 }
 

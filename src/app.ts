@@ -16,6 +16,7 @@ import type { Policy } from './policy/compile.js'
 import type { Metrics } from './metrics/registry.js'
 import { createAccessLog } from './shared/access-log.js'
 import { createRequestMetrics } from './shared/request-metrics.js'
+import { lazyChildLogger } from './shared/logger.js'
 
 export interface Lifecycle { draining: boolean }
 
@@ -86,6 +87,7 @@ export async function buildPublicApp (deps: PublicAppDeps): Promise<FastifyInsta
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
+    childLoggerFactory: lazyChildLogger as never,
     requestIdHeader: 'x-request-id',
     exposeHeadRoutes: false,
     forceCloseConnections: 'idle',

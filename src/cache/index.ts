@@ -10,6 +10,7 @@ import { PurgeBus, type PurgeBusRedis } from './purge.js'
 import { cacheAdminExtension } from './admin.js'
 import webhooks, { type WebhookPluginOptions } from '../webhooks/plugin.js'
 import type { Metrics } from '../metrics/registry.js'
+import type { HotChild } from '../metrics/hot-counter.js'
 import type { Policy } from '../policy/compile.js'
 import type { UpstreamClient } from '../upstream/index.js'
 import type { AdminExtension } from '../admin/app.js'
@@ -48,14 +49,14 @@ const BYTES_EVENTS = new Set(['store', 'evict', 'purge', 'revalidated'])
 export function createCacheRoom (deps: CacheRoomDeps): CacheRoom {
   const { metrics, logger } = deps
   const log = logger.child({ room: 'cache' })
-  // one child counter per event, resolved once: inc({ event }) hashes its labels on every hit
-  const counters = new Map<string, { inc (n: number): void }>()
+  // one hot child counter per event, resolved once (metrics/hot-counter.ts)
+  const counters = new Map<string, HotChild>()
   const cache: DocumentCache = new DocumentCache({
     maxSize: deps.policy().data.cache.maxSize,
     ...(deps.clock !== undefined ? { clock: deps.clock } : {}),
     onEvent: (event, count) => {
       let c = counters.get(event)
-      if (c === undefined) { c = metrics.cacheEvents.labels(event); counters.set(event, c) }
+      if (c === undefined) { c = metrics.hot.cacheEvents.child({ event }); counters.set(event, c) }
       c.inc(count)
       if (BYTES_EVENTS.has(event)) metrics.cacheBytes.set(cache.bytes)
     }

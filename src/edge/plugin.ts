@@ -11,24 +11,19 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import type { Metrics } from '../metrics/registry.js'
+import { HotChildTable } from '../metrics/hot-counter.js'
 import { decideEdge, EDGE_UPSTREAM } from './core.js'
 
 export interface EdgePluginOptions {
-  metrics: Pick<Metrics, 'edgeRouting'>
+  metrics: Pick<Metrics, 'hot'>
   /** whether an upstream's breaker is open now (the upstream gate); never open without breakers */
   isOpen: (upstream: string) => boolean
 }
 
 async function edgeRouting (app: FastifyInstance, opts: EdgePluginOptions): Promise<void> {
   const { metrics, isOpen } = opts
-  // prom-client hashes its label object on every inc(): resolve each child counter once
-  const counters = new Map<string, { inc: () => void }>()
-  const count = (route: string, upstream: string, reason: string): void => {
-    const k = `${route}\n${upstream}\n${reason}`
-    let c = counters.get(k)
-    if (c === undefined) { c = metrics.edgeRouting.labels(route, upstream, reason); counters.set(k, c) }
-    c.inc()
-  }
+  const counters = new HotChildTable(metrics.hot.edgeRouting, (route, upstream, reason) => ({ route, upstream, reason: String(reason) }))
+  const count = (route: string, upstream: string, reason: string): void => { counters.get(route, upstream, reason).inc() }
 
   app.addHook('onRequest', (request, _reply, done) => {
     const gw = request.gateway

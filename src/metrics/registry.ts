@@ -3,6 +3,7 @@
  * several gateways in one test process do not collide). Labels never carry a client key.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { HotChildren } from './hot-counter.js'
 
 /** One upstream's load, read at scrape time (set by the breaker room; the hot path never touches a gauge). */
 export interface UpstreamLoad { upstream: string; state: 'closed' | 'open' | 'half-open'; inFlight: number; limit: number | null }
@@ -14,9 +15,12 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}) {
   const upstreamLoad: { read: () => Iterable<UpstreamLoad> } = { read: () => [] }
   if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'flaggate_' })
   const registers = [registry]
+  // the counters the request path increments, through hot children (hot-counter.ts)
+  const hot = { requests: new HotChildren(), cacheEvents: new HotChildren(), ratelimitDecisions: new HotChildren(), edgeRouting: new HotChildren() }
   return {
     registry,
-    requests: new Counter({ name: 'flaggate_requests_total', help: 'Requests answered, by route, decision and status', labelNames: ['route', 'decision', 'status'] as const, registers }),
+    hot,
+    requests: new Counter({ name: 'flaggate_requests_total', help: 'Requests answered, by route, decision and status', labelNames: ['route', 'decision', 'status'] as const, registers, collect () { hot.requests.flush(this) } }),
     upstreamDuration: new Histogram({
       name: 'flaggate_upstream_request_duration_seconds',
       help: 'Time to the upstream response headers',
@@ -47,15 +51,15 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}) {
     }),
     /** the breaker room sets `read`; the three gauges above call it at scrape time */
     upstreamLoad,
-    cacheEvents: new Counter({ name: 'flaggate_cache_events_total', help: 'Cache events: hit, miss, stale, updating, bypass, store, evict, purge, revalidated, negative_hit', labelNames: ['event'] as const, registers }),
+    cacheEvents: new Counter({ name: 'flaggate_cache_events_total', help: 'Cache events: hit, miss, stale, updating, bypass, store, evict, purge, revalidated, negative_hit', labelNames: ['event'] as const, registers, collect () { hot.cacheEvents.flush(this) } }),
     cacheBytes: new Gauge({ name: 'flaggate_cache_bytes', help: 'Bytes held by the document cache', registers }),
-    ratelimitDecisions: new Counter({ name: 'flaggate_ratelimit_decisions_total', help: 'Rate-limit decisions by route and result (allowed, limited, shadow_limited)', labelNames: ['route', 'result'] as const, registers }),
+    ratelimitDecisions: new Counter({ name: 'flaggate_ratelimit_decisions_total', help: 'Rate-limit decisions by route and result (allowed, limited, shadow_limited)', labelNames: ['route', 'result'] as const, registers, collect () { hot.ratelimitDecisions.flush(this) } }),
     blocksActive: new Gauge({ name: 'flaggate_blocks_active', help: 'Blocks in force, by source (static, runtime, abuse)', labelNames: ['source'] as const, registers }),
     storeFallback: new Counter({ name: 'flaggate_store_fallback_total', help: 'Decisions taken on local state because Redis was unusable', registers }),
     policyReloads: new Counter({ name: 'flaggate_policy_reloads_total', help: 'Policy reloads by result (ok, error)', labelNames: ['result'] as const, registers }),
     probeSuccess: new Gauge({ name: 'flaggate_probe_success', help: '1 when the last synthetic probe succeeded', labelNames: ['probe'] as const, registers }),
     // edge routing (src/edge): every request of an edge-enabled route, by where it went and why
-    edgeRouting: new Counter({ name: 'flaggate_edge_routing_total', help: 'Edge routing decisions by route, upstream and reason (listed, hashed, not-selected, no-key, breaker-open)', labelNames: ['route', 'upstream', 'reason'] as const, registers }),
+    edgeRouting: new Counter({ name: 'flaggate_edge_routing_total', help: 'Edge routing decisions by route, upstream and reason (listed, hashed, not-selected, no-key, breaker-open)', labelNames: ['route', 'upstream', 'reason'] as const, registers, collect () { hot.edgeRouting.flush(this) } }),
     upstreamFallbacks: new Counter({ name: 'flaggate_upstream_fallbacks_total', help: 'Reads retried on the fallback upstream after the first failed (connection error, timeout, 5xx), by route, from and to', labelNames: ['route', 'from', 'to'] as const, registers }),
     // a gauge of the last run, as blackbox_exporter's probe_duration_seconds
     probeDuration: new Gauge({ name: 'flaggate_probe_duration_seconds', help: 'Duration of the last synthetic probe, to the end of the response body', labelNames: ['probe'] as const, registers })

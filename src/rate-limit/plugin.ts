@@ -12,6 +12,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { effectiveLimits } from '../policy/compile.js'
 import { GatewayError } from '../errors.js'
 import type { Metrics } from '../metrics/registry.js'
+import type { HotChild } from '../metrics/hot-counter.js'
 import { createMemoryLimiter, createRedisLimiter, type BucketDecision, type BucketRequest, type RateLimitDecision, type RateLimiter, type MemoryLimiterOptions } from './core.js'
 import { bucketKeys, planFor, type LimitPlan } from './keys.js'
 import type { RedisStore } from '../store/redis.js'
@@ -22,7 +23,7 @@ export const RETRY_AFTER_HEADER = 'retry-after'
 
 export interface RateLimitPluginOptions {
   limiter: RateLimiter
-  metrics: Pick<Metrics, 'ratelimitDecisions' | 'storeFallback'>
+  metrics: Pick<Metrics, 'hot' | 'storeFallback'>
 }
 
 /** The limiter for a gateway: fleet-wide through the shared Redis store when there is one. */
@@ -60,16 +61,17 @@ function limitedClient (by: readonly string[], envKey: string | undefined, ip: s
 
 async function rateLimit (app: FastifyInstance, opts: RateLimitPluginOptions): Promise<void> {
   const { limiter, metrics } = opts
-  // Child counters per route, resolved once: labels() hashes its arguments on every call.
-  type Counters = { allowed: { inc(): void }; limited: { inc(): void }; shadow: { inc(): void } }
+  // Hot child counters per route (metrics/hot-counter.ts), resolved once.
+  type Counters = { allowed: HotChild; limited: HotChild; shadow: HotChild }
   const counters = new Map<string, Counters>()
   const countersFor = (route: string): Counters => {
     let c = counters.get(route)
     if (c === undefined) {
+      const hot = metrics.hot.ratelimitDecisions
       c = {
-        allowed: metrics.ratelimitDecisions.labels(route, 'allowed'),
-        limited: metrics.ratelimitDecisions.labels(route, 'limited'),
-        shadow: metrics.ratelimitDecisions.labels(route, 'shadow_limited')
+        allowed: hot.child({ route, result: 'allowed' }),
+        limited: hot.child({ route, result: 'limited' }),
+        shadow: hot.child({ route, result: 'shadow_limited' })
       }
       counters.set(route, c)
     }

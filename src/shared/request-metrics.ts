@@ -5,21 +5,15 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Metrics } from '../metrics/registry.js'
+import { HotChildTable } from '../metrics/hot-counter.js'
 
-export function createRequestMetrics (metrics: Metrics) {
-  // prom-client hashes a label object on every inc()/observe(); resolve each child once instead
-  const requestCounters = new Map<string, { inc: () => void }>()
-  const countRequest = (route: string, decision: string, status: number): void => {
-    const k = `${route}\n${decision}\n${status}`
-    let c = requestCounters.get(k)
-    if (c === undefined) { c = metrics.requests.labels(route, decision, String(status)); requestCounters.set(k, c) }
-    c.inc()
-  }
+export function createRequestMetrics (metrics: Pick<Metrics, 'hot'>) {
+  const requests = new HotChildTable(metrics.hot.requests, (route, decision, status) => ({ route, decision, status: String(status) }))
   return function onResponse (request: FastifyRequest, reply: FastifyReply, done: () => void): void {
     const gw = request.gateway
     if (gw === null || gw === undefined) { done(); return }
     const routeName = gw.route?.name ?? 'none'
-    countRequest(routeName, gw.decision, reply.statusCode)
+    requests.get(routeName, gw.decision, reply.statusCode).inc()
     // upstream latency is observed by the upstream module, once per attempt (upstream/client.ts)
     done()
   }

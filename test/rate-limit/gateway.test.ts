@@ -170,7 +170,7 @@ for (const storeKind of ['memory', 'redis'] as const) {
       const statuses = []
       let headers = 0
       for (let i = 0; i < 5; i++) {
-        const r = await get(gw, '/api/v1/traits/', { ...withKey(KEY), 'x-forwarded-for': ip })
+        const r = await get(gw, '/api/v1/traits/', { ...withKey(KEY), 'x-forwarded-for': ip, 'x-request-id': `shadow-${storeKind}-${i}` })
         statuses.push(r.status)
         if (r.headers.ratelimit !== undefined || r.headers['ratelimit-policy'] !== undefined) headers++
       }
@@ -179,6 +179,9 @@ for (const storeKind of ['memory', 'redis'] as const) {
       const metrics = (await raw(gw.adminUrl, '/metrics')).body.toString()
       expect(metrics).toMatch(/flaggate_ratelimit_decisions_total\{route="default",result="shadow_limited"\} 4/)
       expect(gw.logs.lines.filter((l) => l.msg === 'shadow rate limit exceeded (not enforced)' && l.limit === 'default').length).toBeGreaterThanOrEqual(4)
+      // logged through request.log (made lazily, shared/logger.ts): each line names its request
+      const shadowIds = gw.logs.lines.filter((l) => l.msg === 'shadow rate limit exceeded (not enforced)' && String(l.reqId).startsWith(`shadow-${storeKind}-`)).map((l) => l.reqId)
+      expect(shadowIds).toEqual([1, 2, 3, 4].map((i) => `shadow-${storeKind}-${i}`))
     })
 
     it('counts decisions per route and result, and reports the store', async () => {
