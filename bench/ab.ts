@@ -43,6 +43,10 @@ try {
   for (const s of sides) {
     console.log(`${s.label} (${s.root}): median ${median(s.results.map((x) => x.rps)).toFixed(0)} req/s, p99 ${median(s.results.map((x) => x.p99)).toFixed(1)} ms, CPU ${median(s.results.map((x) => x.cpuUsPerReq.server!)).toFixed(1)} µs/req`)
   }
+  // each round's two runs are neighbours in time: their ratio cancels the machine's drift
+  const [a, b] = sides
+  const paired = a!.results.map((x, i) => b!.results[i]!.cpuUsPerReq.server! / x.cpuUsPerReq.server!)
+  console.log(`b/a CPU per request, median of the rounds' ratios: ${median(paired).toFixed(3)} (rounds: ${paired.map((r) => r.toFixed(2)).join(' ')})`)
 } finally {
   children.stopAll()
   await redis?.stop()

@@ -1,18 +1,19 @@
 /** Bucket state in Redis: one EVALSHA of lua.ts deciding every bucket of a request. */
 import type { Redis, Cluster } from 'ioredis'
-import type { BucketDecision, BucketRequest } from './algorithm.js'
+import { decideBuckets, type BucketDecision, type BucketRequest } from './algorithm.js'
 import { TOKEN_BUCKET_LUA } from './lua.js'
 
 type ScriptClient = (Redis | Cluster) & {
   flaggateTokenBucket (numKeys: number, ...keysAndArgs: Array<string | number>): Promise<unknown>
 }
 
-const SCRIPT_NAME = 'flaggateTokenBucket'
+/** the script's command name on the client (store/redis.ts leaves it out of auto-pipelining) */
+export const TOKEN_BUCKET_SCRIPT = 'flaggateTokenBucket'
 const scriptDefined = new WeakSet<object>()
 
 function withScript (client: Redis | Cluster): ScriptClient {
   if (!scriptDefined.has(client)) {
-    client.defineCommand(SCRIPT_NAME, { lua: TOKEN_BUCKET_LUA })
+    client.defineCommand(TOKEN_BUCKET_SCRIPT, { lua: TOKEN_BUCKET_LUA })
     scriptDefined.add(client)
   }
   return client as ScriptClient
@@ -20,19 +21,25 @@ function withScript (client: Redis | Cluster): ScriptClient {
 
 export interface BucketsDecision { allowed: boolean; limits: BucketDecision[] }
 
-function parseReply (reply: unknown, n: number, count: number): BucketsDecision[] {
-  const per = 1 + 4 * n
-  if (!Array.isArray(reply) || reply.length !== count * per) throw new Error(`unexpected token-bucket script reply of length ${Array.isArray(reply) ? reply.length : typeof reply}`)
-  const out = new Array<BucketsDecision>(count)
-  for (let r = 0; r < count; r++) {
-    const base = r * per
-    const limits = new Array<BucketDecision>(n)
-    for (let i = 0; i < n; i++) {
-      const o = base + 1 + 4 * i
-      limits[i] = { allowed: reply[o] === 1, remaining: Number(reply[o + 1]), retryAfterMs: Number(reply[o + 2]), resetMs: Number(reply[o + 3]) }
-    }
-    out[r] = { allowed: reply[base] === 1, limits }
+/**
+ * The answers of `count` requests in a row from the script's reply (the instant and each
+ * bucket's TAT before the call): decideBuckets replays what the script did, on the same doubles.
+ */
+function replay (reply: unknown, requests: readonly BucketRequest[], count: number): BucketsDecision[] {
+  const n = requests.length
+  if (!Array.isArray(reply) || reply.length < 1 || reply.length > n + 1 || typeof reply[0] !== 'string') {
+    throw new Error(`unexpected token-bucket script reply ${Array.isArray(reply) ? `of length ${reply.length}` : typeof reply}`)
   }
+  const now = Number(reply[0])
+  // Lua drops trailing nils from a reply: a missing entry is a bucket without a key
+  const tats = new Array<number | undefined>(n)
+  for (let i = 0; i < n; i++) {
+    const v: unknown = reply[i + 1]
+    tats[i] = typeof v === 'string' ? Number(v) : undefined
+  }
+  const commit = (i: number, tat: number): void => { tats[i] = tat }
+  const out = new Array<BucketsDecision>(count)
+  for (let r = 0; r < count; r++) out[r] = decideBuckets(now, requests, tats, commit)
   return out
 }
 
@@ -63,7 +70,7 @@ export async function takeRedisBatch (client: Redis | Cluster, keyPrefix: string
     args[o + 2] = p.shadow ? '1' : '0'
   }
   const reply = await withScript(client).flaggateTokenBucket(n, ...args)
-  return parseReply(reply, n, count)
+  return replay(reply, requests, count)
 }
 
 /** What the limiter needs from the shared Redis connection (src/store/redis.ts provides it). */

@@ -21,6 +21,7 @@ import { randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
 import { Redis, Cluster, type RedisOptions, type ClusterOptions } from 'ioredis'
 import type { RedisData } from '../policy/schema.js'
+import { TOKEN_BUCKET_SCRIPT } from '../rate-limit/redis-store.js'
 
 /** The subset of pino (and fastify's logger) this module writes to. */
 export interface StoreLogger {
@@ -71,9 +72,12 @@ export function createRedisClient (config: RedisData, opts: { connectTimeoutMs?:
     enableOfflineQueue: sub,
     maxRetriesPerRequest: sub ? null : 1,
     ...(sub ? {} : { commandTimeout: config.commandTimeout }),
-    // Decisions of concurrent requests leave in one write per tick instead of one each: fewer
-    // syscalls for the gateway and for Redis, which matters more than the round trip here.
+    // Commands of concurrent requests leave in one write per tick instead of one each: fewer
+    // syscalls for the gateway and for Redis, which matters more than the round trip here. The
+    // rate limiter's script batches and corks by itself (rate-limit/fallback.ts), cheaper than the
+    // Pipeline ioredis builds per tick; on a cluster it keeps auto-pipelining (a socket per node).
     enableAutoPipelining: !sub,
+    ...(sub || config.cluster !== undefined ? {} : { autoPipeliningIgnoredCommands: [TOKEN_BUCKET_SCRIPT] }),
     connectTimeout: opts.connectTimeoutMs ?? 1000,
     // Reconnect quickly at first, then every 2 s: never give up (returning null would leave the
     // gateway on local state until a restart).

@@ -9,7 +9,7 @@ import { createMetrics } from '../../src/metrics/registry.js'
 import { HotChildTable } from '../../src/metrics/hot-counter.js'
 
 async function valueOf (metrics: ReturnType<typeof createMetrics>, labels: Record<string, string>): Promise<number> {
-  const v = (await metrics.requests.get()).values.find((x) => Object.entries(labels).every(([k, want]) => x.labels[k] === want))
+  const v = (await metrics.requests.get()).values.find((x) => Object.entries(labels).every(([k, want]) => (x.labels as Record<string, unknown>)[k] === want))
   return v?.value ?? 0
 }
 

@@ -15,6 +15,7 @@ import { Redis } from 'ioredis'
 import { MemoryBuckets, bucketParams, createRedisLimiter, takeRedis } from '../../src/rate-limit/core.js'
 import { takeRedisBatch } from '../../src/rate-limit/redis-store.js'
 import type { LimiterRedisStore } from '../../src/rate-limit/redis-store.js'
+import { createRedisClient } from '../../src/store/redis.js'
 
 let redis: Redis
 beforeAll(async () => {
@@ -104,4 +105,26 @@ describe('the limiter coalesces concurrent requests per client', () => {
     expect(allowedOf(0) + allowedOf(2)).toBeGreaterThanOrEqual(10)
     await limiter.close()
   })
+
+  it('calls of many clients ready in one turn leave in one write to the socket', async () => {
+    // the gateway's own client options (auto-pipelining off for the script on one connection)
+    const client = createRedisClient({ url: inject('redisUrl'), commandTimeout: 1000 } as never)
+    await new Promise<void>((resolve, reject) => { client.once('ready', resolve); client.once('error', reject) })
+    const socket = (client as Redis).stream as unknown as { _write: (...a: unknown[]) => void; _writev: (...a: unknown[]) => void }
+    let writes = 0
+    const write = socket._write.bind(socket)
+    const writev = socket._writev.bind(socket)
+    socket._write = (...a) => { writes++; write(...a) }
+    socket._writev = (...a) => { writes++; writev(...a) }
+    const limiter = createRedisLimiter({ ...store(), client })
+    const before = await scriptCalls()
+    const decisions = await Promise.all(Array.from({ length: 100 }, (_, i) => limiter.decide([{ key: `client-${i}`, params: bucketParams(1, 5) }])))
+    expect(decisions.every((d) => d.allowed && d.source === 'redis' && d.limits[0]!.remaining === 4)).toBe(true)
+    // one call per client (nothing to coalesce), all in one write
+    expect(await scriptCalls() - before).toBeGreaterThanOrEqual(100)
+    expect(writes).toBe(1)
+    await limiter.close()
+    client.disconnect()
+  })
 })
+
