@@ -47,6 +47,8 @@ try {
   const [a, b] = sides
   const paired = a!.results.map((x, i) => b!.results[i]!.cpuUsPerReq.server! / x.cpuUsPerReq.server!)
   console.log(`b/a CPU per request, median of the rounds' ratios: ${median(paired).toFixed(3)} (rounds: ${paired.map((r) => r.toFixed(2)).join(' ')})`)
+  const pairedUser = a!.results.map((x, i) => b!.results[i]!.userUsPerReq.server! / x.userUsPerReq.server!)
+  console.log(`b/a user-mode CPU per request (a ${median(a!.results.map((x) => x.userUsPerReq.server!)).toFixed(1)} µs, b ${median(b!.results.map((x) => x.userUsPerReq.server!)).toFixed(1)} µs), median of the rounds' ratios: ${median(pairedUser).toFixed(3)} (rounds: ${pairedUser.map((r) => r.toFixed(2)).join(' ')})`)
 } finally {
   children.stopAll()
   await redis?.stop()

@@ -22,6 +22,8 @@ export interface LoadResult {
   requests: number
   /** CPU µs per request of each watched process, by label */
   cpuUsPerReq: Record<string, number>
+  /** the user-mode part of it: what a change to our code moves, without the kernel's share of the noise */
+  userUsPerReq: Record<string, number>
 }
 
 export interface Started { info: Record<string, unknown>; pid: number }
@@ -116,13 +118,13 @@ async function run (cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): P
 
 const TICK_US = 1e6 / Number(spawnSync('getconf', ['CLK_TCK']).stdout?.toString().trim() || 100)
 
-/** utime + stime of one process, in µs (clock-tick resolution). */
-export function cpuUs (pid: number): number {
+/** utime + stime (or utime alone) of one process, in µs (clock-tick resolution). */
+export function cpuUs (pid: number, which: 'all' | 'user' = 'all'): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
     // the command name may contain spaces: fields are counted after its closing parenthesis
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    return (Number(f[11]) + Number(f[12])) * TICK_US
+    return (Number(f[11]) + (which === 'user' ? 0 : Number(f[12]))) * TICK_US
   } catch { return NaN }
 }
 
@@ -142,9 +144,9 @@ export function processTree (pid: number): number[] {
   return out
 }
 
-export function treeCpuUs (pid: number): number {
+export function treeCpuUs (pid: number, which: 'all' | 'user' = 'all'): number {
   let n = 0
-  for (const p of processTree(pid)) n += cpuUs(p)
+  for (const p of processTree(pid)) n += cpuUs(p, which)
   return n
 }
 
@@ -201,7 +203,7 @@ function wrkScript (opts: { headers: Record<string, string>; keys?: number }): s
   return file
 }
 
-function parseWrk (out: string): Omit<LoadResult, 'cpuUsPerReq'> {
+function parseWrk (out: string): Omit<LoadResult, 'cpuUsPerReq' | 'userUsPerReq'> {
   const line = out.split('\n').find((l) => l.startsWith('{"requests"'))
   if (line === undefined) throw new Error(`wrk printed no summary:\n${out}`)
   const r = JSON.parse(line) as { requests: number; durationUs: number; bytes: number; connect: number; read: number; write: number; status: number; timeout: number; p50: number; p99: number }
@@ -211,7 +213,7 @@ function parseWrk (out: string): Omit<LoadResult, 'cpuUsPerReq'> {
 
 export function parseAutocannon (json: string): LoadResult {
   const r = JSON.parse(json) as { requests: { average: number; total: number }; throughput: { average: number }; latency: { p50: number; p99: number }; non2xx: number; errors: number }
-  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors, bytes: r.throughput.average, requests: r.requests.total, cpuUsPerReq: {} }
+  return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors, bytes: r.throughput.average, requests: r.requests.total, cpuUsPerReq: {}, userUsPerReq: {} }
 }
 
 /** autocannon's CLI against `url`, in its own process. */
@@ -226,8 +228,9 @@ export async function autocannonCli (url: string, opts: { connections: number; d
 export async function load (url: string, opts: LoadOptions): Promise<LoadResult> {
   const watch = opts.watch ?? {}
   const before: Record<string, number> = {}
-  for (const [k, pid] of Object.entries(watch)) before[k] = treeCpuUs(pid)
-  let r: Omit<LoadResult, 'cpuUsPerReq'>
+  const beforeUser: Record<string, number> = {}
+  for (const [k, pid] of Object.entries(watch)) { before[k] = treeCpuUs(pid); beforeUser[k] = treeCpuUs(pid, 'user') }
+  let r: Omit<LoadResult, 'cpuUsPerReq' | 'userUsPerReq'>
   if (wrkAvailable()) {
     const script = wrkScript({ headers: opts.headers, ...(opts.keys !== undefined ? { keys: opts.keys } : {}) })
     r = parseWrk(await run('wrk', ['-t1', `-c${opts.connections}`, `-d${opts.durationS}s`, '--timeout', '10s', '-s', script, url]))
@@ -236,8 +239,12 @@ export async function load (url: string, opts: LoadOptions): Promise<LoadResult>
     r = await autocannonCli(url, opts)
   }
   const cpuUsPerReq: Record<string, number> = {}
-  for (const [k, pid] of Object.entries(watch)) cpuUsPerReq[k] = (treeCpuUs(pid) - before[k]!) / Math.max(1, r.requests)
-  return { ...r, cpuUsPerReq }
+  const userUsPerReq: Record<string, number> = {}
+  for (const [k, pid] of Object.entries(watch)) {
+    cpuUsPerReq[k] = (treeCpuUs(pid) - before[k]!) / Math.max(1, r.requests)
+    userUsPerReq[k] = (treeCpuUs(pid, 'user') - beforeUser[k]!) / Math.max(1, r.requests)
+  }
+  return { ...r, cpuUsPerReq, userUsPerReq }
 }
 
 /** Sends one request for each of the keys `ser.bench-0 … ser.bench-<keys-1>` (or as many as fit in `maxSeconds`), in its own process. */

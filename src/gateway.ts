@@ -84,8 +84,8 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   rooms.push({ plugin: edgeRouting, opts: { metrics, isOpen: (upstream) => client.gate.isOpen(upstream) } satisfies EdgePluginOptions })
 
   // Rooms in hook order (STYLE.md 4.3): cache conditional 304 (onRequest) → rate limit
-  // (onRequest) → cache lookup (preHandler) → proxy. The cache registers first so that a 304
-  // from the cache costs no token.
+  // (onRequest) → fresh cache HIT (onRequest) → cache lookup (preHandler) → proxy. The cache
+  // registers first so that a 304 from the cache costs no token.
   const cache = createCacheRoom({ policy: () => store.current, client, metrics, logger, ...(redis !== undefined ? { redis } : {}) })
   rooms.push(cache.room)
   extraRoutes.push(cache.webhook)
@@ -94,6 +94,8 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
 
   const rateLimit = createRateLimitRoom({ redis, metrics })
   rooms.push({ plugin: rateLimit.plugin, opts: rateLimit.opts })
+  // fresh HITs in onRequest, once the limiter has decided (a HIT costs a token, a 304 does not)
+  rooms.push(cache.hits)
   extensions.push({ status: rateLimit.status })
   closers.push(() => rateLimit.close())
 

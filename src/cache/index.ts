@@ -5,7 +5,7 @@
 import type { Logger } from 'pino'
 import { DocumentCache } from './core.js'
 import type { Clock } from '../shared/clock.js'
-import cachePlugin, { type CachePluginOptions } from './plugin.js'
+import cachePlugin, { cacheHitsPlugin, type CachePluginOptions } from './plugin.js'
 import { PurgeBus, type PurgeBusRedis } from './purge.js'
 import { cacheAdminExtension } from './admin.js'
 import webhooks, { type WebhookPluginOptions } from '../webhooks/plugin.js'
@@ -33,6 +33,8 @@ export interface CacheRoom {
   bus: PurgeBus
   /** for `rooms`, registered after routing and BEFORE the rate limiter (its onRequest answers 304s) */
   room: RoomPlugin
+  /** for `rooms`, registered AFTER the rate limiter: fresh HITs answered in onRequest */
+  hits: RoomPlugin
   /** for `extraRoutes`: the Flagsmith webhook (registers nothing when webhooks.flagsmith is absent at boot) */
   webhook: RoomPlugin
   /** for the admin listener: POST /admin/cache/purge and the `cache` section of /admin/status */
@@ -73,6 +75,7 @@ export function createCacheRoom (deps: CacheRoomDeps): CacheRoom {
     cache,
     bus,
     room: { plugin: cachePlugin, opts: pluginOpts },
+    hits: { plugin: cacheHitsPlugin, opts: { cache } },
     webhook: { plugin: webhooks, opts: webhookOpts },
     admin: cacheAdminExtension({ cache, bus, logger: log }),
     purge: (t) => bus.purge(t),

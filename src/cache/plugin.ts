@@ -57,9 +57,19 @@ interface EntryHeaders {
   readonly ok: Readonly<Record<string, string>>
   /** a 304 carries the validators and caching headers, not the representation's own */
   readonly notModified: Readonly<Record<string, string>>
+  /** `ok` and the body's Content-Length as [name, value, ...], for writeHead */
+  readonly okFlat: readonly string[]
+  /** `notModified` as [name, value, ...] */
+  readonly notModifiedFlat: readonly string[]
 }
 
 const entryHeaders = new WeakMap<CachedDocument, EntryHeaders>()
+
+function flat (headers: Readonly<Record<string, string>>): string[] {
+  const out: string[] = []
+  for (const k in headers) out.push(k, headers[k]!)
+  return out
+}
 
 function headersOf (doc: CachedDocument): EntryHeaders {
   let h = entryHeaders.get(doc)
@@ -71,7 +81,13 @@ function headersOf (doc: CachedDocument): EntryHeaders {
     const notModified: Record<string, string> = { ...base, ...validators }
     delete notModified['content-type']
     delete notModified.link
-    h = Object.freeze({ ok: Object.freeze({ ...base, ...validators }), notModified: Object.freeze(notModified) })
+    const ok = { ...base, ...validators }
+    h = Object.freeze({
+      ok: Object.freeze(ok),
+      notModified: Object.freeze(notModified),
+      okFlat: Object.freeze([...flat(ok), 'content-length', String(doc.body.length)]),
+      notModifiedFlat: Object.freeze(flat(notModified))
+    })
     entryHeaders.set(doc, h)
   }
   return h
@@ -86,15 +102,42 @@ function cacheControl (freshForMs: number): string {
   return cacheControls[s] ??= `private, max-age=${s}`
 }
 
-/** 200 with the stored bytes, or 304 when the client's validators say it has them. */
+/**
+ * 200 with the stored bytes, or 304 when the client's validators say it has them: one writeHead
+ * with the headers other hooks set (RateLimit), the entry's precomputed ones and the three that
+ * change per request, then the stored Buffer. Written on the Node response, not through
+ * reply.send: fastify would copy the entry's headers into the reply one by one (lower-casing
+ * each name), then walk them again for writeHead, on every hit. onResponse hooks run as for any
+ * answer (fastify listens for the response's end); the access log reads X-Flaggate-Upstream
+ * from the reply and finds none, which it logs as `none`, what this header says on every answer
+ * from memory.
+ */
 function sendDocument (request: FastifyRequest, reply: FastifyReply, doc: CachedDocument, status: string, freshForMs: number, upstream: string): void {
   const h = headersOf(doc)
   const inm = request.headers['if-none-match']
   const ims = request.headers['if-modified-since']
   const current = (inm !== undefined || ims !== undefined) && clientHasCurrent(doc, singleHeader(inm), ims)
-  reply.code(current ? 304 : 200).headers(current ? h.notModified : h.ok)
-  reply.header('cache-control', cacheControl(freshForMs)).header(CACHE_STATUS_HEADER, status).header(UPSTREAM_HEADER, upstream)
-  void reply.send(current ? undefined : doc.body)
+  if (upstream !== 'none') {
+    // an answer fetched for this request (MISS): the access log names its upstream
+    reply.code(current ? 304 : 200).headers(current ? h.notModified : h.ok)
+    reply.header('cache-control', cacheControl(freshForMs)).header(CACHE_STATUS_HEADER, status).header(UPSTREAM_HEADER, upstream)
+    void reply.send(current ? undefined : doc.body)
+    return
+  }
+  const out: string[] = []
+  const set = reply.getHeaders()
+  for (const k in set) {
+    const v = set[k]
+    if (Array.isArray(v)) { for (const x of v) out.push(k, x) } else if (v !== undefined) out.push(k, String(v))
+  }
+  const entry = current ? h.notModifiedFlat : h.okFlat
+  for (let i = 0; i < entry.length; i++) out.push(entry[i]!)
+  out.push('cache-control', cacheControl(freshForMs), CACHE_STATUS_HEADER, status, UPSTREAM_HEADER, upstream)
+  const res = reply.raw
+  // writeHead first: should it refuse a header, nothing is sent and fastify answers the error
+  res.writeHead(current ? 304 : 200, out)
+  reply.hijack()
+  if (current) res.end(); else res.end(doc.body)
 }
 
 function isCacheable (request: FastifyRequest): RequestGateway | undefined {
@@ -121,7 +164,8 @@ async function cachePlugin (app: FastifyInstance, opts: CachePluginOptions): Pro
   })
 
   // Callback style, so routes without a cache rule pass with no promise at all, and a fresh
-  // HIT is answered synchronously: no promise, no fill closure, no lookup result object.
+  // HIT is answered synchronously: no promise, no fill closure, no lookup result object. The
+  // hits plugin (below) answers fresh HITs earlier; this one is for the rest.
   app.addHook('preHandler', (request, reply, done) => {
     const gw = isCacheable(request)
     if (gw === undefined) { done(); return }
@@ -288,3 +332,26 @@ function sendAnswer (reply: FastifyReply, answer: UpstreamAnswer, status: 'HIT' 
 }
 
 export default fp(cachePlugin, { name: 'gateway-cache', fastify: '5.x', dependencies: ['gateway-routing'] })
+
+/**
+ * Fresh HITs answered in onRequest, registered after the rate limiter: a hit needs the route,
+ * the key, the limit's decision and the entry, and nothing fastify does between onRequest and
+ * the handler (preParsing, body, preValidation, preHandler). Anything else goes on to the cache
+ * plugin's preHandler.
+ */
+async function cacheHits (app: FastifyInstance, opts: Pick<CachePluginOptions, 'cache'>): Promise<void> {
+  const { cache } = opts
+  app.addHook('onRequest', (request, reply, done) => {
+    const gw = isCacheable(request)
+    if (gw === undefined || gw.envKey === undefined) { done(); return }
+    const rule = gw.route!.cache!
+    const doc = cache.fresh(gw.envKey, gw.upstreamUrl, rule, gw.upstream)
+    if (doc === undefined) { done(); return }
+    gw.cacheStatus = 'HIT'
+    gw.decision = 'cached'
+    // replying from a callback-style hook: fastify skips the rest of the chain, done() is not called
+    sendDocument(request, reply, doc, 'HIT', cache.freshForMs(doc, rule), 'none')
+  })
+}
+
+export const cacheHitsPlugin = fp(cacheHits, { name: 'gateway-cache-hits', fastify: '5.x', dependencies: ['gateway-routing', 'gateway-cache'] })
