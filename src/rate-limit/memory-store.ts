@@ -3,33 +3,29 @@ import { LRUCache } from 'lru-cache'
 import { decideBuckets, type BucketDecision, type BucketRequest } from './algorithm.js'
 import { systemClock, type Clock } from '../shared/clock.js'
 
-const READ_STALE = { allowStale: true, noDeleteOnStaleGet: true } as const
+/** A bucket's theoretical arrival time, changed in place when a request spends a token. */
+interface Bucket { tat: number }
 
 /** Bounded in-memory buckets: the whole state of a single instance, and the Redis fallback. */
 export class MemoryBuckets {
   readonly #clock: Clock
-  readonly #cache: LRUCache<string, number>
+  readonly #cache: LRUCache<string, Bucket>
   #purgeTimer: NodeJS.Timeout | undefined
 
   constructor (opts: { maxKeys?: number; clock?: Clock; purgeIntervalMs?: number } = {}) {
     this.#clock = opts.clock ?? systemClock
-    const clock = this.#clock
-    this.#cache = new LRUCache<string, number>({
-      // `max` bounds memory whatever the traffic; evicting a half-empty bucket only ever makes
-      // the limiter more lenient for that one client, never refuses a legitimate request.
-      max: opts.maxKeys ?? DEFAULT_MAX_KEYS,
-      // The TTL drops a bucket once it is full again (it is then equivalent to no entry).
-      // Same clock as the arithmetic, and no cached "now" (ttlResolution 0), so an entry never
-      // outlives the moment its bucket is full by the cache's own reckoning.
-      perf: { now: clock },
-      ttlResolution: 0,
-      ttlAutopurge: false
-    })
-    // Expired entries would otherwise sit until LRU eviction reaches them; a sweep every few
-    // seconds keeps the map close to the set of buckets that are really partly spent.
+    // `max` bounds memory whatever the traffic; evicting a half-empty bucket only ever makes the
+    // limiter more lenient for that one client, never refuses a legitimate request. No TTLs: a
+    // TAT in the past decides exactly like no entry (decideBuckets clamps it to now), so a full
+    // bucket is harmless until the sweep drops it, and the hot path pays for no expiry
+    // bookkeeping: a request reads its buckets (which marks them recent) and moves their TATs
+    // in place; only a new bucket is inserted.
+    this.#cache = new LRUCache<string, Bucket>({ max: opts.maxKeys ?? DEFAULT_MAX_KEYS })
+    // Full buckets would otherwise sit until LRU eviction reaches them; a sweep every few seconds
+    // keeps the map close to the set of buckets that are really partly spent.
     const purgeMs = opts.purgeIntervalMs ?? 10_000
     if (purgeMs > 0) {
-      this.#purgeTimer = setInterval(() => { this.#cache.purgeStale() }, purgeMs)
+      this.#purgeTimer = setInterval(() => { this.purgeStale() }, purgeMs)
       this.#purgeTimer.unref()
     }
   }
@@ -37,20 +33,31 @@ export class MemoryBuckets {
   /** Decides one request; synchronous, never throws. */
   take (requests: readonly BucketRequest[], now = this.#clock()): { allowed: boolean; limits: BucketDecision[] } {
     const cache = this.#cache
-    const tats = new Array<number | undefined>(requests.length)
-    // A stale TAT (bucket full again) decides exactly like a missing one (decideBuckets clamps
-    // it to now), so it is read as is and left for the periodic sweep. Deleting on read is
-    // costly here: when lru-cache drops its last entry it clear()s, filling arrays of `max`
-    // slots, which with one busy client happened on every request.
-    for (let i = 0; i < requests.length; i++) tats[i] = cache.get(requests[i]!.key, READ_STALE)
-    return decideBuckets(now, requests, tats, (i, tat, ttlMs) => { cache.set(requests[i]!.key, tat, { ttl: ttlMs }) })
+    const n = requests.length
+    const buckets = new Array<Bucket | undefined>(n)
+    const tats = new Array<number | undefined>(n)
+    for (let i = 0; i < n; i++) {
+      const b = cache.get(requests[i]!.key)
+      buckets[i] = b
+      tats[i] = b?.tat
+    }
+    return decideBuckets(now, requests, tats, (i, tat) => {
+      const b = buckets[i]
+      if (b !== undefined) b.tat = tat
+      else cache.set(requests[i]!.key, { tat })
+    })
   }
 
-  /** Number of buckets held (including ones that expired since the last sweep). */
+  /** Number of buckets held (including full ones the sweep has not dropped yet). */
   get size (): number { return this.#cache.size }
   get maxKeys (): number { return this.#cache.max }
 
-  purgeStale (): void { this.#cache.purgeStale() }
+  /** Drops the buckets that are full again (their TAT is past). */
+  purgeStale (now = this.#clock()): void {
+    const full: string[] = []
+    for (const [key, b] of this.#cache.entries()) if (b.tat <= now) full.push(key)
+    for (const key of full) this.#cache.delete(key)
+  }
 
   clear (): void { this.#cache.clear() }
 

@@ -287,7 +287,7 @@ describe('memory store bounds', () => {
     now += 99
     buckets.purgeStale()
     expect(buckets.size).toBe(100)
-    now += 2 // the LRU drops an entry once it is strictly older than its TTL
+    now += 2 // the TAT is past: the bucket is full again
     buckets.purgeStale()
     expect(buckets.size).toBe(0)
   })
