@@ -1,0 +1,131 @@
+/**
+ * Where a flaggate request's CPU time goes, by Linux `perf` instead of V8's sampler. On this VM
+ * V8's profiler put 88 % of a cache hit in `writev` (bench/results.md): its signal-driven samples
+ * land on the syscall more often than the time spent there. `perf record` samples the kernel,
+ * Node's C++ and the JIT code alike (node --perf-basic-prof names the JIT frames), and each
+ * sample is billed to the nearest JavaScript function on its stack: Node's and V8's C++ and the
+ * kernel work a function causes (a header validated, a Buffer encoded, a writev) count as that
+ * function's.
+ *
+ *   hit     GET the environment document, answered from the cache
+ *   flags   GET flags, proxied to an instant fake Core
+ *
+ * Needs `perf` (Debian: linux-perf). Usage:
+ *   node --import tsx bench/perf.ts [--target hit|flags] [--redis] [--duration 6] [--top 40]
+ *   node --import tsx bench/perf.ts --compare A.txt B.txt      (two saved runs, function by function)
+ */
+import { spawn, spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { Children, load } from './support.js'
+import { ENV_DOC, FLAGS, policy } from './policy.js'
+import { startPrivateRedis } from '../test/support/redis-server.js'
+
+const HZ = 1999
+
+const { values, positionals } = parseArgs({
+  options: {
+    target: { type: 'string', default: 'hit' },
+    redis: { type: 'boolean', default: false },
+    duration: { type: 'string', default: '6' },
+    connections: { type: 'string', default: '50' },
+    top: { type: 'string', default: '40' },
+    out: { type: 'string' },
+    compare: { type: 'boolean', default: false }
+  },
+  allowPositionals: true
+})
+
+/** µs per request by nearest JavaScript function, and by its file (or package). */
+export interface PerfTable { requests: number; totalUs: number; byFunction: Map<string, number>; byFile: Map<string, number> }
+
+/** Groups `perf script` output (one stack per sample, leaf first) into a PerfTable. */
+export function tabulate (script: string, requests: number, hz = HZ): PerfTable {
+  const usPerSample = 1e6 / hz / Math.max(1, requests)
+  const byFunction = new Map<string, number>()
+  const byFile = new Map<string, number>()
+  let samples = 0
+  for (const block of script.split(/\n\s*\n/)) {
+    const frames = block.split('\n').filter((l) => /^\s/.test(l)).map((l) => l.trim().replace(/^[0-9a-f]+\s+/, '').replace(/ \([^)]*\)$/, ''))
+    if (frames.length === 0) continue
+    samples++
+    const js = frames.find((f) => f.startsWith('JS:'))
+    // no JavaScript on the stack: the event loop itself (epoll, reads), GC, timers
+    const fn = js === undefined ? '(no JS frame)' : js.slice(3).replace(/\+0x[0-9a-f]+$/, '').replace(/^[*~^]/, '')
+    byFunction.set(fn, (byFunction.get(fn) ?? 0) + usPerSample)
+    const file = /(dist\/[\w/.-]+|node_modules\/[@\w.-]+|node:[\w/_]+)/.exec(fn)?.[1] ?? fn
+    byFile.set(file, (byFile.get(file) ?? 0) + usPerSample)
+  }
+  return { requests, totalUs: samples * usPerSample, byFunction, byFile }
+}
+
+function render (t: PerfTable, top: number): string {
+  const rows = (m: Map<string, number>, n: number) => [...m].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, v]) => `| ${k.replace(/\|/g, '\\|').replace('file://', '')} | ${v.toFixed(2)} |`)
+  return [`Samples of the gateway's main thread: ${t.totalUs.toFixed(1)} µs per request (${t.requests} requests).`, '',
+    '| file or package (nearest JS frame) | µs/req |', '|---|---:|', ...rows(t.byFile, 25), '',
+    '| function (nearest JS frame) | µs/req |', '|---|---:|', ...rows(t.byFunction, top)].join('\n')
+}
+
+function parseSaved (text: string): PerfTable {
+  const byFunction = new Map<string, number>()
+  const byFile = new Map<string, number>()
+  let section: Map<string, number> | undefined
+  for (const line of text.split('\n')) {
+    if (line.startsWith('| file or package')) section = byFile
+    else if (line.startsWith('| function')) section = byFunction
+    const m = /^\| (.+) \| ([\d.]+) \|$/.exec(line)
+    if (m !== null && section !== undefined) section.set(m[1]!, Number(m[2]))
+  }
+  const total = Number(/([\d.]+) µs per request/.exec(text)?.[1] ?? NaN)
+  return { requests: 0, totalUs: total, byFunction, byFile }
+}
+
+async function profile (): Promise<void> {
+  if (spawnSync('perf', ['--version'], { stdio: 'ignore' }).error !== undefined) {
+    console.error('perf is not installed (Debian: apt-get install -y linux-perf)')
+    process.exit(2)
+  }
+  const children = new Children()
+  const redis = values.redis ? await startPrivateRedis() : undefined
+  try {
+    const fast = await children.start(['--import', 'tsx', 'bench/upstream.ts'], { QUERY_LATENCY_MS: '0' }, (l) => l.url as string)
+    const doc = await children.start(['--import', 'tsx', 'bench/upstream.ts'], { QUERY_LATENCY_MS: '1' }, (l) => l.url as string)
+    const dir = mkdtempSync(join(tmpdir(), 'flaggate-perf-'))
+    writeFileSync(join(dir, 'gateway.yaml'), policy({ docUrl: doc, fastUrl: fast, redis }))
+    const gw = await children.spawnFlaggate(join(dir, 'gateway.yaml'), ['--perf-basic-prof'])
+    const url = gw.url + (values.target === 'flags' ? FLAGS : ENV_DOC)
+    const headers = { 'x-environment-key': values.target === 'flags' ? 'dev_client_key' : 'ser.dev_server_key' }
+    const connections = Number(values.connections)
+    await load(url, { connections, durationS: 3, headers }) // JIT, pools, cache fill
+    const data = join(dir, 'perf.data')
+    const seconds = Number(values.duration)
+    // the main thread only (-t): the event loop, where a request's work is done
+    const rec = spawn('perf', ['record', '-F', String(HZ), '-g', '-t', String(gw.pid), '-o', data, '--', 'sleep', String(seconds)], { stdio: 'ignore' })
+    const r = await load(url, { connections, durationS: seconds, headers })
+    await new Promise((resolve) => rec.once('exit', resolve))
+    const script = spawnSync('perf', ['script', '-i', data], { maxBuffer: 1 << 30 }).stdout.toString()
+    const table = tabulate(script, r.requests)
+    const text = `target ${values.target}${values.redis ? ' (Redis)' : ''}: ${r.rps.toFixed(0)} req/s, p99 ${r.p99.toFixed(1)} ms\n\n${render(table, Number(values.top))}\n`
+    console.log(text)
+    if (values.out !== undefined) writeFileSync(values.out, text)
+  } finally {
+    children.stopAll()
+    await redis?.stop()
+  }
+}
+
+function compare (a: string, b: string): void {
+  const [ta, tb] = [parseSaved(readFileSync(a, 'utf8')), parseSaved(readFileSync(b, 'utf8'))]
+  console.log(`total µs/req: a ${ta.totalUs.toFixed(1)}, b ${tb.totalUs.toFixed(1)}\n`)
+  for (const [title, ma, mb] of [['file or package', ta.byFile, tb.byFile], ['function', ta.byFunction, tb.byFunction]] as const) {
+    const keys = [...new Set([...ma.keys(), ...mb.keys()])].sort((x, y) => Math.abs((mb.get(y) ?? 0) - (ma.get(y) ?? 0)) - Math.abs((mb.get(x) ?? 0) - (ma.get(x) ?? 0)))
+    console.log(`| ${title} | a | b | b − a |\n|---|---:|---:|---:|`)
+    for (const k of keys.slice(0, 25)) console.log(`| ${k} | ${(ma.get(k) ?? 0).toFixed(2)} | ${(mb.get(k) ?? 0).toFixed(2)} | ${((mb.get(k) ?? 0) - (ma.get(k) ?? 0)).toFixed(2)} |`)
+    console.log('')
+  }
+}
+
+if (values.compare) compare(positionals[0]!, positionals[1]!)
+else await profile()
