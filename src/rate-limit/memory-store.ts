@@ -3,13 +3,10 @@ import { LRUCache } from 'lru-cache'
 import { decideBuckets, type BucketDecision, type BucketRequest } from './algorithm.js'
 import { systemClock, type Clock } from '../shared/clock.js'
 
-/** A bucket's theoretical arrival time, changed in place when a request spends a token. */
-interface Bucket { tat: number }
-
 /** Bounded in-memory buckets: the whole state of a single instance, and the Redis fallback. */
 export class MemoryBuckets {
   readonly #clock: Clock
-  readonly #cache: LRUCache<string, Bucket>
+  readonly #cache: LRUCache<string, number>
   #purgeTimer: NodeJS.Timeout | undefined
 
   constructor (opts: { maxKeys?: number; clock?: Clock; purgeIntervalMs?: number } = {}) {
@@ -18,9 +15,8 @@ export class MemoryBuckets {
     // limiter more lenient for that one client, never refuses a legitimate request. No TTLs: a
     // TAT in the past decides exactly like no entry (decideBuckets clamps it to now), so a full
     // bucket is harmless until the sweep drops it, and the hot path pays for no expiry
-    // bookkeeping: a request reads its buckets (which marks them recent) and moves their TATs
-    // in place; only a new bucket is inserted.
-    this.#cache = new LRUCache<string, Bucket>({ max: opts.maxKeys ?? DEFAULT_MAX_KEYS })
+    // bookkeeping (lru-cache's TTL checks and timestamps on every get and set).
+    this.#cache = new LRUCache<string, number>({ max: opts.maxKeys ?? DEFAULT_MAX_KEYS })
     // Full buckets would otherwise sit until LRU eviction reaches them; a sweep every few seconds
     // keeps the map close to the set of buckets that are really partly spent.
     const purgeMs = opts.purgeIntervalMs ?? 10_000
@@ -33,19 +29,9 @@ export class MemoryBuckets {
   /** Decides one request; synchronous, never throws. */
   take (requests: readonly BucketRequest[], now = this.#clock()): { allowed: boolean; limits: BucketDecision[] } {
     const cache = this.#cache
-    const n = requests.length
-    const buckets = new Array<Bucket | undefined>(n)
-    const tats = new Array<number | undefined>(n)
-    for (let i = 0; i < n; i++) {
-      const b = cache.get(requests[i]!.key)
-      buckets[i] = b
-      tats[i] = b?.tat
-    }
-    return decideBuckets(now, requests, tats, (i, tat) => {
-      const b = buckets[i]
-      if (b !== undefined) b.tat = tat
-      else cache.set(requests[i]!.key, { tat })
-    })
+    const tats = new Array<number | undefined>(requests.length)
+    for (let i = 0; i < requests.length; i++) tats[i] = cache.get(requests[i]!.key)
+    return decideBuckets(now, requests, tats, (i, tat) => { cache.set(requests[i]!.key, tat) })
   }
 
   /** Number of buckets held (including full ones the sweep has not dropped yet). */
@@ -55,7 +41,7 @@ export class MemoryBuckets {
   /** Drops the buckets that are full again (their TAT is past). */
   purgeStale (now = this.#clock()): void {
     const full: string[] = []
-    for (const [key, b] of this.#cache.entries()) if (b.tat <= now) full.push(key)
+    for (const [key, tat] of this.#cache.entries()) if (tat <= now) full.push(key)
     for (const key of full) this.#cache.delete(key)
   }
 
