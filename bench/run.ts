@@ -231,13 +231,17 @@ function write (rep: Report): void {
   out.push('')
 
   out.push('## Targets', '')
-  out.push('| target | measured (req/s ratio) | CPU µs/req ratio | verdict |', '|---|---:|---:|---|')
+  out.push('| target | measured (req/s ratio of the medians) | paired (median of the rounds\' ratios) | CPU µs/req ratio | verdict |', '|---|---:|---:|---:|---|')
   const target = (label: string, a: Row | undefined, b: Row | undefined, min: number) => {
-    if (a === undefined || b === undefined) { out.push(`| ${label} | – | – | not measured |`); return }
+    if (a === undefined || b === undefined) { out.push(`| ${label} | – | – | – | not measured |`); return }
     const ratio = rps(a) / rps(b)
+    // a round's runs of two configurations are minutes apart at most, seconds when they are
+    // neighbours in the round: their ratio is less exposed to the machine's slow phases
+    const paired = median(a.results.map((x, i) => x.rps / (b.results[i]?.rps ?? NaN)).filter(Number.isFinite))
     // cost ratio: how many of `a` one CPU-second buys against `b`
     const costRatio = cpu(b) / cpu(a)
-    out.push(`| ${label} | ${ratio.toFixed(2)} | ${Number.isFinite(costRatio) ? costRatio.toFixed(2) : '–'} | ${ratio >= min ? 'met' : 'MISSED'} |`)
+    const verdict = ratio >= min && paired >= min ? 'met' : ratio >= min || paired >= min ? 'met by one measure only' : 'MISSED'
+    out.push(`| ${label} | ${ratio.toFixed(2)} | ${paired.toFixed(2)} | ${Number.isFinite(costRatio) ? costRatio.toFixed(2) : '–'} | ${verdict} |`)
   }
   target('cache HIT ≥ 0.7 × bare fastify ceiling (5 KB)', by('hit-0'), by('ceiling-0'), 0.7)
   target('cache HIT ≥ 3 × bare proxy fetching it', by('hit-0'), by('bare-doc'), 3)
@@ -245,16 +249,16 @@ function write (rep: Report): void {
   target('proxied ≥ 0.85 × bare proxy, memory', by('mem-flags'), by('bare-flags'), 0.85)
   target('proxied ≥ 0.85 × bare proxy, Redis', by('redis-flags'), by('bare-flags'), 0.85)
   const p99Target = (label: string, a: Row | undefined, b: Row | undefined) => {
-    if (a === undefined || b === undefined) { out.push(`| ${label} | – | – | not measured |`); return }
+    if (a === undefined || b === undefined) { out.push(`| ${label} | – | – | – | not measured |`); return }
     const ratio = p99(a) / Math.max(0.001, p99(b))
-    out.push(`| ${label} | ${ratio.toFixed(2)} (p99 ratio) | | ${ratio <= 1.5 ? 'met' : 'MISSED'} |`)
+    out.push(`| ${label} | ${ratio.toFixed(2)} (p99 ratio) | | | ${ratio <= 1.5 ? 'met' : 'MISSED'} |`)
   }
   p99Target('proxied p99 ≤ 1.5 × bare proxy, memory', by('mem-flags'), by('bare-flags'))
   p99Target('proxied p99 ≤ 1.5 × bare proxy, Redis', by('redis-flags'), by('bare-flags'))
   if (rep.rssAfterKeys !== undefined) {
-    out.push(`| RSS after ${fmt(rep.rssAfterKeys.keys)} distinct keys < 300 MB | ${mb(rep.rssAfterKeys.rss)} | | ${rep.rssAfterKeys.rss < 300 * 2 ** 20 ? 'met' : 'MISSED'} |`)
+    out.push(`| RSS after ${fmt(rep.rssAfterKeys.keys)} distinct keys < 300 MB | ${mb(rep.rssAfterKeys.rss)} | | | ${rep.rssAfterKeys.rss < 300 * 2 ** 20 ? 'met' : 'MISSED'} |`)
   }
-  out.push('', 'CPU µs/req ratio: the server CPU per request of the comparison divided by flaggate\'s (above 1: flaggate is cheaper).', '')
+  out.push('', 'Paired: each round runs every configuration once, neighbours seconds apart; the median of the rounds\' own ratios is less exposed to the machine\'s slow phases than the ratio of two medians. A target is met when both say so. CPU µs/req ratio: the server CPU per request of the comparison divided by flaggate\'s (above 1: flaggate is cheaper).', '')
 
   out.push('## Document size (cache hits)', '')
   out.push('| document | ceiling req/s | flaggate HIT req/s | NGINX HIT req/s | ceiling p99 | flaggate p99 | NGINX p99 | CPU µs/req ceiling / flaggate / NGINX | flaggate/ceiling | flaggate/NGINX |', '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
