@@ -35,7 +35,9 @@ function replay (reply: unknown, requests: readonly BucketRequest[], count: numb
   const tats = new Array<number | undefined>(n)
   for (let i = 0; i < n; i++) {
     const v: unknown = reply[i + 1]
-    tats[i] = typeof v === 'string' ? Number(v) : undefined
+    // what Lua's tonumber() reads as no number (a value someone else wrote) is no bucket there too
+    const tat = typeof v === 'string' ? Number(v) : NaN
+    tats[i] = Number.isNaN(tat) ? undefined : tat
   }
   const commit = (i: number, tat: number): void => { tats[i] = tat }
   const out = new Array<BucketsDecision>(count)

@@ -63,6 +63,20 @@ describe('one script call for several requests of the same buckets', () => {
   })
 })
 
+describe('a bucket key holding something that is not a TAT', () => {
+  it('is read as no bucket, in the script and in the replay alike', async () => {
+    const prefix = `test-${randomUUID()}:`
+    await redis.set(`${prefix}junk`, 'not-a-number')
+    const reqs = [{ key: 'junk', params: bucketParams(1, 3) }]
+    const now = 1_763_000_000_000.5
+    const memory = new MemoryBuckets({ purgeIntervalMs: 0 })
+    // the script starts a fresh bucket and spends from it; the replay must say the same
+    expect(await takeRedisBatch(redis, prefix, reqs, 2, now)).toEqual([memory.take(reqs, now), memory.take(reqs, now)])
+    expect(await takeRedis(redis, prefix, reqs, now)).toEqual(memory.take(reqs, now))
+    memory.close()
+  })
+})
+
 describe('the limiter coalesces concurrent requests per client', () => {
   const store = (): LimiterRedisStore => ({
     client: redis,
