@@ -1,3 +1,4 @@
+import { connect } from 'node:net'
 import { describe, expect, it } from 'vitest'
 import { signWebhook, webhookBody, INVALID_KEY_DETAIL, CORE_NEVER_CACHE } from '../support/fake-flagsmith.js'
 import { json, raw } from '../support/http.js'
@@ -47,6 +48,43 @@ describe('environment-document cache through the gateway', () => {
     expect(head.body.length).toBe(0)
     expect(head.headers['content-length']).toBe(String(hit.body.length))
     expect(head.headers['x-cache-status']).toBe('HIT')
+  })
+
+  it('hits pipelined on one connection are answered in order, each whole, with the limiter\'s headers', async () => {
+    // fresh hits are written straight to the socket from onRequest (cache/plugin.ts sendDocument)
+    const { core, gw } = await startCached({ rule: { ttl: '30s' }, limit: '{ rate: 100/s, burst: 100, by: [environmentKey] }' })
+    const filled = await envDoc(gw, DEV_KEY)
+    const etag = filled.headers.etag!
+    const req = (method: string, id: string, extra = '') => `${method} ${ENV_DOC} HTTP/1.1\r\nHost: gw\r\nX-Environment-Key: ${DEV_KEY}\r\nX-Request-Id: ${id}\r\n${extra}\r\n`
+    const wire = req('GET', 'p1') + req('HEAD', 'p2') + req('GET', 'p3', `If-None-Match: ${etag}\r\n`) + req('GET', 'p4')
+    const { port } = new URL(gw.url)
+    const bytes = await new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = []
+      const socket = connect(Number(port), '127.0.0.1', () => { socket.write(wire) })
+      socket.on('data', (c: Buffer) => {
+        chunks.push(c)
+        // four answers: the last is the second full body
+        if (Buffer.concat(chunks).toString('latin1').split('HTTP/1.1 ').length === 5 && Buffer.concat(chunks).length >= 2 * filled.body.length) { socket.end(); resolve(Buffer.concat(chunks)) }
+      })
+      socket.on('error', reject)
+    })
+    const text = bytes.toString('latin1')
+    const answers = text.split(/(?=HTTP\/1\.1 \d{3} )/)
+    expect(answers.map((a) => a.slice(9, 12))).toEqual(['200', '200', '304', '200'])
+    for (const [i, a] of answers.entries()) {
+      expect(a).toMatch(/\r\nx-cache-status: HIT\r\n/)
+      // the 304 is answered before the limiter (it costs no token), so it carries no RateLimit
+      if (i === 2) { expect(a).not.toMatch(/\r\nratelimit/); continue }
+      expect(a).toMatch(/\r\nratelimit-policy: "environment-document";q=100;w=1\r\n/)
+      expect(a).toMatch(/\r\nratelimit: "environment-document";r=\d+;t=\d+\r\n/)
+    }
+    const body = filled.body.toString('latin1')
+    expect(answers[0]!.endsWith('\r\n\r\n' + body)).toBe(true)
+    expect(answers[1]!.endsWith('\r\n\r\n')).toBe(true) // HEAD: the headers, no body
+    expect(answers[1]).toContain(`\r\ncontent-length: ${filled.body.length}\r\n`)
+    expect(answers[2]!.endsWith('\r\n\r\n')).toBe(true)
+    expect(answers[3]!.endsWith('\r\n\r\n' + body)).toBe(true)
+    expect(core.counts(ENV_DOC)).toBe(1)
   })
 
   it('UPDATING serves stale while one refresh runs; Core\'s 304 refreshes the entry', async () => {
