@@ -108,22 +108,16 @@ function cacheControl (freshForMs: number): string {
  * change per request, then the stored Buffer. Written on the Node response, not through
  * reply.send: fastify would copy the entry's headers into the reply one by one (lower-casing
  * each name), then walk them again for writeHead, on every hit. onResponse hooks run as for any
- * answer (fastify listens for the response's end); the access log reads X-Flaggate-Upstream
- * from the reply and finds none, which it logs as `none`, what this header says on every answer
- * from memory.
+ * answer (fastify listens for the response's end).
  */
 function sendDocument (request: FastifyRequest, reply: FastifyReply, doc: CachedDocument, status: string, freshForMs: number, upstream: string): void {
   const h = headersOf(doc)
   const inm = request.headers['if-none-match']
   const ims = request.headers['if-modified-since']
   const current = (inm !== undefined || ims !== undefined) && clientHasCurrent(doc, singleHeader(inm), ims)
-  if (upstream !== 'none') {
-    // an answer fetched for this request (MISS): the access log names its upstream
-    reply.code(current ? 304 : 200).headers(current ? h.notModified : h.ok)
-    reply.header('cache-control', cacheControl(freshForMs)).header(CACHE_STATUS_HEADER, status).header(UPSTREAM_HEADER, upstream)
-    void reply.send(current ? undefined : doc.body)
-    return
-  }
+  // The access log reads X-Flaggate-Upstream from the reply, and logs `none` when it finds none:
+  // only an answer fetched for this request (MISS) needs it set there.
+  if (upstream !== 'none') void reply.header(UPSTREAM_HEADER, upstream)
   const out: string[] = []
   const set = reply.getHeaders()
   for (const k in set) {
@@ -132,7 +126,8 @@ function sendDocument (request: FastifyRequest, reply: FastifyReply, doc: Cached
   }
   const entry = current ? h.notModifiedFlat : h.okFlat
   for (let i = 0; i < entry.length; i++) out.push(entry[i]!)
-  out.push('cache-control', cacheControl(freshForMs), CACHE_STATUS_HEADER, status, UPSTREAM_HEADER, upstream)
+  out.push('cache-control', cacheControl(freshForMs), CACHE_STATUS_HEADER, status)
+  if (upstream === 'none') out.push(UPSTREAM_HEADER, upstream)
   const res = reply.raw
   // writeHead first: should it refuse a header, nothing is sent and fastify answers the error
   res.writeHead(current ? 304 : 200, out)
@@ -163,22 +158,11 @@ async function cachePlugin (app: FastifyInstance, opts: CachePluginOptions): Pro
     sendDocument(request, reply, hit.document, 'HIT', hit.freshForMs, 'none')
   })
 
-  // Callback style, so routes without a cache rule pass with no promise at all, and a fresh
-  // HIT is answered synchronously: no promise, no fill closure, no lookup result object. The
-  // hits plugin (below) answers fresh HITs earlier; this one is for the rest.
+  // Callback style, so routes without a cache rule pass with no promise at all. Fresh HITs were
+  // answered in onRequest (the hits plugin, below); this is for the rest.
   app.addHook('preHandler', (request, reply, done) => {
     const gw = isCacheable(request)
     if (gw === undefined) { done(); return }
-    if (gw.envKey !== undefined) {
-      const rule = gw.route!.cache!
-      const doc = cache.fresh(gw.envKey, gw.upstreamUrl, rule, gw.upstream)
-      if (doc !== undefined) {
-        gw.cacheStatus = 'HIT'
-        gw.decision = 'cached'
-        sendDocument(request, reply, doc, 'HIT', cache.freshForMs(doc, rule), 'none')
-        return
-      }
-    }
     serve(request, reply, gw).then((sent) => { if (!sent) done() }, (err: Error) => { done(err) })
   })
 
