@@ -7,11 +7,15 @@
  * kernel work a function causes (a header validated, a Buffer encoded, a writev) count as that
  * function's.
  *
- *   hit     GET the environment document, answered from the cache
- *   flags   GET flags, proxied to an instant fake Core
+ *   hit      GET the environment document, answered from the cache
+ *   flags    GET flags, proxied to an instant fake Core
+ *   ceiling  the same document from bench/ceiling.ts (a bare fastify, same bytes and headers):
+ *            `--compare` against a `hit` run shows what flaggate adds, function by function
+ *   nginx    the same document as an NGINX proxy_cache HIT (bench/nginx.ts, its one worker):
+ *            no JavaScript, so only the kernel / user split says anything
  *
  * Needs `perf` (Debian: linux-perf). Usage:
- *   node --import tsx bench/perf.ts [--target hit|flags] [--redis] [--duration 6] [--top 40]
+ *   node --import tsx bench/perf.ts [--target hit|flags|ceiling|nginx] [--redis] [--duration 6] [--top 40]
  *   node --import tsx bench/perf.ts --compare A.txt B.txt      (two saved runs, function by function)
  */
 import { spawn, spawnSync } from 'node:child_process'
@@ -21,6 +25,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { Children, load } from './support.js'
 import { ENV_DOC, FLAGS, policy } from './policy.js'
+import { ensureNginx, startNginx } from './nginx.js'
 import { startPrivateRedis } from '../test/support/redis-server.js'
 
 const HZ = 1999
@@ -39,7 +44,7 @@ const { values, positionals } = parseArgs({
 })
 
 /** µs per request by nearest JavaScript function, and by its file (or package). */
-export interface PerfTable { requests: number; totalUs: number; byFunction: Map<string, number>; byFile: Map<string, number> }
+export interface PerfTable { requests: number; totalUs: number; kernelUs: number; byFunction: Map<string, number>; byFile: Map<string, number> }
 
 /** Groups `perf script` output (one stack per sample, leaf first) into a PerfTable. */
 export function tabulate (script: string, requests: number, hz = HZ): PerfTable {
@@ -47,10 +52,14 @@ export function tabulate (script: string, requests: number, hz = HZ): PerfTable 
   const byFunction = new Map<string, number>()
   const byFile = new Map<string, number>()
   let samples = 0
+  let kernel = 0
   for (const block of script.split(/\n\s*\n/)) {
-    const frames = block.split('\n').filter((l) => /^\s/.test(l)).map((l) => l.trim().replace(/^[0-9a-f]+\s+/, '').replace(/ \([^)]*\)$/, ''))
+    const lines = block.split('\n').filter((l) => /^\s/.test(l))
+    const frames = lines.map((l) => l.trim().replace(/^[0-9a-f]+\s+/, '').replace(/ \([^)]*\)$/, ''))
     if (frames.length === 0) continue
     samples++
+    // the sampled instruction itself (leaf frame) in the kernel: syscalls, TCP, interrupts
+    if (lines[0]!.includes('[kernel.kallsyms]')) kernel++
     const js = frames.find((f) => f.startsWith('JS:'))
     // no JavaScript on the stack: the event loop itself (epoll, reads), GC, timers
     const fn = js === undefined ? '(no JS frame)' : js.slice(3).replace(/\+0x[0-9a-f]+$/, '').replace(/^[*~^]/, '')
@@ -58,12 +67,12 @@ export function tabulate (script: string, requests: number, hz = HZ): PerfTable 
     const file = /(dist\/[\w/.-]+|node_modules\/[@\w.-]+|node:[\w/_]+)/.exec(fn)?.[1] ?? fn
     byFile.set(file, (byFile.get(file) ?? 0) + usPerSample)
   }
-  return { requests, totalUs: samples * usPerSample, byFunction, byFile }
+  return { requests, totalUs: samples * usPerSample, kernelUs: kernel * usPerSample, byFunction, byFile }
 }
 
 function render (t: PerfTable, top: number): string {
   const rows = (m: Map<string, number>, n: number) => [...m].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, v]) => `| ${k.replace(/\|/g, '\\|').replace('file://', '')} | ${v.toFixed(2)} |`)
-  return [`Samples of the gateway's main thread: ${t.totalUs.toFixed(1)} µs per request (${t.requests} requests).`, '',
+  return [`Samples of the server's main thread: ${t.totalUs.toFixed(1)} µs per request (${t.requests} requests), of which ${t.kernelUs.toFixed(1)} µs in the kernel and ${(t.totalUs - t.kernelUs).toFixed(1)} µs in user space.`, '',
     '| file or package (nearest JS frame) | µs/req |', '|---|---:|', ...rows(t.byFile, 25), '',
     '| function (nearest JS frame) | µs/req |', '|---|---:|', ...rows(t.byFunction, top)].join('\n')
 }
@@ -79,7 +88,8 @@ function parseSaved (text: string): PerfTable {
     if (m !== null && section !== undefined) section.set(m[1]!, Number(m[2]))
   }
   const total = Number(/([\d.]+) µs per request/.exec(text)?.[1] ?? NaN)
-  return { requests: 0, totalUs: total, byFunction, byFile }
+  const kernel = Number(/([\d.]+) µs in the kernel/.exec(text)?.[1] ?? NaN)
+  return { requests: 0, totalUs: total, kernelUs: kernel, byFunction, byFile }
 }
 
 async function profile (): Promise<void> {
@@ -94,7 +104,21 @@ async function profile (): Promise<void> {
     const doc = await children.start(['--import', 'tsx', 'bench/upstream.ts'], { QUERY_LATENCY_MS: '1' }, (l) => l.url as string)
     const dir = mkdtempSync(join(tmpdir(), 'flaggate-perf-'))
     writeFileSync(join(dir, 'gateway.yaml'), policy({ docUrl: doc, fastUrl: fast, redis }))
-    const gw = await children.spawnFlaggate(join(dir, 'gateway.yaml'), ['--perf-basic-prof'])
+    const target = values.target
+    const gateway = await children.spawnFlaggate(join(dir, 'gateway.yaml'), target === 'hit' || target === 'flags' ? ['--perf-basic-prof'] : [])
+    let gw: { pid: number; url: string } = gateway
+    if (target === 'ceiling') {
+      // the ceiling copies a HIT's bytes and headers from the gateway at start
+      const c = await children.spawn(['--perf-basic-prof', '--import', 'tsx', 'bench/ceiling.ts'], { GATEWAY_URL: gateway.url }, (l) => typeof l.url === 'string')
+      gw = { pid: c.pid, url: c.info.url as string }
+    } else if (target === 'nginx') {
+      const bin = ensureNginx().bin
+      if (bin === undefined) throw new Error('nginx is not installed (Debian: apt-get install -y nginx)')
+      const n = await startNginx(children, bin, { docUpstream: doc, fastUpstream: fast })
+      // the master only supervises: the worker serves every request
+      const worker = spawnSync('pgrep', ['-P', String(n.pid)], { encoding: 'utf8' }).stdout.trim().split('\n')[0]
+      gw = { pid: Number(worker), url: n.url }
+    }
     const url = gw.url + (values.target === 'flags' ? FLAGS : ENV_DOC)
     const headers = { 'x-environment-key': values.target === 'flags' ? 'dev_client_key' : 'ser.dev_server_key' }
     const connections = Number(values.connections)
@@ -118,7 +142,7 @@ async function profile (): Promise<void> {
 
 function compare (a: string, b: string): void {
   const [ta, tb] = [parseSaved(readFileSync(a, 'utf8')), parseSaved(readFileSync(b, 'utf8'))]
-  console.log(`total µs/req: a ${ta.totalUs.toFixed(1)}, b ${tb.totalUs.toFixed(1)}\n`)
+  console.log(`total µs/req: a ${ta.totalUs.toFixed(1)} (kernel ${ta.kernelUs.toFixed(1)}), b ${tb.totalUs.toFixed(1)} (kernel ${tb.kernelUs.toFixed(1)})\n`)
   for (const [title, ma, mb] of [['file or package', ta.byFile, tb.byFile], ['function', ta.byFunction, tb.byFunction]] as const) {
     const keys = [...new Set([...ma.keys(), ...mb.keys()])].sort((x, y) => Math.abs((mb.get(y) ?? 0) - (ma.get(y) ?? 0)) - Math.abs((mb.get(x) ?? 0) - (ma.get(x) ?? 0)))
     console.log(`| ${title} | a | b | b − a |\n|---|---:|---:|---:|`)

@@ -247,10 +247,12 @@ export async function load (url: string, opts: LoadOptions): Promise<LoadResult>
   return { ...r, cpuUsPerReq, userUsPerReq }
 }
 
-/** Sends one request for each of the keys `ser.bench-0 … ser.bench-<keys-1>` (or as many as fit in `maxSeconds`), in its own process. */
-export async function warmKeys (url: string, keys: number, connections: number, maxSeconds?: number): Promise<{ seconds: number; requests: number; non2xx: number; errors: number }> {
-  const args = ['--import', 'tsx', 'bench/warm-keys.ts', url, String(keys), String(connections)]
-  if (maxSeconds !== undefined) args.push(String(maxSeconds))
+/**
+ * Sends one request for each of the keys `ser.bench-<from> … ser.bench-<keys-1>` (or as many as fit
+ * in `maxSeconds`), in its own process.
+ */
+export async function warmKeys (url: string, keys: number, connections: number, maxSeconds?: number, from = 0): Promise<{ seconds: number; requests: number; non2xx: number; errors: number }> {
+  const args = ['--import', 'tsx', 'bench/warm-keys.ts', url, String(keys), String(connections), maxSeconds === undefined ? '' : String(maxSeconds), String(from)]
   return JSON.parse(await runNode(args)) as { seconds: number; requests: number; non2xx: number; errors: number }
 }
 
