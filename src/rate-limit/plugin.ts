@@ -4,8 +4,8 @@
  * `RateLimit-Policy` / `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers).
  *
  * Hot path: the plan (bucket params, key prefixes, hash-tag dimensions, the policy header) is
- * computed once per frozen limits array; per request there is one string per bucket, one store
- * call and one header string. Logging happens only for shadow refusals and unexpected errors.
+ * computed once per frozen limits array, and a recent client's bucket requests once per client
+ * (keys.ts); per request there is one store call and one header string. Logging happens only for shadow refusals and unexpected errors.
  */
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
@@ -13,8 +13,8 @@ import { effectiveLimits } from '../policy/compile.js'
 import { GatewayError } from '../errors.js'
 import type { Metrics } from '../metrics/registry.js'
 import type { HotChild } from '../metrics/hot-counter.js'
-import { createMemoryLimiter, createRedisLimiter, type BucketDecision, type BucketRequest, type RateLimitDecision, type RateLimiter, type MemoryLimiterOptions } from './core.js'
-import { bucketKeys, planFor, type LimitPlan } from './keys.js'
+import { createMemoryLimiter, createRedisLimiter, type BucketDecision, type RateLimitDecision, type RateLimiter, type MemoryLimiterOptions } from './core.js'
+import { bucketRequests, planFor, type LimitPlan } from './keys.js'
 import type { RedisStore } from '../store/redis.js'
 
 export const RATELIMIT_POLICY_HEADER = 'ratelimit-policy'
@@ -140,9 +140,7 @@ async function rateLimit (app: FastifyInstance, opts: RateLimitPluginOptions): P
     const limits = effectiveLimits(gw.policy, route, gw.envKey)
     if (limits.length === 0) { done(); return }
     const plan = planFor(route.name, limits)
-    const keys = bucketKeys(plan, { envKey: gw.envKey, clientIp: gw.clientIp, headers: request.headers })
-    const requests = new Array<BucketRequest>(keys.length)
-    for (let i = 0; i < keys.length; i++) requests[i] = { key: keys[i]!, params: plan.limits[i]!.params }
+    const requests = bucketRequests(plan, { envKey: gw.envKey, clientIp: gw.clientIp, headers: request.headers })
 
     const local = limiter.decideLocal(requests)
     if (local !== undefined) { done(apply(request, reply, plan, local)); return }

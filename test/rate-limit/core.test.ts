@@ -14,7 +14,8 @@ import {
   MemoryBuckets, bucketParams, createMemoryLimiter, describeLimits, fairShare, takeRedis,
   type BucketDecision, type BucketRequest
 } from '../../src/rate-limit/core.js'
-import { bucketKeys, planFor } from '../../src/rate-limit/keys.js'
+import fc from 'fast-check'
+import { MAX_IPS_PER_KEY, bucketKeys, bucketRequests, planFor } from '../../src/rate-limit/keys.js'
 import { loadPolicy } from '../../src/policy/load.js'
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
@@ -377,6 +378,54 @@ describe('bucket keys and explain', () => {
     const o = policy.overrides.get('ser.big')![0]!.limits
     expect(bucketKeys(planFor('a', o), { envKey: 'ser.big', clientIp: '1.1.1.1', headers: {} })[0])
       .not.toBe(bucketKeys(planFor('b', o), { envKey: 'ser.big', clientIp: '1.1.1.1', headers: {} })[0])
+  })
+
+  it('remembers a client\'s bucket requests: the same keys as built afresh, whatever the order of clients', () => {
+    // a fresh plan per run (new limits arrays), so runs do not share a memo
+    const fresh = () => {
+      const r = loadPolicy('p.yaml', POLICY, {})
+      if (!r.ok) throw new Error('policy')
+      return planFor(r.policy.routes[0]!.name, r.policy.routes[0]!.limits)
+    }
+    const client = fc.record({
+      envKey: fc.option(fc.constantFrom('ser.a', 'ser.b', 'client-c', '10.0.0.1', ''), { nil: undefined }),
+      clientIp: fc.constantFrom('10.0.0.1', '10.0.0.2', '::1', '203.0.113.9')
+    })
+    fc.assert(fc.property(fc.array(client, { minLength: 1, maxLength: 40 }), (clients) => {
+      const plan = fresh()
+      expect(plan.clients).toBeDefined()
+      const seen = new Map<string, unknown>()
+      for (const c of clients) {
+        const facts = { ...c, headers: {} }
+        const got = bucketRequests(plan, facts)
+        expect(got.map((r) => r.key)).toEqual(bucketKeys(plan, facts))
+        expect(got.map((r) => r.params)).toEqual(plan.limits.map((l) => l.params))
+        // the remembered array itself, so its key strings keep their hashes
+        const id = `${c.envKey ?? ''}|${c.clientIp}`
+        if (seen.has(id)) expect(got).toBe(seen.get(id))
+        seen.set(id, got)
+      }
+    }), { numRuns: 200 })
+  })
+
+  it('remembers at most MAX_IPS_PER_KEY addresses per key, and still answers for the others', () => {
+    const plan = planFor(doc.name, doc.limits)
+    const envKey = 'client-key-seen-from-many-browsers'
+    for (let i = 0; i < MAX_IPS_PER_KEY + 36; i++) {
+      const facts = { envKey, clientIp: `198.51.100.${i}`, headers: {} }
+      const first = bucketRequests(plan, facts)
+      expect(first.map((r) => r.key)).toEqual(bucketKeys(plan, facts))
+      // remembered while there is room for this key, built afresh beyond it
+      expect(bucketRequests(plan, facts) === first).toBe(i < MAX_IPS_PER_KEY)
+    }
+  })
+
+  it('does not remember clients of a limit counted by a header (the value changes with every request)', () => {
+    const plan = planFor(header.name, header.limits)
+    expect(plan.clients).toBeUndefined()
+    const a = bucketRequests(plan, { envKey: undefined, clientIp: '10.0.0.1', headers: { 'x-client-id': 'one' } })
+    const b = bucketRequests(plan, { envKey: undefined, clientIp: '10.0.0.1', headers: { 'x-client-id': 'two' } })
+    expect(a[1]!.key).not.toBe(b[1]!.key)
   })
 
   it('describeLimits shows the effective limits, overrides included', () => {

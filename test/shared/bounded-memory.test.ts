@@ -9,7 +9,7 @@
  * take ten times longer on a shared machine (V8 hashes a 15 KB string whole for every Map lookup).
  */
 import { describe, expect, it } from 'vitest'
-import { bucketKeys, keyDigests, planFor } from '../../src/rate-limit/keys.js'
+import { CLIENT_MEMO_BYTES, bucketKeys, bucketRequests, keyDigests, planFor } from '../../src/rate-limit/keys.js'
 import { loggableQuery, loggableUrl, redactions } from '../../src/shared/access-log.js'
 import { DocumentCache } from '../../src/cache/core.js'
 import { loadPolicy } from '../../src/policy/load.js'
@@ -29,6 +29,18 @@ describe('caches keyed by client input are bounded in bytes', () => {
     expect(keyDigests.retainedChars()).toBeLessThanOrEqual(keyDigests.maxBytes)
     expect(keyDigests.bytes).toBeLessThanOrEqual(keyDigests.maxBytes)
     expect(keyDigests.maxBytes).toBeLessThanOrEqual(16 * 1024 * 1024)
+  })
+
+  it("the rate limiter's memo of recent clients' bucket keys", () => {
+    const r = loadPolicy('p.yaml', 'upstreams:\n  core: { url: "http://x" }\nroutes:\n  - name: d\n    match: { pathPrefix: / }\n    upstream: core\n    limit:\n      - { by: environmentKey, rate: 1/s, burst: 1 }\n      - { by: [environmentKey, ip], rate: 1/s, burst: 1 }\n', {})
+    if (!r.ok) throw new Error('policy')
+    const plan = planFor('d', r.policy.routes[0]!.limits)
+    const memo = plan.clients!
+    for (let i = 0; i < N; i++) bucketRequests(plan, { envKey: hugeKey(i), clientIp: `203.0.113.${i % 250}`, headers: {} })
+    expect(memo.retainedChars()).toBeGreaterThan(15_000)
+    expect(memo.retainedChars()).toBeLessThanOrEqual(memo.bytes)
+    expect(memo.bytes).toBeLessThanOrEqual(CLIENT_MEMO_BYTES)
+    expect(CLIENT_MEMO_BYTES).toBeLessThanOrEqual(16 * 1024 * 1024)
   })
 
   it('the redaction memos of the access log (keys in headers and paths, identifiers)', () => {
