@@ -5,6 +5,10 @@
  *   cp -r dist .tmp/before/dist && cp package.json .tmp/before/   (before the change)
  *   npm run build                                                 (after)
  *   node --import tsx bench/ab.ts --a .tmp/before --b . [--target hit|flags] [--rounds 5] [--duration 4] [--redis]
+ *
+ * What one capability costs: the same build on both sides, b without the capabilities whose name
+ * (bench/policy.ts CAPABILITIES) matches:
+ *   node --import tsx bench/ab.ts --a . --b . --without 'blocking'
  */
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -14,7 +18,7 @@ import { Children, load, median, type LoadResult } from './support.js'
 import { ENV_DOC, FLAGS, policy } from './policy.js'
 import { startPrivateRedis } from '../test/support/redis-server.js'
 
-const { values } = parseArgs({ options: { a: { type: 'string', default: '.tmp/before' }, b: { type: 'string', default: '.' }, target: { type: 'string', default: 'hit' }, rounds: { type: 'string', default: '5' }, duration: { type: 'string', default: '4' }, connections: { type: 'string', default: '50' }, 'doc-bytes': { type: 'string', default: '0' }, redis: { type: 'boolean', default: false } } })
+const { values } = parseArgs({ options: { a: { type: 'string', default: '.tmp/before' }, b: { type: 'string', default: '.' }, target: { type: 'string', default: 'hit' }, rounds: { type: 'string', default: '5' }, duration: { type: 'string', default: '4' }, connections: { type: 'string', default: '50' }, 'doc-bytes': { type: 'string', default: '0' }, redis: { type: 'boolean', default: false }, without: { type: 'string' } } })
 const children = new Children()
 const redis = values.redis ? await startPrivateRedis() : undefined
 
@@ -23,12 +27,14 @@ try {
   const doc = await children.start(['--import', 'tsx', 'bench/upstream.ts'], { QUERY_LATENCY_MS: '1', DOC_BYTES: values['doc-bytes'] }, (l) => l.url as string)
   const dir = mkdtempSync(join(tmpdir(), 'flaggate-ab-'))
   writeFileSync(join(dir, 'gateway.yaml'), policy({ docUrl: doc, fastUrl: fast, redis }))
+  const without = values.without === undefined ? undefined : new RegExp(values.without, 'i')
+  writeFileSync(join(dir, 'gateway-b.yaml'), policy({ docUrl: doc, fastUrl: fast, redis, ...(without !== undefined ? { without } : {}) }))
   const path = values.target === 'flags' ? FLAGS : ENV_DOC
   const headers = { 'x-environment-key': values.target === 'flags' ? 'dev_client_key' : 'ser.dev_server_key' }
   const sides = []
   for (const label of ['a', 'b'] as const) {
     const root = resolve(values[label]!)
-    const gw = await children.spawn([join(root, 'dist/cli.js'), 'serve', '--config', join(dir, 'gateway.yaml')], { LOG_LEVEL: 'info' }, (l) => l.msg === 'flaggate serving')
+    const gw = await children.spawn([join(root, 'dist/cli.js'), 'serve', '--config', join(dir, label === 'b' ? 'gateway-b.yaml' : 'gateway.yaml')], { LOG_LEVEL: 'info' }, (l) => l.msg === 'flaggate serving')
     const url = (gw.info.url as string) + path
     await load(url, { connections: Number(values.connections), durationS: 2, headers })
     sides.push({ label, root, url, pid: gw.pid, results: [] as LoadResult[] })

@@ -15,7 +15,7 @@
  *            no JavaScript, so only the kernel / user split says anything
  *
  * Needs `perf` (Debian: linux-perf). Usage:
- *   node --import tsx bench/perf.ts [--target hit|flags|ceiling|nginx] [--redis] [--duration 6] [--top 40]
+ *   node --import tsx bench/perf.ts [--target hit|flags|ceiling|nginx] [--redis] [--without REGEX] [--duration 6] [--top 40]
  *   node --import tsx bench/perf.ts --compare A.txt B.txt      (two saved runs, function by function)
  */
 import { spawn, spawnSync } from 'node:child_process'
@@ -38,7 +38,9 @@ const { values, positionals } = parseArgs({
     connections: { type: 'string', default: '50' },
     top: { type: 'string', default: '40' },
     out: { type: 'string' },
-    compare: { type: 'boolean', default: false }
+    compare: { type: 'boolean', default: false },
+    /** leave out the capabilities whose name matches (bench/policy.ts), to see what one costs */
+    without: { type: 'string' }
   },
   allowPositionals: true
 })
@@ -103,7 +105,7 @@ async function profile (): Promise<void> {
     const fast = await children.start(['--import', 'tsx', 'bench/upstream.ts'], { QUERY_LATENCY_MS: '0' }, (l) => l.url as string)
     const doc = await children.start(['--import', 'tsx', 'bench/upstream.ts'], { QUERY_LATENCY_MS: '1' }, (l) => l.url as string)
     const dir = mkdtempSync(join(tmpdir(), 'flaggate-perf-'))
-    writeFileSync(join(dir, 'gateway.yaml'), policy({ docUrl: doc, fastUrl: fast, redis }))
+    writeFileSync(join(dir, 'gateway.yaml'), policy({ docUrl: doc, fastUrl: fast, redis, ...(values.without !== undefined ? { without: new RegExp(values.without, 'i') } : {}) }))
     const target = values.target
     const gateway = await children.spawnFlaggate(join(dir, 'gateway.yaml'), target === 'hit' || target === 'flags' ? ['--perf-basic-prof'] : [])
     let gw: { pid: number; url: string } = gateway

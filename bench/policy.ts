@@ -29,13 +29,15 @@ export const CAPABILITIES: Capability[] = [
   { name: 'edge routing (0 %, hashed per key)', route: (r) => r.cached ? '' : 'edge: { percent: 0, keys: [] }' }
 ]
 
-export function policy (o: { docUrl: string; fastUrl: string; redis?: PrivateRedis }): string {
+/** `without`: leave out the capabilities whose name matches (bench/ab.ts --without: what one costs). */
+export function policy (o: { docUrl: string; fastUrl: string; redis?: PrivateRedis; without?: RegExp }): string {
+  const caps = CAPABILITIES.filter((c) => o.without === undefined || !o.without.test(c.name))
   const routes: RouteSpec[] = [
     { name: 'environment-document', path: ENV_DOC, upstream: 'core', cached: true },
     { name: 'flags', path: FLAGS, upstream: 'fast', cached: false }
   ]
   const body = routes.map((r) => {
-    const extra = CAPABILITIES.map((c) => c.route?.(r) ?? '').filter((s) => s !== '').map((s) => `    ${s}\n`).join('')
+    const extra = caps.map((c) => c.route?.(r) ?? '').filter((s) => s !== '').map((s) => `    ${s}\n`).join('')
     return `  - name: ${r.name}\n    match: { methods: [GET], path: ${r.path} }\n    upstream: ${r.upstream}\n${extra}`
   }).join('')
   return `server: { listen: 127.0.0.1:0 }
@@ -49,7 +51,7 @@ ${body}  - name: default
     match: { pathPrefix: / }
     upstream: fast
     limit: { by: ip, rate: 50/s, burst: 100, shadow: true }
-${CAPABILITIES.map((c) => c.top?.() ?? '').filter((s) => s !== '').join('\n')}
+${caps.map((c) => c.top?.() ?? '').filter((s) => s !== '').join('\n')}
 `
 }
 
