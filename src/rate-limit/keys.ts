@@ -15,8 +15,8 @@
  *   the hash tag) are replaced by a hash, so keys stay short whatever a client sends.
  */
 import { createHash } from 'node:crypto'
-import { LRUCache } from 'lru-cache'
 import { BoundedMemo, MEMO_ENTRY_OVERHEAD } from '../shared/memo.js'
+import { ClientMemo } from '../shared/client-memo.js'
 import type { CompiledLimit } from '../policy/compile.js'
 import type { Dimension } from '../policy/schema.js'
 import { bucketParams, type BucketParams, type BucketRequest } from './core.js'
@@ -87,7 +87,7 @@ export interface LimitPlan {
   /** no limit of the set can refuse a request */
   readonly allShadow: boolean
   /** the bucket requests of recent clients; undefined when a limit counts by a header */
-  readonly clients: ClientRequests | undefined
+  readonly clients: ClientMemo<readonly BucketRequest[]> | undefined
 }
 
 // Policies are frozen and a reload swaps them, so caching on the limits array is safe and the
@@ -118,7 +118,7 @@ function buildPlan (route: string, limits: readonly CompiledLimit[]): LimitPlan 
     policyHeader: limits.filter((l) => !l.shadow).map((l) => l.policyHeader).join(', '),
     allShadow: limits.every((l) => l.shadow),
     // a header value is any string a client sends with each request: not worth remembering
-    clients: limits.some((l) => l.by.some((d) => d.startsWith('header:'))) ? undefined : new ClientRequests()
+    clients: limits.some((l) => l.by.some((d) => d.startsWith('header:'))) ? undefined : clientRequests()
   })
 }
 
@@ -138,7 +138,12 @@ export function bucketKeys (plan: LimitPlan, facts: ClientFacts): string[] {
 /** The bucket requests (key and parameters, in plan order) for this client. */
 export function bucketRequests (plan: LimitPlan, facts: ClientFacts): readonly BucketRequest[] {
   const memo = plan.clients
-  return memo === undefined ? buildRequests(plan, facts) : memo.get(plan, facts)
+  if (memo === undefined) return buildRequests(plan, facts)
+  const known = memo.get(facts.envKey, facts.clientIp)
+  if (known !== undefined) return known
+  const built = buildRequests(plan, facts)
+  memo.set(facts.envKey, facts.clientIp, built)
+  return built
 }
 
 function buildRequests (plan: LimitPlan, facts: ClientFacts): BucketRequest[] {
@@ -150,49 +155,24 @@ function buildRequests (plan: LimitPlan, facts: ClientFacts): BucketRequest[] {
 
 /** IPs remembered per environment key; a key seen from more (a browser key) builds the rest. */
 export const MAX_IPS_PER_KEY = 64
-/** Bytes one plan's memo may hold, as estimated by {@link ClientRequests}. */
+/** Bytes one plan's memo of recent clients may hold (estimated). */
 export const CLIENT_MEMO_BYTES = 2 * 1024 * 1024
 
-interface KeyEntry { readonly byIp: Map<string, readonly BucketRequest[]>; bytes: number }
+function keyChars (requests: readonly BucketRequest[]): number {
+  let n = 0
+  for (const r of requests) n += r.key.length
+  return n
+}
 
 /**
- * The bucket requests of recent clients of one plan, by environment key and then client IP.
- * Building them makes fresh 60-character key strings per request, which every bucket lookup must
- * then flatten, hash and compare in full; the remembered ones are the same string objects every
- * time, whose hashes V8 keeps. That was a tenth of a cache hit's CPU (bench/results.md). The
- * environment key is looked up as the header's string (its hash is computed once per request and
- * reused by every other lookup on it). Bounded in estimated bytes; a client that falls out is
- * simply built again.
+ * The bucket requests of recent clients of one plan (shared/client-memo.ts): a remembered client's
+ * bucket lookups use the same key strings, with their hashes kept, on every request.
  */
-export class ClientRequests {
-  readonly #byKey = new LRUCache<string, KeyEntry>({ maxSize: CLIENT_MEMO_BYTES, sizeCalculation: (e) => e.bytes })
-
-  get (plan: LimitPlan, facts: ClientFacts): readonly BucketRequest[] {
-    const envKey = facts.envKey ?? ''
-    let entry = this.#byKey.get(envKey)
-    const known = entry?.byIp.get(facts.clientIp)
-    if (known !== undefined) return known
-    const built = buildRequests(plan, facts)
-    if (entry === undefined) entry = { byIp: new Map(), bytes: MEMO_ENTRY_OVERHEAD + envKey.length }
-    else if (entry.byIp.size >= MAX_IPS_PER_KEY) return built
-    let bytes = MEMO_ENTRY_OVERHEAD + facts.clientIp.length
-    for (const r of built) bytes += MEMO_ENTRY_OVERHEAD + r.key.length
-    entry.byIp.set(facts.clientIp, built)
-    entry.bytes += bytes
-    // set again, so that the LRU counts the entry's new size
-    this.#byKey.set(envKey, entry)
-    return built
-  }
-
-  /** estimated bytes held, as counted against {@link CLIENT_MEMO_BYTES} */
-  get bytes (): number { return this.#byKey.calculatedSize }
-  /** key strings held, counted from the entries themselves */
-  retainedChars (): number {
-    let n = 0
-    for (const [k, e] of this.#byKey.entries()) {
-      n += k.length
-      for (const [ip, reqs] of e.byIp) { n += ip.length; for (const r of reqs) n += r.key.length }
-    }
-    return n
-  }
+function clientRequests (): ClientMemo<readonly BucketRequest[]> {
+  return new ClientMemo<readonly BucketRequest[]>({
+    maxBytes: CLIENT_MEMO_BYTES,
+    maxIpsPerKey: MAX_IPS_PER_KEY,
+    size: (requests) => requests.length * MEMO_ENTRY_OVERHEAD + keyChars(requests),
+    chars: keyChars
+  })
 }

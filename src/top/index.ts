@@ -10,6 +10,7 @@
  * output can be pasted into `flaggate block`. Nothing here is logged or exported as a metric.
  */
 import { SpaceSaving } from './space-saving.js'
+import { ClientMemo } from '../shared/client-memo.js'
 
 export interface TopClock { now: () => number }
 
@@ -33,12 +34,31 @@ interface Window { start: number; requests: SpaceSaving; rejections: SpaceSaving
 
 const SEP = '\n'
 
+/** Routes remembered per client in the item memo (a client calls one or two routes). */
+const MAX_ROUTES_PER_CLIENT = 8
+
+/** [route, item, route, item, ...] */
+type ClientItems = readonly string[]
+function itemChars (items: ClientItems): number {
+  let n = 0
+  for (let i = 1; i < items.length; i += 2) n += items[i]!.length
+  return n
+}
+
 export class TopClients {
   readonly capacity: number
   readonly intervalMs: number
   readonly #clock: TopClock
   #current: Window
   #previous: Window
+  // The sketch's item for a recent client, as the same string object every time, so its Map
+  // lookup does not flatten and hash a fresh one (shared/client-memo.ts); bounded in bytes.
+  readonly #items = new ClientMemo<ClientItems>({
+    maxBytes: 1024 * 1024,
+    maxIpsPerKey: 64,
+    size: (items) => items.length * 48 + itemChars(items),
+    chars: itemChars
+  })
 
   constructor (opts: { capacity?: number; intervalMs?: number; clock?: TopClock } = {}) {
     this.capacity = opts.capacity ?? 1000
@@ -54,9 +74,20 @@ export class TopClients {
    * {@link tick} every second, so a window's edge is exact to within that second.
    */
   record (route: string, key: string | undefined, ip: string, rejected: boolean): void {
-    const item = route + SEP + (key ?? '') + SEP + ip
+    const item = this.#item(route, key, ip)
     this.#current.requests.add(item)
     if (rejected) this.#current.rejections.add(item)
+  }
+
+  #item (route: string, key: string | undefined, ip: string): string {
+    const known = this.#items.get(key, ip)
+    if (known !== undefined) {
+      for (let i = 0; i < known.length; i += 2) if (known[i] === route) return known[i + 1]!
+    }
+    const item = route + SEP + (key ?? '') + SEP + ip
+    if (known === undefined) this.#items.set(key, ip, [route, item])
+    else if (known.length < 2 * MAX_ROUTES_PER_CLIENT) this.#items.set(key, ip, [...known, route, item])
+    return item
   }
 
   /** Starts a new window when the current one is over. */

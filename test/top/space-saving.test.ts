@@ -5,6 +5,7 @@
  * stays at k entries. Then the per-route, rotating `top` built on it.
  */
 import { describe, expect, it } from 'vitest'
+import fc from 'fast-check'
 import { SpaceSaving } from '../../src/top/space-saving.js'
 import { TopClients, parseClient } from '../../src/top/index.js'
 
@@ -105,6 +106,27 @@ describe('TopClients', () => {
     expect(top.top('requests', 10).clients.map((c) => [c.client, c.requests])).toEqual([['dev_key@10.0.0.2', 3]])
     now = 200_000 // a quiet spell empties both
     expect(top.top('requests', 10).clients).toEqual([])
+  })
+
+  it('counts every (route, key, ip) exactly, whatever routes, keys and addresses a client mixes', () => {
+    // a client over more routes than its remembered items, keys with and without a key, and one
+    // key from more addresses than the memo keeps: counts must be those of a plain tally
+    const client = fc.record({
+      route: fc.constantFrom(...Array.from({ length: 12 }, (_, i) => `route-${i}`)),
+      key: fc.option(fc.constantFrom('dev_key', 'ser.k', ''), { nil: undefined }),
+      ip: fc.constantFrom(...Array.from({ length: 80 }, (_, i) => `10.0.${i >> 4}.${i}`))
+    })
+    fc.assert(fc.property(fc.array(client, { minLength: 1, maxLength: 300 }), (seq) => {
+      const top = new TopClients({ capacity: 10_000, clock: { now: () => 0 } })
+      const tally = new Map<string, number>()
+      for (const c of seq) {
+        top.record(c.route, c.key, c.ip, false)
+        const id = `${c.route}|${c.key === undefined || c.key === '' ? '' : c.key}|${c.ip}`
+        tally.set(id, (tally.get(id) ?? 0) + 1)
+      }
+      const got = new Map(top.top('requests', 10_000).clients.map((e) => [`${e.route}|${e.key ?? ''}|${e.ip}`, e.requests]))
+      expect(got).toEqual(tally)
+    }), { numRuns: 100 })
   })
 
   it('parseClient: KEY@IP blocks the key, a bare address the IP', () => {

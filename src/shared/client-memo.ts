@@ -1,0 +1,74 @@
+/**
+ * Values derived from a client (its environment key, then its IP), remembered in bounded memory.
+ *
+ * Why: a request's derived strings (a bucket key, a top-talkers item) built afresh are new
+ * 40–60-character strings, which every Map lookup on them must flatten, hash and compare in full;
+ * remembered ones are the same string objects every time, whose hashes V8 keeps. On a cache hit
+ * the rate limiter's fresh bucket keys alone were a tenth of the CPU (bench/results.md). The
+ * environment key is looked up as the header's own string: its hash is computed once per request
+ * and reused by every other lookup on it; the IP of a direct connection is one string per socket.
+ *
+ * Bounded in estimated bytes (lru-cache's `maxSize`), and in addresses per key: a browser key is
+ * seen from thousands of IPs, and those beyond `maxIpsPerKey` are simply computed each time.
+ */
+import { LRUCache } from 'lru-cache'
+import { MEMO_ENTRY_OVERHEAD } from './memo.js'
+
+export interface ClientMemoOptions<V> {
+  maxBytes: number
+  maxIpsPerKey: number
+  /** estimated bytes of one value beyond its map entry (its strings and objects) */
+  size: (v: V) => number
+  /** characters of the strings one value holds, for {@link ClientMemo.retainedChars} */
+  chars: (v: V) => number
+}
+
+interface KeyEntry<V> { readonly byIp: Map<string, V>; bytes: number }
+
+export class ClientMemo<V> {
+  readonly maxIpsPerKey: number
+  readonly #byKey: LRUCache<string, KeyEntry<V>>
+  readonly #size: (v: V) => number
+  readonly #chars: (v: V) => number
+
+  constructor (opts: ClientMemoOptions<V>) {
+    this.maxIpsPerKey = opts.maxIpsPerKey
+    this.#size = opts.size
+    this.#chars = opts.chars
+    this.#byKey = new LRUCache<string, KeyEntry<V>>({ maxSize: opts.maxBytes, sizeCalculation: (e) => e.bytes })
+  }
+
+  /** A client without a key is remembered under the empty key, by IP alone. */
+  get (envKey: string | undefined, ip: string): V | undefined {
+    return this.#byKey.get(envKey ?? '')?.byIp.get(ip)
+  }
+
+  /** Remembers (or replaces) the client's value; false when its key already has `maxIpsPerKey` addresses. */
+  set (envKey: string | undefined, ip: string, value: V): boolean {
+    const k = envKey ?? ''
+    let entry = this.#byKey.get(k)
+    const previous = entry?.byIp.get(ip)
+    if (entry === undefined) entry = { byIp: new Map(), bytes: MEMO_ENTRY_OVERHEAD + k.length }
+    else if (previous === undefined && entry.byIp.size >= this.maxIpsPerKey) return false
+    if (previous !== undefined) entry.bytes -= MEMO_ENTRY_OVERHEAD + ip.length + this.#size(previous)
+    entry.byIp.set(ip, value)
+    entry.bytes += MEMO_ENTRY_OVERHEAD + ip.length + this.#size(value)
+    // set again even when present, so that the LRU counts the entry's new size
+    this.#byKey.set(k, entry)
+    return true
+  }
+
+  /** estimated bytes held, as counted against `maxBytes` */
+  get bytes (): number { return this.#byKey.calculatedSize }
+  get maxBytes (): number { return this.#byKey.maxSize }
+
+  /** characters of the keys, IPs and values actually held, counted from the entries themselves */
+  retainedChars (): number {
+    let n = 0
+    for (const [k, e] of this.#byKey.entries()) {
+      n += k.length
+      for (const [ip, v] of e.byIp) n += ip.length + this.#chars(v)
+    }
+    return n
+  }
+}
