@@ -18,6 +18,7 @@ import { createHash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import { systemClock, type Clock } from '../shared/clock.js'
 import { cacheKey } from './key.js'
+import { ClientMemo } from '../shared/client-memo.js'
 
 export { cacheKey }
 
@@ -190,6 +191,12 @@ interface FillContext { fill: Fill; rule: CacheRule }
 interface PurgeRecord { gen: number; at: number; target: PurgeTarget }
 
 
+function keysChars (v: readonly string[]): number {
+  let n = 0
+  for (let i = 1; i < v.length; i += 2) n += v[i]!.length
+  return n
+}
+
 function negativeKey (envKey: string, url: string): string {
   // a bad key is bad on every page and query: one entry per key, upstream and path (`url` starts
   // with the upstream's name and a newline, as in the document key)
@@ -283,6 +290,15 @@ export class DocumentCache {
   #negative: LRUCache<string, UpstreamAnswer>
   /** cache keys whose document passed maxEntrySize, until the rule's ttl: they go straight to the proxy */
   #tooLarge: LRUCache<string, true>
+  // A recent (key, URL, upstream)'s cache key, as the same string object every time, so the hit
+  // path's LRU lookup does not flatten and hash a fresh 70-character string (shared/client-memo.ts):
+  // [upstream, cache key, upstream, cache key] per environment key and URL.
+  readonly #keys = new ClientMemo<readonly string[]>({
+    maxBytes: 2 * 1024 * 1024,
+    maxIpsPerKey: 16, // URLs per key: the document's pages
+    size: (v) => v.length * 48 + keysChars(v),
+    chars: keysChars
+  })
   readonly #clock: Clock
   readonly #onEvent: ((event: CacheEvent, count: number) => void) | undefined
   #purgeGen = 0
@@ -364,7 +380,7 @@ export class DocumentCache {
    * it (a 304 from memory); otherwise undefined and nothing is counted.
    */
   notModified (envKey: string, url: string, rule: CacheRule, ifNoneMatch: string | undefined, ifModifiedSince: string | undefined, upstream = ''): { document: CachedDocument; freshForMs: number } | undefined {
-    const doc = this.#lru.get(cacheKey(envKey, url, upstream))
+    const doc = this.#lru.get(this.#key(envKey, url, upstream))
     if (doc === undefined) return undefined
     const age = this.#clock() - doc.storedAt
     if (age >= rule.ttl || !clientHasCurrent(doc, ifNoneMatch, ifModifiedSince)) return undefined
@@ -377,9 +393,21 @@ export class DocumentCache {
    * undefined when anything else applies (a remembered 403, stale, missing), which
    * {@link lookup} then decides. Allocation-free apart from the cache key.
    */
+  #key (envKey: string, url: string, upstream: string): string {
+    const known = this.#keys.get(envKey, url)
+    if (known !== undefined) {
+      for (let i = 0; i < known.length; i += 2) if (known[i] === upstream) return known[i + 1]!
+    }
+    const key = cacheKey(envKey, url, upstream)
+    // Core and Edge are the only upstreams a document comes from
+    if (known === undefined) this.#keys.set(envKey, url, [upstream, key])
+    else if (known.length < 4) this.#keys.set(envKey, url, [...known, upstream, key])
+    return key
+  }
+
   fresh (envKey: string, url: string, rule: CacheRule, upstream = ''): CachedDocument | undefined {
     if (this.#negative.size > 0 && this.#negative.has(negativeKey(envKey, `${upstream}\n${url}`))) return undefined
-    const doc = this.#lru.get(cacheKey(envKey, url, upstream))
+    const doc = this.#lru.get(this.#key(envKey, url, upstream))
     if (doc === undefined || this.#clock() - doc.storedAt >= rule.ttl) return undefined
     this.#count('hit')
     return doc
@@ -403,7 +431,7 @@ export class DocumentCache {
       return { kind: 'response', status: 'HIT', response: negative }
     }
 
-    const key = cacheKey(envKey, url, upstream)
+    const key = this.#key(envKey, url, upstream)
     if (this.#tooLarge.size > 0 && this.#tooLarge.has(key)) return PASS
     const now = this.#clock()
     let doc = this.#lru.get(key)

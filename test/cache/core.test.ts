@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import fc from 'fast-check'
 import {
   CORE_LAST_MODIFIED_LAG_MS, DocumentCache, TooLargeToCache, clientHasCurrent, etagOf,
   type CacheRule, type OversizeAnswer, type Fill, type LookupResult, type UpstreamAnswer
@@ -111,6 +112,29 @@ describe('single flight', () => {
     const rp = await cache.lookup({ envKey: 'ser.a', url: `${URL_}?page_id=identity_override:1:abc`, rule: RULE, fill: p.fill })
     expect(statusOf(rp)).toBe('MISS')
     expect(JSON.parse(bodyOf(rp))).toMatchObject({ page: 2 })
+  })
+
+  it('every (key, URL, upstream) gets its own document, in any order of lookups and hits', async () => {
+    // the cache remembers each one's key string (shared/client-memo.ts): a wrong memo would hand
+    // one key's, page's or upstream's document to another
+    const keys = ['ser.a', 'ser.b', 'ser.a\n']
+    const urls = [URL_, `${URL_}?page_id=identity_override:1:x`, `${URL_}?page_id=2`]
+    const upstreams = ['', 'core', 'edge']
+    const target = fc.record({ k: fc.nat(keys.length - 1), u: fc.nat(urls.length - 1), up: fc.nat(upstreams.length - 1), fresh: fc.boolean() })
+    await fc.assert(fc.asyncProperty(fc.array(target, { minLength: 1, maxLength: 60 }), async (seq) => {
+      const { cache } = setup()
+      for (const t of seq) {
+        const name = `${t.k}/${t.u}/${t.up}`
+        const req = { envKey: keys[t.k]!, url: urls[t.u]!, upstream: upstreams[t.up]!, rule: RULE }
+        const up = fakeUpstream(() => ok(doc(1, { name })))
+        if (t.fresh) {
+          const d = cache.fresh(req.envKey, req.url, RULE, req.upstream)
+          if (d !== undefined) expect(JSON.parse(d.body.toString())).toMatchObject({ name })
+        } else {
+          expect(JSON.parse(bodyOf(await cache.lookup({ ...req, fill: up.fill })))).toMatchObject({ name })
+        }
+      }
+    }), { numRuns: 100 })
   })
 })
 
