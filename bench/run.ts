@@ -152,7 +152,7 @@ async function main (): Promise<void> {
       if (n !== undefined) add({ id: `nginx-hit-${i}`, group, label: `nginx: env doc ${d.label} proxy_cache HIT`, url: n.url + ENV_DOC, headers: SERVER_KEY, watch: { server: n.pid } })
     }
 
-    const env = `${generator}, ${CONNECTIONS} connections, ${DURATION} s per run, ${ROUNDS} rounds (interleaved), medians`
+    const env = `${generator}, ${CONNECTIONS} connections, ${DURATION} s per run after 1 s unmeasured, ${ROUNDS} rounds (interleaved), medians`
     console.log(`flaggate bench: ${env}`)
     for (const n of notes) console.log(`  note: ${n}`)
 
@@ -161,6 +161,10 @@ async function main (): Promise<void> {
     for (const r of rows) await load(r.url, { connections: CONNECTIONS, durationS: Math.min(2, DURATION), headers: r.headers })
     for (let round = 1; round <= ROUNDS; round++) {
       for (const r of rows) {
+        // one unmeasured second first: a process that sat idle while the other rows ran (a minute
+        // per round) is slower for its first seconds back (its code re-warms after the idle GC),
+        // and flaggate, with far more code on the path than the ceiling, more so
+        await load(r.url, { connections: CONNECTIONS, durationS: 1, headers: r.headers })
         const res = await load(r.url, { connections: CONNECTIONS, durationS: DURATION, headers: r.headers, watch: r.watch })
         r.results.push(res)
         console.log(`  round ${round}  ${r.label.padEnd(48)} ${fmt(res.rps).padStart(8)} req/s  p99 ${fmt(res.p99, 1).padStart(6)} ms  server ${fmt(res.cpuUsPerReq.server ?? NaN, 1).padStart(6)} µs/req${res.non2xx + res.errors > 0 ? `  non-2xx ${res.non2xx} errors ${res.errors}` : ''}`)
