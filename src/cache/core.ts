@@ -388,11 +388,6 @@ export class DocumentCache {
     return { document: doc, freshForMs: rule.ttl - age }
   }
 
-  /**
-   * The hit path without a promise: the fresh document for this key (counted as a hit), or
-   * undefined when anything else applies (a remembered 403, stale, missing), which
-   * {@link lookup} then decides. Allocation-free apart from the cache key.
-   */
   #key (envKey: string, url: string, upstream: string): string {
     const known = this.#keys.get(envKey, url)
     if (known !== undefined) {
@@ -405,6 +400,11 @@ export class DocumentCache {
     return key
   }
 
+  /**
+   * The hit path without a promise: the fresh document for this key (counted as a hit), or
+   * undefined when anything else applies (a remembered 403, stale, missing), which
+   * {@link lookup} then decides. Allocation-free once the cache key is remembered.
+   */
   fresh (envKey: string, url: string, rule: CacheRule, upstream = ''): CachedDocument | undefined {
     if (this.#negative.size > 0 && this.#negative.has(negativeKey(envKey, `${upstream}\n${url}`))) return undefined
     const doc = this.#lru.get(this.#key(envKey, url, upstream))

@@ -5,7 +5,8 @@
  *
  * Hot path: the plan (bucket params, key prefixes, hash-tag dimensions, the policy header) is
  * computed once per frozen limits array, and a recent client's bucket requests once per client
- * (keys.ts); per request there is one store call and one header string. Logging happens only for shadow refusals and unexpected errors.
+ * (keys.ts); per request there is one store call and one header string. Logging happens only for
+ * shadow refusals and unexpected errors.
  */
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'

@@ -1,8 +1,9 @@
 /**
- * Values derived from a client (its environment key, then its IP), remembered in bounded memory.
+ * Values derived from a client (its environment key, then its IP; the document cache uses the URL
+ * in the IP's place), remembered in bounded memory.
  *
- * Why: a request's derived strings (a bucket key, a top-talkers item) built afresh are new
- * 40–60-character strings, which every Map lookup on them must flatten, hash and compare in full;
+ * Why: a request's derived strings (a bucket key, a top-talkers item, a cache key) built afresh
+ * are new 40–70-character strings, which every Map lookup on them must flatten, hash and compare in full;
  * remembered ones are the same string objects every time, whose hashes V8 keeps. On a cache hit
  * the rate limiter's fresh bucket keys alone were a tenth of the CPU (bench/results.md). The
  * environment key is looked up as the header's own string: its hash is computed once per request
