@@ -18,7 +18,7 @@ import { createHash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import { systemClock, type Clock } from '../shared/clock.js'
 import { cacheKey } from './key.js'
-import { ClientMemo } from '../shared/client-memo.js'
+import { ClientStrings } from '../shared/client-memo.js'
 
 export { cacheKey }
 
@@ -191,12 +191,6 @@ interface FillContext { fill: Fill; rule: CacheRule }
 interface PurgeRecord { gen: number; at: number; target: PurgeTarget }
 
 
-function keysChars (v: readonly string[]): number {
-  let n = 0
-  for (let i = 1; i < v.length; i += 2) n += v[i]!.length
-  return n
-}
-
 function negativeKey (envKey: string, url: string): string {
   // a bad key is bad on every page and query: one entry per key, upstream and path (`url` starts
   // with the upstream's name and a newline, as in the document key)
@@ -291,14 +285,9 @@ export class DocumentCache {
   /** cache keys whose document passed maxEntrySize, until the rule's ttl: they go straight to the proxy */
   #tooLarge: LRUCache<string, true>
   // A recent (key, URL, upstream)'s cache key, as the same string object every time, so the hit
-  // path's LRU lookup does not flatten and hash a fresh 70-character string (shared/client-memo.ts):
-  // [upstream, cache key, upstream, cache key] per environment key and URL.
-  readonly #keys = new ClientMemo<readonly string[]>({
-    maxBytes: 2 * 1024 * 1024,
-    maxIpsPerKey: 16, // URLs per key: the document's pages
-    size: (v) => v.length * 48 + keysChars(v),
-    chars: keysChars
-  })
+  // path's LRU lookup does not flatten and hash a fresh 70-character string (shared/client-memo.ts).
+  // Core and Edge are the only upstreams a document comes from; a key's URLs are its pages.
+  readonly #keys = new ClientStrings({ maxBytes: 2 * 1024 * 1024, maxIpsPerKey: 16, maxNames: 2 })
   readonly #clock: Clock
   readonly #onEvent: ((event: CacheEvent, count: number) => void) | undefined
   #purgeGen = 0
@@ -389,14 +378,11 @@ export class DocumentCache {
   }
 
   #key (envKey: string, url: string, upstream: string): string {
-    const known = this.#keys.get(envKey, url)
-    if (known !== undefined) {
-      for (let i = 0; i < known.length; i += 2) if (known[i] === upstream) return known[i + 1]!
+    let key = this.#keys.get(envKey, url, upstream)
+    if (key === undefined) {
+      key = cacheKey(envKey, url, upstream)
+      this.#keys.set(envKey, url, upstream, key)
     }
-    const key = cacheKey(envKey, url, upstream)
-    // Core and Edge are the only upstreams a document comes from
-    if (known === undefined) this.#keys.set(envKey, url, [upstream, key])
-    else if (known.length < 4) this.#keys.set(envKey, url, [...known, upstream, key])
     return key
   }
 

@@ -73,3 +73,43 @@ export class ClientMemo<V> {
     return n
   }
 }
+
+/** [name, string, name, string, ...] */
+type Named = readonly string[]
+
+function namedChars (v: Named): number {
+  let n = 0
+  for (let i = 1; i < v.length; i += 2) n += v[i]!.length
+  return n
+}
+
+/**
+ * A client's derived strings by one more name (the route of a top-talkers item, the upstream of a
+ * cache key): a short list of names per client, searched in order, since a client uses one or two.
+ */
+export class ClientStrings {
+  readonly #memo: ClientMemo<Named>
+  readonly #maxNames: number
+
+  constructor (opts: { maxBytes: number; maxIpsPerKey: number; maxNames: number }) {
+    this.#maxNames = opts.maxNames
+    this.#memo = new ClientMemo<Named>({ maxBytes: opts.maxBytes, maxIpsPerKey: opts.maxIpsPerKey, size: (v) => v.length * 48 + namedChars(v), chars: namedChars })
+  }
+
+  get (envKey: string | undefined, ip: string, name: string): string | undefined {
+    const known = this.#memo.get(envKey, ip)
+    if (known === undefined) return undefined
+    for (let i = 0; i < known.length; i += 2) if (known[i] === name) return known[i + 1]
+    return undefined
+  }
+
+  /** Remembers `value` under `name`, unless the client already has `maxNames` names (or its key too many addresses). */
+  set (envKey: string | undefined, ip: string, name: string, value: string): void {
+    const known = this.#memo.get(envKey, ip)
+    if (known === undefined) this.#memo.set(envKey, ip, [name, value])
+    else if (known.length < 2 * this.#maxNames) this.#memo.set(envKey, ip, [...known, name, value])
+  }
+
+  get bytes (): number { return this.#memo.bytes }
+  retainedChars (): number { return this.#memo.retainedChars() }
+}

@@ -10,7 +10,7 @@
  * output can be pasted into `flaggate block`. Nothing here is logged or exported as a metric.
  */
 import { SpaceSaving } from './space-saving.js'
-import { ClientMemo } from '../shared/client-memo.js'
+import { ClientStrings } from '../shared/client-memo.js'
 
 export interface TopClock { now: () => number }
 
@@ -34,17 +34,6 @@ interface Window { start: number; requests: SpaceSaving; rejections: SpaceSaving
 
 const SEP = '\n'
 
-/** Routes remembered per client in the item memo (a client calls one or two routes). */
-const MAX_ROUTES_PER_CLIENT = 8
-
-/** [route, item, route, item, ...] */
-type ClientItems = readonly string[]
-function itemChars (items: ClientItems): number {
-  let n = 0
-  for (let i = 1; i < items.length; i += 2) n += items[i]!.length
-  return n
-}
-
 export class TopClients {
   readonly capacity: number
   readonly intervalMs: number
@@ -52,13 +41,9 @@ export class TopClients {
   #current: Window
   #previous: Window
   // The sketch's item for a recent client, as the same string object every time, so its Map
-  // lookup does not flatten and hash a fresh one (shared/client-memo.ts); bounded in bytes.
-  readonly #items = new ClientMemo<ClientItems>({
-    maxBytes: 1024 * 1024,
-    maxIpsPerKey: 64,
-    size: (items) => items.length * 48 + itemChars(items),
-    chars: itemChars
-  })
+  // lookup does not flatten and hash a fresh one (shared/client-memo.ts); bounded in bytes. A
+  // client calls one or two routes.
+  readonly #items = new ClientStrings({ maxBytes: 1024 * 1024, maxIpsPerKey: 64, maxNames: 8 })
 
   constructor (opts: { capacity?: number; intervalMs?: number; clock?: TopClock } = {}) {
     this.capacity = opts.capacity ?? 1000
@@ -80,13 +65,11 @@ export class TopClients {
   }
 
   #item (route: string, key: string | undefined, ip: string): string {
-    const known = this.#items.get(key, ip)
-    if (known !== undefined) {
-      for (let i = 0; i < known.length; i += 2) if (known[i] === route) return known[i + 1]!
+    let item = this.#items.get(key, ip, route)
+    if (item === undefined) {
+      item = route + SEP + (key ?? '') + SEP + ip
+      this.#items.set(key, ip, route, item)
     }
-    const item = route + SEP + (key ?? '') + SEP + ip
-    if (known === undefined) this.#items.set(key, ip, [route, item])
-    else if (known.length < 2 * MAX_ROUTES_PER_CLIENT) this.#items.set(key, ip, [...known, route, item])
     return item
   }
 

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
-import { ClientMemo } from '../../src/shared/client-memo.js'
+import { ClientMemo, ClientStrings } from '../../src/shared/client-memo.js'
 
 const strings = { size: (v: string) => v.length, chars: (v: string) => v.length }
 
@@ -46,5 +46,27 @@ describe('ClientMemo', () => {
     expect(memo.retainedChars()).toBeGreaterThan(10_000)
     expect(memo.retainedChars()).toBeLessThanOrEqual(memo.bytes)
     expect(memo.bytes).toBeLessThanOrEqual(memo.maxBytes)
+  })
+
+  it('ClientStrings: a string per (key, ip, name) as last set, up to maxNames names per client', () => {
+    const op = fc.record({
+      key: fc.option(fc.constantFrom('a', 'b', ''), { nil: undefined }),
+      ip: fc.constantFrom('10.0.0.1', '10.0.0.2'),
+      name: fc.constantFrom('n0', 'n1', 'n2', 'n3'),
+      value: fc.string({ maxLength: 6 })
+    })
+    fc.assert(fc.property(fc.array(op, { maxLength: 100 }), (ops) => {
+      const memo = new ClientStrings({ maxBytes: 1 << 20, maxIpsPerKey: 8, maxNames: 3 })
+      const model = new Map<string, Map<string, string>>()
+      for (const o of ops) {
+        const id = `${o.key ?? ''}|${o.ip}`
+        const names = model.get(id) ?? new Map<string, string>()
+        expect(memo.get(o.key, o.ip, o.name)).toBe(names.get(o.name))
+        // set only what a caller sets: a name not yet remembered
+        if (names.has(o.name)) continue
+        memo.set(o.key, o.ip, o.name, o.value)
+        if (names.size < 3) { names.set(o.name, o.value); model.set(id, names) }
+      }
+    }), { numRuns: 200 })
   })
 })
