@@ -135,6 +135,48 @@ function sendDocument (request: FastifyRequest, reply: FastifyReply, doc: Cached
   if (current) res.end(); else res.end(doc.body)
 }
 
+/**
+ * Answers from memory are written in the check phase of the event-loop turn that read their
+ * requests (one setImmediate per turn, not per answer): the turn's requests are parsed first and
+ * their answers written after, as a Redis-backed limiter's round trip already arranges for every
+ * request. Written from inside the parser's callback instead, each answer also pays for Node
+ * finishing the request stream around it (`_dump`, `endReadable`, `resume` on the next tick).
+ * Measured on a HIT: 5–15 µs less CPU per request at 50 connections, and no later answer at one
+ * connection (p50 70–95 µs before, 81–88 µs after) (bench/results.md, "Fourth round"). The deferral is within
+ * the turn: nothing waits on a timer or on other clients' work beyond that turn's own.
+ */
+class TurnWriter {
+  #requests: FastifyRequest[] = []
+  #replies: FastifyReply[] = []
+  #docs: CachedDocument[] = []
+  #fresh: number[] = []
+  readonly #flush = (): void => {
+    const requests = this.#requests
+    const replies = this.#replies
+    const docs = this.#docs
+    const fresh = this.#fresh
+    this.#requests = []
+    this.#replies = []
+    this.#docs = []
+    this.#fresh = []
+    for (let i = 0; i < requests.length; i++) {
+      try {
+        sendDocument(requests[i]!, replies[i]!, docs[i]!, 'HIT', fresh[i]!, 'none')
+      } catch (err) {
+        // what fastify does with an error thrown in a hook; without this a throw here would end the process
+        if (!replies[i]!.sent) void replies[i]!.send(err)
+      }
+    }
+  }
+
+  hit (request: FastifyRequest, reply: FastifyReply, doc: CachedDocument, freshForMs: number): void {
+    if (this.#requests.push(request) === 1) setImmediate(this.#flush)
+    this.#replies.push(reply)
+    this.#docs.push(doc)
+    this.#fresh.push(freshForMs)
+  }
+}
+
 function isCacheable (request: FastifyRequest): RequestGateway | undefined {
   const gw = request.gateway
   if (gw?.route?.cache === undefined) return undefined
@@ -144,6 +186,7 @@ function isCacheable (request: FastifyRequest): RequestGateway | undefined {
 
 async function cachePlugin (app: FastifyInstance, opts: CachePluginOptions): Promise<void> {
   const { cache, client, metrics } = opts
+  const writer = new TurnWriter()
 
   app.addHook('onRequest', (request, reply, done) => {
     const gw = isCacheable(request)
@@ -155,7 +198,7 @@ async function cachePlugin (app: FastifyInstance, opts: CachePluginOptions): Pro
     gw.cacheStatus = 'HIT'
     gw.decision = 'cached'
     // replying from a callback-style hook: fastify skips the rest of the chain, done() is not called
-    sendDocument(request, reply, hit.document, 'HIT', hit.freshForMs, 'none')
+    writer.hit(request, reply, hit.document, hit.freshForMs)
   })
 
   // Callback style, so routes without a cache rule pass with no promise at all. Fresh HITs were
@@ -325,6 +368,7 @@ export default fp(cachePlugin, { name: 'gateway-cache', fastify: '5.x', dependen
  */
 async function cacheHits (app: FastifyInstance, opts: Pick<CachePluginOptions, 'cache'>): Promise<void> {
   const { cache } = opts
+  const writer = new TurnWriter()
   app.addHook('onRequest', (request, reply, done) => {
     const gw = isCacheable(request)
     if (gw === undefined || gw.envKey === undefined) { done(); return }
@@ -334,7 +378,7 @@ async function cacheHits (app: FastifyInstance, opts: Pick<CachePluginOptions, '
     gw.cacheStatus = 'HIT'
     gw.decision = 'cached'
     // replying from a callback-style hook: fastify skips the rest of the chain, done() is not called
-    sendDocument(request, reply, doc, 'HIT', cache.freshForMs(doc, rule), 'none')
+    writer.hit(request, reply, doc, cache.freshForMs(doc, rule))
   })
 }
 

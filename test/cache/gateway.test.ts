@@ -87,6 +87,30 @@ describe('environment-document cache through the gateway', () => {
     expect(core.counts(ENV_DOC)).toBe(1)
   })
 
+  it('hits whose client is gone before the turn\'s answers are written: nothing breaks, the next client is answered', async () => {
+    // answers from memory are written at the end of the event-loop turn that read them
+    // (cache/plugin.ts TurnWriter): a client resetting its connection in between must cost nothing
+    const { core, gw } = await startCached({ rule: { ttl: '30s' } })
+    const filled = await envDoc(gw, DEV_KEY)
+    const { port } = new URL(gw.url)
+    const req = (extra = '') => `GET ${ENV_DOC} HTTP/1.1\r\nHost: gw\r\nX-Environment-Key: ${DEV_KEY}\r\n${extra}\r\n`
+    await Promise.all(Array.from({ length: 40 }, async (_, i) => await new Promise<void>((resolve) => {
+      const socket = connect(Number(port), '127.0.0.1', () => {
+        socket.write(req() + req(i % 2 === 0 ? `If-None-Match: ${filled.headers.etag!}\r\n` : ''))
+        // an RST right behind the requests: the gateway reads them and finds the socket gone
+        setImmediate(() => { socket.resetAndDestroy(); resolve() })
+      })
+      socket.on('error', () => resolve())
+    })))
+    const after = await Promise.all(Array.from({ length: 5 }, async () => await envDoc(gw, DEV_KEY)))
+    for (const r of after) {
+      expect(r.status).toBe(200)
+      expect(r.headers['x-cache-status']).toBe('HIT')
+      expect(r.body.equals(filled.body)).toBe(true)
+    }
+    expect(core.counts(ENV_DOC)).toBe(1)
+  })
+
   it('UPDATING serves stale while one refresh runs; Core\'s 304 refreshes the entry', async () => {
     const { core, gw } = await startCached({ rule: { ttl: '1s', staleWhileRevalidate: '30s' }, core: { db: { queryLatencyMs: 50 } } })
     const first = await envDoc(gw, DEV_KEY)
