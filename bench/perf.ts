@@ -17,6 +17,8 @@
  * Needs `perf` (Debian: linux-perf). Usage:
  *   node --import tsx bench/perf.ts [--target hit|flags|ceiling|nginx] [--redis] [--without REGEX] [--duration 6] [--top 40]
  *   node --import tsx bench/perf.ts --compare A.txt B.txt      (two saved runs, function by function)
+ *   node --import tsx bench/perf.ts --data perf.data --requests N [--out A.txt]
+ *                                   (a recording made elsewhere, e.g. `npm run bench -- --perf 'hit-0'`)
  */
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
@@ -39,6 +41,8 @@ const { values, positionals } = parseArgs({
     top: { type: 'string', default: '40' },
     out: { type: 'string' },
     compare: { type: 'boolean', default: false },
+    data: { type: 'string' },
+    requests: { type: 'string' },
     /** leave out the capabilities whose name matches (bench/policy.ts), to see what one costs */
     without: { type: 'string' }
   },
@@ -153,5 +157,13 @@ function compare (a: string, b: string): void {
   }
 }
 
+function fromData (file: string, requests: number): void {
+  const script = spawnSync('perf', ['script', '-i', file], { maxBuffer: 1 << 30 }).stdout.toString()
+  const text = `${file}\n\n${render(tabulate(script, requests), Number(values.top))}\n`
+  console.log(text)
+  if (values.out !== undefined) writeFileSync(values.out, text)
+}
+
 if (values.compare) compare(positionals[0]!, positionals[1]!)
+else if (values.data !== undefined) fromData(values.data, Number(values.requests))
 else await profile()

@@ -22,7 +22,7 @@ import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { Children, load, median, rssBytes, warmKeys, wrkAvailable, type LoadResult, type LoadOptions } from './support.js'
+import { Children, load, median, recordPerf, rssBytes, warmKeys, wrkAvailable, type LoadResult, type LoadOptions } from './support.js'
 import { ensureNginx, nginxVersion, startNginx } from './nginx.js'
 import { redisServerAvailable, startPrivateRedis } from '../test/support/redis-server.js'
 import { CAPABILITIES, ENV_DOC, FLAGS, policy } from './policy.js'
@@ -38,7 +38,9 @@ const { values } = parseArgs({
     'no-keys': { type: 'boolean', default: false },
     out: { type: 'string', default: 'bench/results.md' },
     /** run only the rows whose id matches (e.g. 'hit-0|ceiling-0|nginx-hit-0'); for quick comparisons */
-    only: { type: 'string' }
+    only: { type: 'string' },
+    /** `perf record` the server of the rows whose id matches, during their measured runs (read with bench/perf.ts --data) */
+    perf: { type: 'string' }
   }
 })
 const QUICK = values.quick
@@ -53,11 +55,13 @@ const CLIENT_KEY = { 'x-environment-key': 'dev_client_key' }
 const children = new Children()
 
 const configDir = mkdtempSync(join(tmpdir(), 'flaggate-bench-config-'))
+const perfRows = values.perf === undefined ? undefined : new RegExp(`^(${values.perf})$`)
+const perfDir = perfRows === undefined ? undefined : mkdtempSync(join(tmpdir(), 'flaggate-bench-perf-'))
 let configN = 0
 async function startFlaggate (o: Parameters<typeof policy>[0]): Promise<{ url: string; pid: number }> {
   const file = join(configDir, `gateway-${configN++}.yaml`)
   writeFileSync(file, policy(o))
-  return await children.spawnFlaggate(file)
+  return await children.spawnFlaggate(file, values.perf !== undefined ? ['--perf-basic-prof'] : [])
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -165,7 +169,9 @@ async function main (): Promise<void> {
         // per round) is slower for its first seconds back (its code re-warms after the idle GC),
         // and flaggate, with far more code on the path than the ceiling, more so
         await load(r.url, { connections: CONNECTIONS, durationS: 1, headers: r.headers })
+        const rec = perfRows?.test(r.id) === true ? recordPerf(r.watch.server!, DURATION, join(perfDir!, `${r.id}-${round}.data`)) : undefined
         const res = await load(r.url, { connections: CONNECTIONS, durationS: DURATION, headers: r.headers, watch: r.watch })
+        if (rec !== undefined) { await rec; console.log(`  perf: ${join(perfDir!, `${r.id}-${round}.data`)} (${res.requests} requests)`) }
         r.results.push(res)
         console.log(`  round ${round}  ${r.label.padEnd(48)} ${fmt(res.rps).padStart(8)} req/s  p99 ${fmt(res.p99, 1).padStart(6)} ms  server ${fmt(res.cpuUsPerReq.server ?? NaN, 1).padStart(6)} µs/req${res.non2xx + res.errors > 0 ? `  non-2xx ${res.non2xx} errors ${res.errors}` : ''}`)
       }

@@ -262,3 +262,13 @@ export function median (xs: number[]): number {
   const m = s.length >> 1
   return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2
 }
+
+/**
+ * `perf record` of a process's main thread for `seconds` into `file` (node --perf-basic-prof names
+ * its JavaScript frames); resolves when perf has written it. Read it with
+ * `node --import tsx bench/perf.ts --data FILE --requests N`.
+ */
+export async function recordPerf (pid: number, seconds: number, file: string): Promise<void> {
+  const rec = spawn('perf', ['record', '-F', '1999', '-g', '-t', String(pid), '-o', file, '--', 'sleep', String(seconds)], { stdio: 'ignore' })
+  await new Promise<void>((resolve) => { rec.once('exit', () => resolve()); rec.once('error', () => resolve()) })
+}
