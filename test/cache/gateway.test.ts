@@ -51,7 +51,7 @@ describe('environment-document cache through the gateway', () => {
   })
 
   it('hits pipelined on one connection are answered in order, each whole, with the limiter\'s headers', async () => {
-    // fresh hits are written straight to the socket from onRequest (cache/plugin.ts sendDocument)
+    // fresh hits are written straight to the socket, at the end of the turn that read them (cache/plugin.ts TurnWriter)
     const { core, gw } = await startCached({ rule: { ttl: '30s' }, limit: '{ rate: 100/s, burst: 100, by: [environmentKey] }' })
     const filled = await envDoc(gw, DEV_KEY)
     const etag = filled.headers.etag!
