@@ -45,7 +45,7 @@ function fail (message: string, code = 2): never {
  * arrive (each new key's bucket and memo entries live until evicted, long enough to be promoted),
  * so under a rotation of a million keys the process sat at 240–350 MB of RSS around 60 MB of
  * live objects; with growth fixed at 1.5× it stays near 190 MB at the same throughput
- * (bench/results.md, "Memory"). An operator's own `node --heap-growing-percent=N` wins (Node
+ * (bench/results.md, "Fourth round"). An operator's own `node --heap-growing-percent=N` wins (Node
  * refuses the flag in NODE_OPTIONS).
  */
 const HEAP_GROWING_PERCENT = 50
