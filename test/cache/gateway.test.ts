@@ -1,4 +1,4 @@
-import { connect } from 'node:net'
+import { connect, type Socket } from 'node:net'
 import { describe, expect, it } from 'vitest'
 import { signWebhook, webhookBody, INVALID_KEY_DETAIL, CORE_NEVER_CACHE } from '../support/fake-flagsmith.js'
 import { json, raw } from '../support/http.js'
@@ -109,6 +109,38 @@ describe('environment-document cache through the gateway', () => {
       expect(r.body.equals(filled.body)).toBe(true)
     }
     expect(core.counts(ENV_DOC)).toBe(1)
+  })
+
+  it('hits of different keys answered in the same turn: each client gets its own key\'s document', async () => {
+    // one turn's answers go out together (cache/plugin.ts TurnWriter): each must stay with its
+    // request. Pipelined on connections opened beforehand, so that one read holds several requests.
+    const { core, gw } = await startCached({ rule: { ttl: '30s' } })
+    const keys = [DEV_KEY, PROD_KEY, PROD_KEY_2]
+    const own = new Map<string, Buffer>()
+    for (const k of keys) own.set(k, (await envDoc(gw, k)).body)
+    // two environments; PROD_KEY_2 is a second key of the production one (a separate entry)
+    expect(own.get(DEV_KEY)!.equals(own.get(PROD_KEY)!)).toBe(false)
+    const { port } = new URL(gw.url)
+    const sockets = await Promise.all(Array.from({ length: 8 }, async () => await new Promise<Socket>((resolve, reject) => {
+      const socket = connect(Number(port), '127.0.0.1', () => { resolve(socket) })
+      socket.on('error', reject)
+    })))
+    const orders = sockets.map((_, c) => Array.from({ length: 6 }, (_, i) => keys[(c + i) % 3]!))
+    const replies = sockets.map(async (socket, c) => await new Promise<Buffer[]>((resolve) => {
+      let buf = Buffer.alloc(0)
+      socket.on('data', (chunk: Buffer) => {
+        buf = Buffer.concat([buf, chunk])
+        const bodies = splitAnswers(buf)
+        if (bodies.length === orders[c]!.length) { socket.end(); resolve(bodies) }
+      })
+    }))
+    for (const [c, socket] of sockets.entries()) {
+      socket.write(orders[c]!.map((k) => `GET ${ENV_DOC} HTTP/1.1\r\nHost: gw\r\nX-Environment-Key: ${k}\r\n\r\n`).join(''))
+    }
+    for (const [c, bodies] of (await Promise.all(replies)).entries()) {
+      for (const [i, body] of bodies.entries()) expect(body.equals(own.get(orders[c]![i]!)!)).toBe(true)
+    }
+    expect(core.counts(ENV_DOC)).toBe(3)
   })
 
   it('UPDATING serves stale while one refresh runs; Core\'s 304 refreshes the entry', async () => {
@@ -317,3 +349,19 @@ describe('environment-document cache through the gateway', () => {
     expect(JSON.stringify(log)).not.toContain(DEV_KEY)
   })
 })
+
+/** The bodies of the complete HTTP/1.1 answers in `buf`, in order (each with a Content-Length). */
+function splitAnswers (buf: Buffer): Buffer[] {
+  const out: Buffer[] = []
+  let at = 0
+  for (;;) {
+    const end = buf.indexOf('\r\n\r\n', at)
+    if (end === -1) return out
+    const head = buf.subarray(at, end).toString('latin1')
+    const length = Number(/\r\ncontent-length: (\d+)/i.exec(head)?.[1] ?? 0)
+    if (buf.length < end + 4 + length) return out
+    expect(head).toMatch(/^HTTP\/1\.1 200 [^]*\r\nx-cache-status: HIT/)
+    out.push(buf.subarray(end + 4, end + 4 + length))
+    at = end + 4 + length
+  }
+}
