@@ -20,12 +20,12 @@
  *   node --import tsx bench/perf.ts --data perf.data --requests N [--out A.txt]
  *                                   (a recording made elsewhere, e.g. `npm run bench -- --perf 'hit-0'`)
  */
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { Children, load } from './support.js'
+import { Children, load, recordPerf } from './support.js'
 import { ENV_DOC, FLAGS, policy } from './policy.js'
 import { ensureNginx, startNginx } from './nginx.js'
 import { startPrivateRedis } from '../test/support/redis-server.js'
@@ -132,9 +132,9 @@ async function profile (): Promise<void> {
     const data = join(dir, 'perf.data')
     const seconds = Number(values.duration)
     // the main thread only (-t): the event loop, where a request's work is done
-    const rec = spawn('perf', ['record', '-F', String(HZ), '-g', '-t', String(gw.pid), '-o', data, '--', 'sleep', String(seconds)], { stdio: 'ignore' })
+    const rec = recordPerf(gw.pid, seconds, data, HZ)
     const r = await load(url, { connections, durationS: seconds, headers })
-    await new Promise((resolve) => rec.once('exit', resolve))
+    await rec
     const script = spawnSync('perf', ['script', '-i', data], { maxBuffer: 1 << 30 }).stdout.toString()
     const table = tabulate(script, r.requests)
     const text = `target ${values.target}${values.redis ? ' (Redis)' : ''}: ${r.rps.toFixed(0)} req/s, p99 ${r.p99.toFixed(1)} ms\n\n${render(table, Number(values.top))}\n`

@@ -264,11 +264,12 @@ export function median (xs: number[]): number {
 }
 
 /**
- * `perf record` of a process's main thread for `seconds` into `file` (node --perf-basic-prof names
- * its JavaScript frames); resolves when perf has written it. Read it with
+ * `perf record` of a process's main thread (its pid as a thread id: the event loop) for `seconds`
+ * into `file`, `hz` samples a second (node --perf-basic-prof names its JavaScript frames);
+ * resolves when perf has written it. Read it with
  * `node --import tsx bench/perf.ts --data FILE --requests N`.
  */
-export async function recordPerf (pid: number, seconds: number, file: string): Promise<void> {
-  const rec = spawn('perf', ['record', '-F', '1999', '-g', '-t', String(pid), '-o', file, '--', 'sleep', String(seconds)], { stdio: 'ignore' })
+export async function recordPerf (pid: number, seconds: number, file: string, hz = 1999): Promise<void> {
+  const rec = spawn('perf', ['record', '-F', String(hz), '-g', '-t', String(pid), '-o', file, '--', 'sleep', String(seconds)], { stdio: 'ignore' })
   await new Promise<void>((resolve) => { rec.once('exit', () => resolve()); rec.once('error', () => resolve()) })
 }
