@@ -11,11 +11,13 @@
  *   flags    GET flags, proxied to an instant fake Core
  *   ceiling  the same document from bench/ceiling.ts (a bare fastify, same bytes and headers):
  *            `--compare` against a `hit` run shows what flaggate adds, function by function
+ *   bare     GET flags through the bare proxy (bench/bare-proxy.ts): `--compare` against a `flags`
+ *            run shows what flaggate adds to a proxied request, function by function
  *   nginx    the same document as an NGINX proxy_cache HIT (bench/nginx.ts, its one worker):
  *            no JavaScript, so only the kernel / user split says anything
  *
  * Needs `perf` (Debian: linux-perf). Usage:
- *   node --import tsx bench/perf.ts [--target hit|flags|ceiling|nginx] [--redis] [--without REGEX] [--duration 6] [--top 40]
+ *   node --import tsx bench/perf.ts [--target hit|flags|bare|ceiling|nginx] [--redis] [--without REGEX] [--duration 6] [--top 40]
  *   node --import tsx bench/perf.ts --compare A.txt B.txt      (two saved runs, function by function)
  *   node --import tsx bench/perf.ts --data perf.data --requests N [--out A.txt]
  *                                   (a recording made elsewhere, e.g. `npm run bench -- --perf 'hit-0'`)
@@ -117,6 +119,10 @@ async function profile (): Promise<void> {
       // the ceiling copies a HIT's bytes and headers from the gateway at start
       const c = await children.spawn(['--perf-basic-prof', '--import', 'tsx', 'bench/ceiling.ts'], { GATEWAY_URL: gateway.url }, (l) => typeof l.url === 'string')
       gw = { pid: c.pid, url: c.info.url as string }
+    } else if (target === 'bare') {
+      // the baseline of the proxied targets: @fastify/http-proxy in front of the same fake Core
+      const b = await children.spawn(['--perf-basic-prof', '--import', 'tsx', 'bench/bare-proxy.ts'], { UPSTREAM_URL: fast }, (l) => typeof l.url === 'string')
+      gw = { pid: b.pid, url: b.info.url as string }
     } else if (target === 'nginx') {
       const bin = ensureNginx().bin
       if (bin === undefined) throw new Error('nginx is not installed (Debian: apt-get install -y nginx)')
@@ -125,8 +131,9 @@ async function profile (): Promise<void> {
       const worker = spawnSync('pgrep', ['-P', String(n.pid)], { encoding: 'utf8' }).stdout.trim().split('\n')[0]
       gw = { pid: Number(worker), url: n.url }
     }
-    const url = gw.url + (values.target === 'flags' ? FLAGS : ENV_DOC)
-    const headers = { 'x-environment-key': values.target === 'flags' ? 'dev_client_key' : 'ser.dev_server_key' }
+    const proxied = values.target === 'flags' || values.target === 'bare'
+    const url = gw.url + (proxied ? FLAGS : ENV_DOC)
+    const headers = { 'x-environment-key': proxied ? 'dev_client_key' : 'ser.dev_server_key' }
     const connections = Number(values.connections)
     await load(url, { connections, durationS: 3, headers }) // JIT, pools, cache fill
     const data = join(dir, 'perf.data')

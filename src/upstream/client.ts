@@ -12,7 +12,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { Readable } from 'node:stream'
-import type { Dispatcher } from 'undici'
+import { errors as undiciErrors, type Dispatcher } from 'undici'
 import { GatewayError } from '../errors.js'
 import type { Metrics } from '../metrics/registry.js'
 import type { Policy, UpstreamTarget } from '../policy/compile.js'
@@ -46,7 +46,9 @@ export function elapsedMs (since: bigint): number {
   return Number(process.hrtime.bigint() - since) / 1e6
 }
 
-interface Answer { res: Dispatcher.ResponseData; upstream: string }
+/** A proxied answer: a small one read whole, any other still streaming (see ProxyHandler). */
+interface ProxiedResponse { statusCode: number; headers: Record<string, string | string[]>; body: Buffer | Readable }
+interface Answer { res: ProxiedResponse; upstream: string }
 
 function failure (ge: GatewayError, latencyMs: number): { kind: 'timeout' | 'unreachable'; latencyMs: number } {
   return { kind: ge.code === 'FLAGGATE_UPSTREAM_TIMEOUT' ? 'timeout' : 'unreachable', latencyMs }
@@ -103,14 +105,28 @@ export class UpstreamClient {
     }
   }
 
-  /** One gated attempt of a streamed request: an answer with its body unread, or the error to send. */
+  /** The proxy's request: ProxyHandler instead of undici's request(); the same one retry as #request. */
+  async #proxy (origin: string, path: string, method: string, headers: HeaderSet, body: Buffer | undefined, timeoutMs: number): Promise<ProxiedResponse> {
+    const opts = { origin, path, method: method as Dispatcher.HttpMethod, headers, body, headersTimeout: timeoutMs, bodyTimeout: timeoutMs }
+    const once = async (): Promise<ProxiedResponse> => await new Promise((resolve, reject) => {
+      this.#pools.dispatcher.dispatch(opts, new ProxyHandler(method === 'HEAD', resolve, reject))
+    })
+    try {
+      return await once()
+    } catch (err) {
+      if ((method === 'GET' || method === 'HEAD') && diedUnanswered(err)) return await once()
+      throw err
+    }
+  }
+
+  /** One gated attempt of a proxied request: the answer (a small body read, a larger one unread), or the error to send. */
   async #attempt (name: string, target: UpstreamTarget, route: string, method: string, path: string, headers: HeaderSet, body: Buffer | undefined, timeoutMs: number): Promise<Answer | GatewayError> {
     const admission = this.gate.admit(name, route)
     if (admission instanceof GatewayError) return admission
     const t0 = process.hrtime.bigint()
-    let res: Dispatcher.ResponseData
+    let res: ProxiedResponse
     try {
-      res = await this.#request(target.origin, path, method, headers, body, timeoutMs)
+      res = await this.#proxy(target.origin, path, method, headers, body, timeoutMs)
     } catch (err) {
       const ge = toGatewayError(err)
       admission.finish(failure(ge, elapsedMs(t0)))
@@ -145,7 +161,7 @@ export class UpstreamClient {
       const remainingMs = Math.floor(budgetMs - elapsedMs(started))
       if (target !== undefined && remainingMs >= 1) {
         // the first answer is not sent: drop its body so its socket goes back to the pool
-        if (!(result instanceof GatewayError)) await result.res.body.dump().catch(() => {})
+        if (!(result instanceof GatewayError) && !Buffer.isBuffer(result.res.body)) result.res.body.destroy()
         this.#logger.debug({ route, from: gw.upstream, to: fallback, status: result instanceof GatewayError ? result.code : (result as Answer).res.statusCode }, 'upstream fallback')
         this.#metrics.upstreamFallbacks.labels(route, gw.upstream, fallback).inc()
         const path = target.basePath + gw.upstreamUrl.slice(first.basePath.length)
@@ -155,23 +171,7 @@ export class UpstreamClient {
     gw.upstreamMs = elapsedMs(started)
     if (result instanceof GatewayError) throw result
     const res = result.res
-    const declared = res.headers['content-length']
-    let answer: Buffer | Dispatcher.ResponseData['body'] = res.body
-    // A small answer of known length (most SDK answers: flags, identities, traits) is read whole
-    // and sent with its headers in one write, as NGINX's proxy_buffering does: piping a stream
-    // costs listeners, end-of-stream tracking and a write per chunk, a sixth of a proxied
-    // request's CPU (bench/results.md). A failure while reading it becomes our 502/504, since
-    // nothing has been sent yet. Larger or unsized answers stream.
-    // (Only with a Content-Type: fastify gives a Buffer without one application/octet-stream, and
-    // an answer must reach the client with the headers Core gave it.)
-    if (method !== 'HEAD' && typeof declared === 'string' && Number(declared) <= BUFFERED_BODY_BYTES && res.headers['content-type'] !== undefined) {
-      try {
-        answer = await readSmall(res.body)
-      } catch (err) {
-        throw toGatewayError(err)
-      }
-    }
-    return reply.code(res.statusCode).headers(responseHeaders(res.headers, result.upstream)).send(answer)
+    return reply.code(res.statusCode).headers(responseHeaders(res.headers, result.upstream)).send(res.body)
   }
 
   /**
@@ -219,18 +219,96 @@ export class UpstreamClient {
 export const BUFFERED_BODY_BYTES = 64 * 1024
 
 /**
- * readBody's job without its bound or hand-over (undici already holds the body to its declared
- * length) and without its async iterator, whose promise per chunk is what the proxy's hot path
- * saves by reading small answers whole.
+ * The proxy's side of undici's dispatch API, in place of `dispatcher.request()`.
+ *
+ * A small answer of known length (most SDK answers: flags, identities, traits) is read whole and
+ * sent with its headers in one write, as NGINX's proxy_buffering does: piping a stream costs
+ * listeners, end-of-stream tracking and a write per chunk. request() would wrap every answer in
+ * its body stream (an AsyncResource, a Readable, the header object parsed) before we read it
+ * back out; here the chunks go straight into an array (bench/results.md, fifth round). A failure
+ * while reading it becomes our 502/504, since nothing has been sent yet.
+ * (Only with a Content-Type: fastify gives a Buffer without one application/octet-stream, and an
+ * answer must reach the client with the headers Core gave it.)
+ *
+ * Larger, unsized and HEAD answers stream: a Readable fed by onData, paused by its own
+ * backpressure (undici stops reading the socket until read() resumes it); destroying it (the
+ * client went away) aborts the upstream request.
  */
-function readSmall (body: Dispatcher.ResponseData['body']): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = []
-    let size = 0
-    body.on('data', (chunk: Buffer) => { chunks.push(chunk); size += chunk.length })
-    body.once('end', () => { resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)) })
-    body.once('error', reject)
-  })
+class ProxyHandler implements Dispatcher.DispatchHandler {
+  #abort: ((err?: Error) => void) | undefined
+  #chunks: Buffer[] | undefined
+  #size = 0
+  #stream: Readable | undefined
+  #status = 0
+  #headers: Record<string, string | string[]> | undefined
+  #done = false
+
+  constructor (
+    private readonly head: boolean,
+    private readonly resolve: (res: ProxiedResponse) => void,
+    private readonly reject: (err: unknown) => void
+  ) {}
+
+  onConnect (abort: (err?: Error) => void): void { this.#abort = abort }
+
+  onHeaders (statusCode: number, rawHeaders: Buffer[] | string[] | null, resume: () => void): boolean {
+    if (statusCode < 200) return true // 1xx: informational, the answer follows
+    const headers = parseRawHeaders(rawHeaders ?? [])
+    const declared = headers['content-length']
+    if (!this.head && typeof declared === 'string' && Number(declared) <= BUFFERED_BODY_BYTES && headers['content-type'] !== undefined) {
+      this.#status = statusCode
+      this.#headers = headers
+      this.#chunks = []
+      return true
+    }
+    this.#stream = new Readable({
+      read: () => { resume() },
+      destroy: (err, cb) => {
+        if (!this.#done) { this.#done = true; this.#abort?.(err ?? new undiciErrors.RequestAbortedError()) }
+        cb(err)
+      }
+    })
+    this.resolve({ statusCode, headers, body: this.#stream })
+    return true
+  }
+
+  onData (chunk: Buffer): boolean {
+    if (this.#chunks !== undefined) { this.#chunks.push(chunk); this.#size += chunk.length; return true }
+    return this.#stream?.push(chunk) ?? true
+  }
+
+  onComplete (): void {
+    this.#done = true
+    const chunks = this.#chunks
+    if (chunks !== undefined) {
+      this.resolve({ statusCode: this.#status, headers: this.#headers!, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.#size) })
+    } else {
+      this.#stream?.push(null)
+    }
+  }
+
+  onError (err: Error): void {
+    this.#done = true
+    // before the answer was handed over (or while a small one was read): the promise says it
+    if (this.#stream === undefined) this.reject(err)
+    else this.#stream.destroy(err)
+  }
+}
+
+/** undici's raw header pairs as the object `dispatcher.request()` would have given (names in lower case, repeats as arrays). */
+function parseRawHeaders (raw: Buffer[] | string[]): Record<string, string | string[]> {
+  // no prototype: a header named like one of Object's methods is just a header
+  const out = Object.create(null) as Record<string, string | string[]>
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1').toLowerCase()
+    if (name === '__proto__') continue // what request()'s headers lost on their way to the client too
+    const value = raw[i + 1]!.toString('latin1')
+    const prior = out[name]
+    if (prior === undefined) out[name] = value
+    else if (typeof prior === 'string') out[name] = [prior, value]
+    else prior.push(value)
+  }
+  return out
 }
 
 async function readBody (res: Dispatcher.ResponseData, max: number, handOver: boolean): Promise<Buffer> {

@@ -1,0 +1,109 @@
+/**
+ * The proxy's answers on both sides of the read-whole limit (upstream/client.ts ProxyHandler), on
+ * real sockets against a recording upstream: every body byte-identical and every header as Core
+ * gave it, whether the answer was read whole or streamed; a client that leaves mid-stream takes
+ * the upstream request down with it.
+ */
+import { createHash, randomBytes } from 'node:crypto'
+import { request as httpRequest } from 'node:http'
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { BUFFERED_BODY_BYTES } from '../../src/upstream/client.js'
+import { policyYaml, startTestGateway, type TestGateway } from '../support/gateway.js'
+import { raw } from '../support/http.js'
+import { startRecordingUpstream, type RecordingUpstream } from '../support/recording-upstream.js'
+
+const KEY = 'ser.proxy_body_key'
+let up: RecordingUpstream
+let gw: TestGateway
+
+beforeAll(async () => {
+  up = await startRecordingUpstream()
+  gw = await startTestGateway(policyYaml({ coreUrl: up.url }))
+})
+afterAll(async () => { await gw?.close(); await up?.close() })
+beforeEach(() => { up.reset() })
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
+
+describe('answers read whole and answers streamed', () => {
+  const shapes: Array<{ name: string; bytes: number; sized: boolean; typed: boolean }> = [
+    { name: 'small, sized, typed (read whole)', bytes: 1200, sized: true, typed: true },
+    { name: 'exactly the limit (read whole)', bytes: BUFFERED_BODY_BYTES, sized: true, typed: true },
+    { name: 'one byte past the limit (streamed)', bytes: BUFFERED_BODY_BYTES + 1, sized: true, typed: true },
+    { name: 'small but chunked (streamed)', bytes: 3000, sized: false, typed: true },
+    { name: 'small without a Content-Type (streamed)', bytes: 500, sized: true, typed: false },
+    { name: '1 MB in many writes (streamed)', bytes: 1024 * 1024, sized: true, typed: true }
+  ]
+  for (const s of shapes) {
+    it(`${s.name}: the body byte for byte, Core's headers, repeats kept apart`, async () => {
+      const body = randomBytes(s.bytes)
+      up.respond = (_c, res) => {
+        const headers: Array<[string, string]> = [['x-answer', 'one'], ['set-cookie', 'a=1'], ['set-cookie', 'b=2'], ['constructor', 'not-a-function'], ['toString', 'plain']]
+        if (s.typed) headers.push(['content-type', 'application/octet-stream'])
+        if (s.sized) headers.push(['content-length', String(s.bytes)])
+        res.writeHead(203, headers.flat())
+        // in pieces, so a read-whole answer arrives in several chunks too
+        for (let o = 0; o < body.length; o += 16 * 1024) res.write(body.subarray(o, o + 16 * 1024))
+        res.end()
+      }
+      const r = await raw(gw.url, '/api/v1/flags/', { headers: { 'x-environment-key': KEY } })
+      expect(r.status).toBe(203)
+      expect(r.body.length).toBe(s.bytes)
+      expect(sha(r.body)).toBe(sha(body))
+      expect(r.headers['x-answer']).toBe('one')
+      expect(r.headers['set-cookie']).toEqual(['a=1', 'b=2'])
+      expect(r.headers.constructor).toBe('not-a-function')
+      expect(r.headers.tostring).toBe('plain')
+      if (s.typed) expect(r.headers['content-type']).toBe('application/octet-stream')
+      if (s.sized) expect(r.headers['content-length']).toBe(String(s.bytes))
+      expect(r.headers['x-flaggate-upstream']).toBe('core')
+    })
+  }
+
+  it('HEAD: the headers Core gave, no body', async () => {
+    up.respond = (_c, res) => { res.writeHead(200, { 'content-type': 'application/json', 'content-length': '4096', 'x-answer': 'head' }).end() }
+    const r = await raw(gw.url, '/api/v1/flags/', { method: 'HEAD', headers: { 'x-environment-key': KEY } })
+    expect(r.status).toBe(200)
+    expect(r.headers['content-length']).toBe('4096')
+    expect(r.headers['x-answer']).toBe('head')
+    expect(r.body.length).toBe(0)
+    expect(up.calls[0]?.method).toBe('HEAD')
+  })
+})
+
+describe('a client that leaves mid-stream', () => {
+  it("aborts the upstream request (Core's socket closes before its answer is done), and the gateway keeps serving", async () => {
+    let upstreamClosed!: () => void
+    const closed = new Promise<void>((resolve) => { upstreamClosed = resolve })
+    let timer: NodeJS.Timeout | undefined
+    up.respond = (_c, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' }) // chunked: streamed
+      // an endless answer: only an abort from the gateway ends it
+      const chunk = Buffer.alloc(16 * 1024, 1)
+      const more = (): void => { if (!res.destroyed) { res.write(chunk); timer = setTimeout(more, 5) } }
+      more()
+      res.on('close', () => { clearTimeout(timer); if (!res.writableFinished) upstreamClosed() })
+    }
+    const { hostname, port } = new URL(gw.url)
+    await new Promise<void>((resolve, reject) => {
+      const req = httpRequest({ host: hostname, port, path: '/api/v1/flags/', headers: { 'x-environment-key': KEY } }, (res) => {
+        let got = 0
+        res.on('data', (c: Buffer) => {
+          got += c.length
+          // well into the stream: the answer was handed on, not read whole
+          if (got > 100 * 1024) { req.destroy(); resolve() }
+        })
+      })
+      req.on('error', () => {})
+      req.on('close', () => { resolve() })
+      req.once('response', () => {})
+      req.end()
+      setTimeout(() => { reject(new Error('no data')) }, 10_000).unref()
+    })
+    await closed
+    up.respond = (_c, res) => { res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}') }
+    const r = await raw(gw.url, '/api/v1/flags/', { headers: { 'x-environment-key': KEY } })
+    expect(r.status).toBe(200)
+    expect(r.body.toString()).toBe('{"ok":true}')
+  })
+})
