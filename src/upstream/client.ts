@@ -18,7 +18,7 @@ import type { Metrics } from '../metrics/registry.js'
 import type { Policy, UpstreamTarget } from '../policy/compile.js'
 import { OPEN_GATE, type Admission, type UpstreamGate } from './gate.js'
 import { BodyTooLarge, diedUnanswered, toGatewayError } from './errors.js'
-import { proxyRequestHeaders, responseHeaders, type HeaderSet } from './headers.js'
+import { proxyRequestHeaders, responseHeadersFromRaw, type HeaderSet } from './headers.js'
 import { Pools } from './pools.js'
 
 export interface UpstreamResponse { statusCode: number; headers: Record<string, string | string[] | undefined>; body: Buffer }
@@ -46,7 +46,7 @@ export function elapsedMs (since: bigint): number {
   return Number(process.hrtime.bigint() - since) / 1e6
 }
 
-/** A proxied answer: a small one read whole, any other still streaming (see ProxyHandler). */
+/** A proxied answer, its headers already as the client gets them: a small one read whole, any other still streaming (see ProxyHandler). */
 interface ProxiedResponse { statusCode: number; headers: Record<string, string | string[]>; body: Buffer | Readable }
 interface Answer { res: ProxiedResponse; upstream: string }
 
@@ -106,10 +106,10 @@ export class UpstreamClient {
   }
 
   /** The proxy's request: ProxyHandler instead of undici's request(); the same one retry as #request. */
-  async #proxy (origin: string, path: string, method: string, headers: HeaderSet, body: Buffer | undefined, timeoutMs: number): Promise<ProxiedResponse> {
+  async #proxy (upstream: string, origin: string, path: string, method: string, headers: HeaderSet, body: Buffer | undefined, timeoutMs: number): Promise<ProxiedResponse> {
     const opts = { origin, path, method: method as Dispatcher.HttpMethod, headers, body, headersTimeout: timeoutMs, bodyTimeout: timeoutMs }
     const once = async (): Promise<ProxiedResponse> => await new Promise((resolve, reject) => {
-      this.#pools.dispatcher.dispatch(opts, new ProxyHandler(method === 'HEAD', resolve, reject))
+      this.#pools.dispatcher.dispatch(opts, new ProxyHandler(upstream, method === 'HEAD', resolve, reject))
     })
     try {
       return await once()
@@ -126,7 +126,7 @@ export class UpstreamClient {
     const t0 = process.hrtime.bigint()
     let res: ProxiedResponse
     try {
-      res = await this.#proxy(target.origin, path, method, headers, body, timeoutMs)
+      res = await this.#proxy(name, target.origin, path, method, headers, body, timeoutMs)
     } catch (err) {
       const ge = toGatewayError(err)
       admission.finish(failure(ge, elapsedMs(t0)))
@@ -171,7 +171,7 @@ export class UpstreamClient {
     gw.upstreamMs = elapsedMs(started)
     if (result instanceof GatewayError) throw result
     const res = result.res
-    return reply.code(res.statusCode).headers(responseHeaders(res.headers, result.upstream)).send(res.body)
+    return reply.code(res.statusCode).headers(res.headers).send(res.body)
   }
 
   /**
@@ -244,6 +244,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
   #done = false
 
   constructor (
+    private readonly upstream: string,
     private readonly head: boolean,
     private readonly resolve: (res: ProxiedResponse) => void,
     private readonly reject: (err: unknown) => void
@@ -253,7 +254,8 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
 
   onHeaders (statusCode: number, rawHeaders: Buffer[] | string[] | null, resume: () => void): boolean {
     if (statusCode < 200) return true // 1xx: informational, the answer follows
-    const headers = parseRawHeaders(rawHeaders ?? [])
+    // the client's headers, under the one header policy, built once from the raw pairs
+    const headers = responseHeadersFromRaw(rawHeaders ?? [], this.upstream)
     const declared = headers['content-length']
     if (!this.head && typeof declared === 'string' && Number(declared) <= BUFFERED_BODY_BYTES && headers['content-type'] !== undefined) {
       this.#status = statusCode
@@ -293,22 +295,6 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
     if (this.#stream === undefined) this.reject(err)
     else this.#stream.destroy(err)
   }
-}
-
-/** undici's raw header pairs as the object `dispatcher.request()` would have given (names in lower case, repeats as arrays). */
-function parseRawHeaders (raw: Buffer[] | string[]): Record<string, string | string[]> {
-  // no prototype: a header named like one of Object's methods is just a header
-  const out = Object.create(null) as Record<string, string | string[]>
-  for (let i = 0; i + 1 < raw.length; i += 2) {
-    const name = raw[i]!.toString('latin1').toLowerCase()
-    if (name === '__proto__') continue // what request()'s headers lost on their way to the client too
-    const value = raw[i + 1]!.toString('latin1')
-    const prior = out[name]
-    if (prior === undefined) out[name] = value
-    else if (typeof prior === 'string') out[name] = [prior, value]
-    else prior.push(value)
-  }
-  return out
 }
 
 async function readBody (res: Dispatcher.ResponseData, max: number, handOver: boolean): Promise<Buffer> {
