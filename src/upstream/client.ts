@@ -47,7 +47,13 @@ export function elapsedMs (since: bigint): number {
 }
 
 /** A proxied answer, its headers already as the client gets them: a small one read whole, any other still streaming (see ProxyHandler). */
-interface ProxiedResponse { statusCode: number; headers: Record<string, string | string[]>; body: Buffer | Readable }
+interface ProxiedResponse {
+  statusCode: number
+  headers: Record<string, string | string[]>
+  body: Buffer | Readable
+  /** when the response headers arrived: the attempt's latency ends here, not when a read-whole body did */
+  headersAt: bigint
+}
 interface Answer { res: ProxiedResponse; upstream: string }
 
 function failure (ge: GatewayError, latencyMs: number): { kind: 'timeout' | 'unreachable'; latencyMs: number } {
@@ -108,13 +114,17 @@ export class UpstreamClient {
   /** The proxy's request: ProxyHandler instead of undici's request(); the same one retry as #request. */
   async #proxy (upstream: string, origin: string, path: string, method: string, headers: HeaderSet, body: Buffer | undefined, timeoutMs: number): Promise<ProxiedResponse> {
     const opts = { origin, path, method: method as Dispatcher.HttpMethod, headers, body, headersTimeout: timeoutMs, bodyTimeout: timeoutMs }
+    let handler: ProxyHandler | undefined
     const once = async (): Promise<ProxiedResponse> => await new Promise((resolve, reject) => {
-      this.#pools.dispatcher.dispatch(opts, new ProxyHandler(upstream, method === 'HEAD', resolve, reject))
+      handler = new ProxyHandler(upstream, method === 'HEAD', resolve, reject)
+      this.#pools.dispatcher.dispatch(opts, handler)
     })
     try {
       return await once()
     } catch (err) {
-      if ((method === 'GET' || method === 'HEAD') && diedUnanswered(err)) return await once()
+      // once, idempotent methods only, and only when nothing was answered: a body cut short after
+      // the headers is the upstream's failure, not a stale keep-alive socket (see errors.ts)
+      if ((method === 'GET' || method === 'HEAD') && handler?.answered !== true && diedUnanswered(err)) return await once()
       throw err
     }
   }
@@ -132,7 +142,7 @@ export class UpstreamClient {
       admission.finish(failure(ge, elapsedMs(t0)))
       return ge
     }
-    const latencyMs = elapsedMs(t0)
+    const latencyMs = Number(res.headersAt - t0) / 1e6
     admission.finish({ kind: 'response', status: res.statusCode, latencyMs })
     this.#observe(name, route, latencyMs)
     return { res, upstream: name }
@@ -160,7 +170,9 @@ export class UpstreamClient {
       const budgetMs = gw.policy.targets[gw.route?.upstream ?? fallback]?.timeoutMs ?? first.timeoutMs
       const remainingMs = Math.floor(budgetMs - elapsedMs(started))
       if (target !== undefined && remainingMs >= 1) {
-        // the first answer is not sent: drop its body so its socket goes back to the pool
+        // the first answer is not sent. A small one was read whole (its socket is back in the pool);
+        // a streamed one is dropped, which aborts its upstream request rather than read a body
+        // nobody will get
         if (!(result instanceof GatewayError) && !Buffer.isBuffer(result.res.body)) result.res.body.destroy()
         this.#logger.debug({ route, from: gw.upstream, to: fallback, status: result instanceof GatewayError ? result.code : (result as Answer).res.statusCode }, 'upstream fallback')
         this.#metrics.upstreamFallbacks.labels(route, gw.upstream, fallback).inc()
@@ -241,7 +253,10 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
   #stream: Readable | undefined
   #status = 0
   #headers: Record<string, string | string[]> | undefined
+  #headersAt = 0n
   #done = false
+  /** response headers (not a 1xx) have arrived */
+  answered = false
 
   constructor (
     private readonly upstream: string,
@@ -254,6 +269,8 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
 
   onHeaders (statusCode: number, rawHeaders: Buffer[] | string[] | null, resume: () => void): boolean {
     if (statusCode < 200) return true // 1xx: informational, the answer follows
+    this.answered = true
+    const headersAt = this.#headersAt = process.hrtime.bigint()
     // the client's headers, under the one header policy, built once from the raw pairs
     const headers = responseHeadersFromRaw(rawHeaders ?? [], this.upstream)
     const declared = headers['content-length']
@@ -270,7 +287,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
         cb(err)
       }
     })
-    this.resolve({ statusCode, headers, body: this.#stream })
+    this.resolve({ statusCode, headers, body: this.#stream, headersAt })
     return true
   }
 
@@ -283,7 +300,7 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
     this.#done = true
     const chunks = this.#chunks
     if (chunks !== undefined) {
-      this.resolve({ statusCode: this.#status, headers: this.#headers!, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.#size) })
+      this.resolve({ statusCode: this.#status, headers: this.#headers!, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.#size), headersAt: this.#headersAt })
     } else {
       this.#stream?.push(null)
     }

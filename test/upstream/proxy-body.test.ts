@@ -71,6 +71,39 @@ describe('answers read whole and answers streamed', () => {
   })
 })
 
+describe('an answer read whole', () => {
+  it('cut short after its headers: our 502, and Core asked once (no retry: the socket was not a stale keep-alive one)', async () => {
+    up.respond = (_c, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' })
+      res.write('{"partial":')
+      // a FIN after the bytes written, not a reset that could overtake them: the headers arrive
+      res.socket?.end()
+    }
+    const r = await raw(gw.url, '/api/v1/flags/', { headers: { 'x-environment-key': KEY } })
+    expect(r.status).toBe(502)
+    expect(up.calls).toHaveLength(1)
+  })
+
+  it("the upstream's latency ends at its headers, not at the end of a body it was slow to send", async () => {
+    const observed = async (stat: 'sum' | 'count'): Promise<number> => {
+      const m = await gw.metrics.upstreamDuration.get()
+      return m.values.find((v) => v.metricName === `flaggate_upstream_request_duration_seconds_${stat}` && v.labels.route === 'flags' && v.labels.upstream === 'core')?.value ?? 0
+    }
+    const [sum0, count0] = [await observed('sum'), await observed('count')]
+    up.respond = (_c, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': '11' })
+      res.flushHeaders()
+      setTimeout(() => { res.end('{"ok":true}') }, 1500)
+    }
+    const r = await raw(gw.url, '/api/v1/flags/', { headers: { 'x-environment-key': KEY } })
+    expect(r.status).toBe(200)
+    expect(r.body.toString()).toBe('{"ok":true}')
+    expect(await observed('count')).toBe(count0 + 1)
+    // the headers left at once; the body 1.5 s later
+    expect(await observed('sum') - sum0).toBeLessThan(1)
+  })
+})
+
 describe('a client that leaves mid-stream', () => {
   it("aborts the upstream request (Core's socket closes before its answer is done), and the gateway keeps serving", async () => {
     let upstreamClosed!: () => void
