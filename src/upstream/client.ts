@@ -60,6 +60,15 @@ function failure (ge: GatewayError, latencyMs: number): { kind: 'timeout' | 'unr
   return { kind: ge.code === 'FLAGGATE_UPSTREAM_TIMEOUT' ? 'timeout' : 'unreachable', latencyMs }
 }
 
+function dispatchOptions (origin: string, path: string, method: string, headers: HeaderSet, body: Buffer | undefined, timeoutMs: number): Dispatcher.DispatchOptions {
+  return { origin, path, method: method as Dispatcher.HttpMethod, headers, body, headersTimeout: timeoutMs, bodyTimeout: timeoutMs }
+}
+
+/** The one retry on the same upstream: idempotent methods only, and only when nothing was answered (see errors.ts). */
+function worthRetry (method: string, err: unknown): boolean {
+  return (method === 'GET' || method === 'HEAD') && diedUnanswered(err)
+}
+
 /** What the fallback retries: a connection error, a timeout or a 5xx; never a shed request. */
 function worthFallback (r: Answer | GatewayError): boolean {
   if (r instanceof GatewayError) return r.code === 'FLAGGATE_UPSTREAM_TIMEOUT' || r.code === 'FLAGGATE_UPSTREAM_UNREACHABLE'
@@ -101,19 +110,18 @@ export class UpstreamClient {
   }
 
   async #request (origin: string, path: string, method: string, headers: HeaderSet, body: Buffer | undefined, timeoutMs: number): Promise<Dispatcher.ResponseData> {
-    const opts = { origin, path, method: method as Dispatcher.HttpMethod, headers, body, headersTimeout: timeoutMs, bodyTimeout: timeoutMs }
+    const opts = dispatchOptions(origin, path, method, headers, body, timeoutMs)
     try {
       return await this.#pools.dispatcher.request(opts)
     } catch (err) {
-      // once, idempotent methods only, and only when nothing was answered (see errors.ts)
-      if ((method === 'GET' || method === 'HEAD') && diedUnanswered(err)) return await this.#pools.dispatcher.request(opts)
+      if (worthRetry(method, err)) return await this.#pools.dispatcher.request(opts)
       throw err
     }
   }
 
   /** The proxy's request: ProxyHandler instead of undici's request(); the same one retry as #request. */
   async #proxy (upstream: string, origin: string, path: string, method: string, headers: HeaderSet, body: Buffer | undefined, timeoutMs: number): Promise<ProxiedResponse> {
-    const opts = { origin, path, method: method as Dispatcher.HttpMethod, headers, body, headersTimeout: timeoutMs, bodyTimeout: timeoutMs }
+    const opts = dispatchOptions(origin, path, method, headers, body, timeoutMs)
     let handler: ProxyHandler | undefined
     const once = async (): Promise<ProxiedResponse> => await new Promise((resolve, reject) => {
       handler = new ProxyHandler(upstream, method === 'HEAD', resolve, reject)
@@ -122,9 +130,8 @@ export class UpstreamClient {
     try {
       return await once()
     } catch (err) {
-      // once, idempotent methods only, and only when nothing was answered: a body cut short after
-      // the headers is the upstream's failure, not a stale keep-alive socket (see errors.ts)
-      if ((method === 'GET' || method === 'HEAD') && handler?.answered !== true && diedUnanswered(err)) return await once()
+      // a body cut short after the headers is the upstream's failure, not a stale keep-alive socket
+      if (handler?.answered !== true && worthRetry(method, err)) return await once()
       throw err
     }
   }
