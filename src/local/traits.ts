@@ -1,0 +1,16 @@
+/**
+ * Trait values as Core's Python engine sees them, before the Node engine evaluates them.
+ * (Filled in case by case against recordings of the real Core; see docs/local-evaluation.md.)
+ */
+import type { EngineTraitValue } from './engine.js'
+
+/** A copy without null-valued traits (a null deletes a trait: it is never evaluated). */
+export function normaliseTraits (traits: Record<string, EngineTraitValue>): Record<string, EngineTraitValue> {
+  const out: Record<string, EngineTraitValue> = {}
+  for (const k in traits) {
+    const v = traits[k]
+    if (v === null || v === undefined) continue
+    out[k] = v
+  }
+  return out
+}
