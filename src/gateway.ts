@@ -19,6 +19,7 @@ import edgeRouting, { type EdgePluginOptions } from './edge/plugin.js'
 import { createBlockingRoom } from './blocking/index.js'
 import { createProbesRoom } from './probes/index.js'
 import { createBreakerRoom } from './breaker/index.js'
+import { createLocalRoom } from './local/index.js'
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
 
@@ -86,7 +87,11 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   // Rooms in hook order (STYLE.md 4.3): cache conditional 304 (onRequest) → rate limit
   // (onRequest) → fresh cache HIT (onRequest) → cache lookup (preHandler) → proxy. The cache
   // registers first so that a 304 from the cache costs no token.
-  const cache = createCacheRoom({ policy: () => store.current, client, metrics, logger, ...(redis !== undefined ? { redis } : {}) })
+  // Local evaluation (src/local): its step runs after blocks and limits; a signed webhook refreshes its documents
+  const local = createLocalRoom({ policy: () => store.current, policyFile: store.file, client, metrics, logger, version: VERSION, ...(redis !== undefined ? { redis } : {}) })
+  extensions.push(local.admin)
+  closers.push(() => local.close())
+  const cache = createCacheRoom({ policy: () => store.current, client, metrics, logger, ...(redis !== undefined ? { redis } : {}), onWebhook: (t) => { local.onWebhook(t) } })
   rooms.push(cache.room)
   extraRoutes.push(cache.webhook)
   extensions.push(cache.admin)
@@ -94,6 +99,7 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
 
   const rateLimit = createRateLimitRoom({ redis, metrics })
   rooms.push({ plugin: rateLimit.plugin, opts: rateLimit.opts })
+  if (local.room !== undefined) rooms.push(local.room)
   // fresh HITs in onRequest, once the limiter has decided (a HIT costs a token, a 304 does not)
   rooms.push(cache.hits)
   extensions.push({ status: rateLimit.status })
@@ -126,6 +132,7 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   const app = await buildPublicApp({ store, client, metrics, logger, lifecycle, rooms, extraRoutes })
   const admin = await buildAdminApp({ store, metrics, logger, lifecycle, version: VERSION, extensions, reload })
 
+  local.start()
   // the blocks of the previous run (state file) or of the fleet (Redis), bounded: serve anyway
   await blocking.ready()
   const p = store.current.data

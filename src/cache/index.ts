@@ -3,7 +3,7 @@
  * cache, the purge bus, the request-path plugin, the webhook route and the admin extension.
  */
 import type { Logger } from 'pino'
-import { DocumentCache } from './core.js'
+import { DocumentCache, type PurgeTarget } from './core.js'
 import type { Clock } from '../shared/clock.js'
 import cachePlugin, { cacheHitsPlugin, type CachePluginOptions } from './plugin.js'
 import { PurgeBus, type PurgeBusRedis } from './purge.js'
@@ -26,6 +26,8 @@ export interface CacheRoomDeps {
   /** the RedisStore when `store.redis` is configured: purges then reach every replica */
   redis?: PurgeBusRedis
   clock?: Clock
+  /** told of every purge a signed Flagsmith webhook asks for (local evaluation refreshes its documents) */
+  onWebhook?: (target: PurgeTarget) => void
 }
 
 export interface CacheRoom {
@@ -70,7 +72,7 @@ export function createCacheRoom (deps: CacheRoomDeps): CacheRoom {
     client: deps.client,
     metrics
   }
-  const webhookOpts: WebhookPluginOptions = { policy: deps.policy, purge: (t) => bus.purge(t), logger: log }
+  const webhookOpts: WebhookPluginOptions = { policy: deps.policy, purge: (t) => { deps.onWebhook?.(t); return bus.purge(t) }, logger: log }
   return {
     cache,
     bus,

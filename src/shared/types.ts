@@ -2,9 +2,10 @@
  * What rooms share about one request. Routing sets `request.gateway` once (onRequest, first
  * hook); later rooms read it and record their decisions on it; the access log reads it last.
  */
+import type { FastifyReply } from 'fastify'
 import type { CompiledRoute, Policy } from '../policy/compile.js'
 
-export type Decision = 'allowed' | 'limited' | 'blocked' | 'shed' | 'cached' | 'stale'
+export type Decision = 'allowed' | 'limited' | 'blocked' | 'shed' | 'cached' | 'stale' | 'local'
 export type CacheStatus = 'HIT' | 'MISS' | 'STALE' | 'UPDATING' | 'BYPASS'
 
 export interface RequestGateway {
@@ -41,6 +42,12 @@ export interface RequestGateway {
   forwardedFor?: string | undefined
   /** GET/HEAD only: where the upstream module retries once on a connection error, timeout or 5xx (set by edge routing) */
   fallbackUpstream?: string
+  /**
+   * Set by local evaluation (src/local/plugin.ts) for a listed environment: the answer to give
+   * when this request fails for want of the upstream (the gate's 503, a 5xx, a timeout, an
+   * unreachable upstream); undefined from it means no local answer (no document yet)
+   */
+  localFallback?: (reply: FastifyReply) => FastifyReply | undefined
 }
 
 declare module 'fastify' {
