@@ -104,7 +104,7 @@ export function createLocalRoom (deps: LocalRoomDeps): LocalRoom {
     },
     onDrop: (reason, n) => { drops.inc({ reason }, n) },
     logger: log,
-    onChange: () => { saver?.changed() }
+    onChange: () => { saver.changed() }
   })
 
   const file = stateFilePath(deps.policy(), deps.policyFile)!
@@ -115,6 +115,7 @@ export function createLocalRoom (deps: LocalRoomDeps): LocalRoom {
     }
     return { v: 1, outbox: outbox.snapshot(), documents }
   }
+  const saver: StateSaver = new StateSaver(file, snapshot)
   const loaded = loadState(file)
   if (loaded.error !== undefined) log.warn({ file, err: loaded.error }, 'local evaluation: state file unreadable; nothing of the previous run is restored')
   if (loaded.state !== undefined) {
@@ -128,7 +129,6 @@ export function createLocalRoom (deps: LocalRoomDeps): LocalRoom {
     outbox.restore(loaded.state.outbox)
     log.info({ file, documents: Object.keys(loaded.state.documents).length, ...outbox.size }, 'local evaluation: restored the previous run\'s documents and kept writes')
   }
-  const saver: StateSaver = new StateSaver(file, snapshot)
 
   const refresher = new Refresher({
     docs,
