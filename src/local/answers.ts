@@ -44,7 +44,7 @@ export function flagsAnswer (env: LocalEnvironment, isServer: boolean, query: UR
 interface InputTrait { trait_key: string; trait_value: EngineTraitValue; transient: boolean }
 
 function identityBody (env: LocalEnvironment, isServer: boolean, identifier: string, traits: InputTrait[], transient: boolean, feature: string | null): LocalAnswer {
-  const values: Record<string, EngineTraitValue> = {}
+  const values = Object.create(null) as Record<string, EngineTraitValue>
   for (const t of traits) values[t.trait_key] = t.trait_value
   let flags = identityFlags(env, identifier, values, isServer)
   if (feature !== null) flags = flags.filter((f) => (f.feature as { name: string }).name === feature)

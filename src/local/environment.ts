@@ -141,7 +141,7 @@ export function compileEnvironment (doc: unknown): LocalEnvironment {
     if (!isObject(o) || typeof o.identifier !== 'string') continue
     const identityId = typeof o.django_id === 'number' ? o.django_id : null
     for (const fs of Array.isArray(o.identity_features) ? o.identity_features : []) { record(fs, identityId); collect(fs) }
-    const traits: Record<string, EngineTraitValue> = {}
+    const traits = Object.create(null) as Record<string, EngineTraitValue>
     for (const t of Array.isArray(o.identity_traits) ? o.identity_traits : []) {
       if (isObject(t) && typeof t.trait_key === 'string') traits[t.trait_key] = t.trait_value as EngineTraitValue
     }
@@ -193,7 +193,7 @@ export function compileEnvironment (doc: unknown): LocalEnvironment {
 export function identityFlags (env: LocalEnvironment, identifier: string, traits: Record<string, EngineTraitValue>, isServer: boolean): Json[] {
   const stored = env.storedTraits.get(identifier)
   // a null in the request deletes a stored trait: normaliseTraits drops null-valued ones
-  const merged = stored === undefined ? traits : { ...stored, ...traits }
+  const merged = stored === undefined ? traits : Object.assign(Object.create(null) as Record<string, EngineTraitValue>, stored, traits)
   const context: EngineContext = { ...env.context, identity: { identifier, traits: normaliseTraits(merged) } }
   const result = engine.getEvaluationResult(context)
   return visibleFlags(env, result.flags, isServer).map((f) => flagObject(env, f, true))

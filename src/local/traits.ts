@@ -4,9 +4,13 @@
  */
 import type { EngineTraitValue } from './engine.js'
 
-/** A copy without null-valued traits (a null deletes a trait: it is never evaluated). */
+/**
+ * A copy without null-valued traits (a null deletes a trait: it is never evaluated), on an object
+ * without a prototype: the engine looks a condition's property up with `traits[property]`, and on
+ * a plain object `constructor` or `__proto__` would be "set" for everyone.
+ */
 export function normaliseTraits (traits: Record<string, EngineTraitValue>): Record<string, EngineTraitValue> {
-  const out: Record<string, EngineTraitValue> = {}
+  const out = Object.create(null) as Record<string, EngineTraitValue>
   for (const k in traits) {
     const v = traits[k]
     if (v === null || v === undefined) continue

@@ -104,3 +104,21 @@ describe('local environment (pure core)', () => {
     }
   })
 })
+
+describe('hostile trait keys', () => {
+  it('a condition on `constructor` or `__proto__` matches only an identity that sent that trait', () => {
+    const doc = richDocument()
+    const segments = (doc.project as { segments: unknown[] }).segments
+    segments.push({
+      id: 13,
+      name: 'proto',
+      rules: [{ type: 'ANY', conditions: [{ operator: 'IS_SET', property_: 'constructor', value: null }, { operator: 'IS_SET', property_: '__proto__', value: null }], rules: [] }],
+      feature_states: [{ feature: { id: 5, name: 'max_items', type: 'STANDARD' }, enabled: true, django_id: 9013, featurestate_uuid: '00000000-0000-4000-8000-000000009013', feature_state_value: -1, feature_segment: { priority: 0 }, multivariate_feature_state_values: [] }]
+    })
+    const env = compileEnvironment(doc)
+    const value = (body: unknown): unknown => (JSON.parse(identityPostAnswer(env, true, Buffer.from(JSON.stringify(body))).body.toString()) as { flags: Flag[] }).flags.find((f) => f.feature.name === 'max_items')!.feature_state_value
+    expect(value({ identifier: 'plain', traits: [] })).toBe(10)
+    expect(value({ identifier: 'plain', traits: [{ trait_key: '__proto__', trait_value: 'x' }] })).toBe(-1)
+    expect(value({ identifier: 'plain', traits: [{ trait_key: 'constructor', trait_value: 1 }] })).toBe(-1)
+  })
+})
