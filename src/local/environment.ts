@@ -17,6 +17,7 @@
  */
 import { engine, type EngineContext, type EngineFeature, type EngineFlag, type EngineTraitValue } from './engine.js'
 import { normaliseTraits } from './traits.js'
+import { rewriteConditions, withPythonViews, type Probe } from './conditions.js'
 
 /** A variant's value as handed to the engine, so the winner can be named (`variant`). */
 export class VariantTag {
@@ -52,6 +53,8 @@ export interface LocalEnvironment {
   readonly context: EngineContext
   /** @internal feature-state key (as the engine context names it) → what Core's Flag needs */
   readonly states: ReadonlyMap<string, StateInfo>
+  /** @internal the conditions rewritten to read values as Core's Python engine does (conditions.ts) */
+  readonly probes: readonly Probe[]
   /** @internal identifiers with overrides → their stored traits (the SDK merges them under the request's) */
   readonly storedTraits: ReadonlyMap<string, Record<string, EngineTraitValue>>
 }
@@ -119,6 +122,7 @@ export function compileEnvironment (doc: unknown): LocalEnvironment {
     throw new DocumentRejected(`the engine could not read the document: ${(err as Error).message}`)
   }
   const project = doc.project as Json
+  const probes = rewriteConditions(context)
   const states = new Map<string, StateInfo>()
   const featureJson = new Map<number, Json>()
   const record = (fs: unknown, identity: number | null): void => {
@@ -169,6 +173,7 @@ export function compileEnvironment (doc: unknown): LocalEnvironment {
     serverKeyOnly: serverOnly,
     size: { features: Object.keys(context.features).length, segments: (project.segments as unknown[]).length, identityOverrides: overrides.length },
     context,
+    probes,
     states,
     storedTraits
   }
@@ -194,7 +199,7 @@ export function identityFlags (env: LocalEnvironment, identifier: string, traits
   const stored = env.storedTraits.get(identifier)
   // a null in the request deletes a stored trait: normaliseTraits drops null-valued ones
   const merged = stored === undefined ? traits : Object.assign(Object.create(null) as Record<string, EngineTraitValue>, stored, traits)
-  const context: EngineContext = { ...env.context, identity: { identifier, traits: normaliseTraits(merged) } }
+  const context: EngineContext = { ...env.context, identity: { identifier, traits: withPythonViews(normaliseTraits(merged), env.probes) } }
   const result = engine.getEvaluationResult(context)
   return visibleFlags(env, result.flags, isServer).map((f) => flagObject(env, f, true))
 }

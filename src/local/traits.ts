@@ -1,8 +1,10 @@
 /**
  * Trait values as Core's Python engine sees them, before the Node engine evaluates them.
- * (Filled in case by case against recordings of the real Core; see docs/local-evaluation.md.)
+ * Where the two engines read a value differently, conditions.ts shows the Node engine Python's
+ * reading; see docs/local-evaluation.md.
  */
 import type { EngineTraitValue } from './engine.js'
+import { SYNTHETIC_PREFIX } from './conditions.js'
 
 /**
  * A copy without null-valued traits (a null deletes a trait: it is never evaluated), on an object
@@ -13,7 +15,8 @@ export function normaliseTraits (traits: Record<string, EngineTraitValue>): Reco
   const out = Object.create(null) as Record<string, EngineTraitValue>
   for (const k in traits) {
     const v = traits[k]
-    if (v === null || v === undefined) continue
+    // null deletes; the synthetic names are ours (conditions.ts): a request cannot set them
+    if (v === null || v === undefined || k.startsWith(SYNTHETIC_PREFIX)) continue
     out[k] = v
   }
   return out
