@@ -115,6 +115,7 @@ export class Refresher {
         if (state.raw !== undefined && entry.raw.equals(state.raw)) {
           state.confirmedAt = entry.confirmedAt
           state.lastModified = entry.lastModified
+          this.#record(state, 'shared')
         } else if (this.#install(state, entry.raw, entry.lastModified, entry.confirmedAt)) {
           this.#record(state, 'shared')
         }
