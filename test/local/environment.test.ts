@@ -122,3 +122,25 @@ describe('hostile trait keys', () => {
     expect(value({ identifier: 'plain', traits: [{ trait_key: 'constructor', trait_value: 1 }] })).toBe(-1)
   })
 })
+
+describe('flaggate status: the localEvaluation section in words', () => {
+  it('one line per environment, failures in capitals with why', async () => {
+    const { renderStatus } = await import('../../src/admin/status-text.js')
+    const now = new Date('2026-01-01T00:01:00Z')
+    const text = renderStatus({
+      version: '1',
+      localEvaluation: {
+        mode: 'fallback', refreshSeconds: 10, engine: 'flagsmith-nodejs 8.1.2',
+        environments: [
+          { serverKey: 'ser.…ab12cd34', name: 'Production', documentAgeSeconds: 4.2, lastRefresh: { at: '2026-01-01T00:00:56Z', result: 'not-modified' }, localAnswers: 12 },
+          { serverKey: 'ser.…ffee0011', documentAgeSeconds: null, lastRefresh: { at: '2026-01-01T00:00:59Z', result: 'refused', detail: 'Core answered 403' }, localAnswers: 0 }
+        ],
+        kept: { writes: 2, writeBytes: 100, analyticsCounters: 3 }
+      }
+    }, { now })
+    expect(text).toContain('local     mode fallback, refresh 10s, flagsmith-nodejs 8.1.2')
+    expect(text).toContain('ser.…ab12cd34 (Production)  document 4.2s old  last refresh not-modified 4s ago  12 local answers')
+    expect(text).toContain('ser.…ffee0011 (no document)  document none  last refresh REFUSED 1s ago (Core answered 403)  0 local answers')
+    expect(text).toContain('kept for Core: 2 writes, 3 analytics counters')
+  })
+})
