@@ -48,7 +48,10 @@ function identityBody (env: LocalEnvironment, isServer: boolean, identifier: str
   for (const t of traits) values[t.trait_key] = t.trait_value
   let flags = identityFlags(env, identifier, values, isServer)
   if (feature !== null) flags = flags.filter((f) => (f.feature as { name: string }).name === feature)
-  const shown = traits.filter((t) => t.trait_value !== null)
+  // Core drops null-valued traits from its answer, except for an identity it already knows
+  // (one with overrides in the document), whose answer echoes them (recorded on Core v2.259.0)
+  const known = env.storedTraits.has(identifier)
+  const shown = traits.filter((t) => known || t.trait_value !== null)
     .map((t) => ({ id: null, trait_key: t.trait_key, trait_value: t.trait_value, transient: transient || t.transient }))
   return json(200, { identifier, traits: shown, flags })
 }

@@ -118,7 +118,8 @@ export function pythonView (p: Probe, v: EngineTraitValue | undefined): EngineTr
       if (Number.isInteger(v)) return PY_INT.test(p.value) ? v : undefined
       return PY_FLOAT.test(p.value) ? v : undefined
     case 'semver':
-      return typeof v !== 'string' || SEMVER.test(v) ? v : undefined
+      // Python compares only a string parsed as strict semver; anything else fails its cast
+      return typeof v === 'string' && SEMVER.test(v) ? v : undefined
   }
 }
 

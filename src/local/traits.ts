@@ -17,7 +17,21 @@ export function normaliseTraits (traits: Record<string, EngineTraitValue>): Reco
     const v = traits[k]
     // null deletes; the synthetic names are ours (conditions.ts): a request cannot set them
     if (v === null || v === undefined || k.startsWith(SYNTHETIC_PREFIX)) continue
-    out[k] = v
+    out[k] = typeof v === 'string' ? coreNumber(v) : v
   }
   return out
+}
+
+const INT = /^\s*[+-]?\d+(?:_\d+)*\s*$/
+const FLOAT = /^\s*[+-]?(?:\d+(?:_\d+)*)?\.?\d+(?:_\d+)*(?:[eE][+-]?\d+)?\s*$/
+
+/**
+ * Core stores a trait sent as a numeric string as a number (`"030"` is the int 30, `"2.50"` the
+ * float 2.5) and evaluates it as such, while echoing the value as sent; recorded on Core
+ * v2.259.0 (test/fixtures/real-core). Python's `int()` then `float()` readings.
+ */
+function coreNumber (v: string): EngineTraitValue {
+  if (INT.test(v)) { const n = Number(v.replace(/_/g, '').trim()); return Number.isSafeInteger(n) ? n : v }
+  if (FLOAT.test(v)) { const n = Number(v.replace(/_/g, '').trim()); return Number.isFinite(n) ? n : v }
+  return v
 }

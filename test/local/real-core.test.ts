@@ -5,20 +5,20 @@
  * session, flag by flag. Every difference fails, except those docs/local-evaluation.md names
  * with their cause (KNOWN below, each tied to its section there).
  */
-import { existsSync, readFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { compileEnvironment } from '../../src/local/environment.js'
 import { flagsAnswer, identityPostAnswer } from '../../src/local/answers.js'
+import { loadRealCoreFixtures } from '../support/real-core-fixtures.js'
 
 const DIR = join(import.meta.dirname, '..', 'fixtures', 'real-core')
-const present = existsSync(join(DIR, 'environment-document.json')) && existsSync(join(DIR, 'identities.json'))
 
 interface Exchange {
   request: { method: string; path: string; key: 'client' | 'server'; body?: unknown }
   response: { status: number; body: unknown }
 }
-type Compact = Record<string, [number | null, boolean, unknown, string | null]>
+type Compact = Record<string, [number | null, boolean, unknown, string | null, unknown]>
 type CoreFlag = { id?: number; feature: { id: number; name: string; type?: string }; feature_state_value: unknown; enabled: boolean; variant?: string | null; environment?: number; identity?: number | null }
 
 function read<T> (file: string): T {
@@ -33,7 +33,7 @@ function read<T> (file: string): T {
 function compact (flags: CoreFlag[] | Compact): Compact {
   if (!Array.isArray(flags)) return flags
   const out: Compact = {}
-  for (const f of flags) out[f.feature.name] = [f.id ?? null, f.enabled, f.feature_state_value, f.variant ?? null]
+  for (const f of flags) out[f.feature.name] = [f.id ?? null, f.enabled, f.feature_state_value, f.variant ?? null, f.identity ?? null]
   return out
 }
 
@@ -43,9 +43,9 @@ function compact (flags: CoreFlag[] | Compact): Compact {
  */
 const KNOWN: Array<{ doc: string; applies: (feature: string, traits: Record<string, unknown>, core: Compact[string] | undefined, ours: Compact[string] | undefined) => boolean }> = []
 
-describe.skipIf(!present)('local answers equal the real Core\'s recorded answers', () => {
-  const docExchange = present ? read<{ document: Exchange }>('environment-document.json').document : undefined
-  const env = present ? compileEnvironment(docExchange!.response.body) : undefined
+describe('local answers equal the real Core\'s recorded answers', () => {
+  const docExchange = read<{ document: Exchange }>('environment-document.json').document
+  const env = compileEnvironment(docExchange.response.body)
 
   it('flags/ and ?feature=, for the client and the server key: every field the document holds', () => {
     const exchanges = read<Exchange[]>('flags.json')
@@ -76,24 +76,25 @@ describe.skipIf(!present)('local answers equal the real Core\'s recorded answers
     expect(diffs).toEqual([])
   })
 
-  it('identities/ (transient POST with traits): identifier, traits and every flag\'s id, enabled, value and variant', () => {
-    const exchanges = read<Exchange[]>('identities.json')
-    expect(exchanges.length).toBeGreaterThan(100)
+  it('identities/ (transient POST with traits): identifier, traits and every flag\'s id, enabled, value, variant and identity', () => {
+    const { identities } = loadRealCoreFixtures()
+    expect(identities.length).toBeGreaterThan(100)
     const diffs: string[] = []
     let compared = 0
-    for (const ex of exchanges) {
+    for (const ex of identities) {
       const body = ex.request.body as { identifier: string; traits?: Array<{ trait_key: string; trait_value: unknown }> }
       const traits = Object.fromEntries((body.traits ?? []).map((t) => [t.trait_key, t.trait_value]))
       const ours = identityPostAnswer(env!, ex.request.key === 'server', Buffer.from(JSON.stringify(body)))
       const who = `${ex.request.key} ${body.identifier} ${JSON.stringify(traits)}`
       if (ours.status !== ex.response.status) { diffs.push(`${who}: status core ${ex.response.status} local ${ours.status}`); continue }
       const mine = JSON.parse(ours.body.toString()) as { identifier: string; traits: unknown; flags: CoreFlag[] }
-      const theirs = ex.response.body as { identifier: string; traits: unknown; flags: CoreFlag[] | Compact }
+      const theirs = ex.response.body
       if (mine.identifier !== theirs.identifier) diffs.push(`${who}: identifier core ${theirs.identifier} local ${mine.identifier}`)
       if (JSON.stringify(mine.traits) !== JSON.stringify(theirs.traits)) diffs.push(`${who}: traits core ${JSON.stringify(theirs.traits)} local ${JSON.stringify(mine.traits)}`)
-      const c = compact(theirs.flags)
+      const c = compact(theirs.flags as CoreFlag[])
       const o = compact(mine.flags)
-      for (const name of new Set([...Object.keys(c), ...Object.keys(o)])) {
+      if (Object.keys(c).join() !== Object.keys(o).join()) diffs.push(`${who}: flags core [${Object.keys(c).join()}] local [${Object.keys(o).join()}]`)
+      for (const name of Object.keys(c)) {
         compared++
         if (JSON.stringify(c[name]) === JSON.stringify(o[name])) continue
         if (KNOWN.some((k) => k.applies(name, traits, c[name], o[name]))) continue
@@ -105,6 +106,3 @@ describe.skipIf(!present)('local answers equal the real Core\'s recorded answers
   })
 })
 
-describe.runIf(!present)('recordings of the real Core', () => {
-  it.todo('test/fixtures/real-core/ is not in this branch yet: copy it from the realcore branch (git checkout realcore -- test/fixtures/real-core)')
-})
