@@ -10,8 +10,9 @@
  * served for `flags/` and `flags/?cb=123` cannot make a miss per request.
  *
  * `identities/` can never be cached: Core writes on it (creates the identity, stores traits), and
- * its answer belongs to one identity. Validation refuses a `cache` rule on any route that can
- * match it (see {@link identitiesCacheProblem}).
+ * its answer belongs to one identity. Validation refuses a `cache` rule on a route whose path or
+ * prefix names it ({@link identitiesCacheProblem}); a broader cached prefix (`/`) never caches
+ * an identities/ request either ({@link isIdentitiesPath}, checked on the request path).
  */
 
 /** The SDK's flag-list endpoint, `…/flags/` (any API prefix; the canonical path has the trailing slash). */
@@ -34,18 +35,15 @@ export function flagListQuery (query: string): string {
 }
 
 const IDENTITIES = '/identities/'
-/** the SDK API's identities path, which a broad prefix (`/`, `/api/`, `/api/v1/`) also matches */
-const SDK_IDENTITIES = '/api/v1/identities/'
 
-/**
- * Why a route with a `cache` rule must not have one, when it can match an `identities/` path:
- * its `path` or `pathPrefix` names `identities/`, or its prefix covers the SDK's identities path.
- */
+/** An SDK identities path (`…/identities/…`): never answered from the cache, whatever the route. */
+export function isIdentitiesPath (path: string): boolean {
+  return path.includes(IDENTITIES)
+}
+
+/** Why a route whose `path` or `pathPrefix` names `identities/` cannot carry a `cache` rule. */
 export function identitiesCacheProblem (match: { path?: string | undefined; pathPrefix?: string | undefined }): string | undefined {
   const p = match.path ?? match.pathPrefix
-  if (p === undefined) return undefined
-  const covers = p.includes(IDENTITIES) || p.endsWith('/identities') || (match.pathPrefix !== undefined && SDK_IDENTITIES.startsWith(match.pathPrefix))
-  if (!covers) return undefined
-  return 'identities/ cannot be cached: Core creates the identity and stores its traits on every call, and the answer belongs to one identity. ' +
-    (match.pathPrefix !== undefined ? `This route's pathPrefix "${p}" matches identities/ paths; give flags/ or environment-document/ routes their own cache rule instead.` : 'Remove the cache rule.')
+  if (p === undefined || !(p.includes(IDENTITIES) || p.endsWith('/identities'))) return undefined
+  return 'identities/ cannot be cached: Core creates the identity and stores its traits on every call, and each answer belongs to one identity. Remove the cache rule.'
 }

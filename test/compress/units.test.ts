@@ -7,7 +7,7 @@ import { decodeBody, DecodedTooLarge, UndecodableBody } from '../../src/compress
 import { compressForms, Compressor, formEtag, type CompressedBodies } from '../../src/compress/forms.js'
 import { clientHasRepresentation, entryForms, etagMatches } from '../../src/compress/representation.js'
 import { compressProxied, typeMatches } from '../../src/compress/proxied.js'
-import { flagListQuery, identitiesCacheProblem, isFlagListPath } from '../../src/cache/flag-list.js'
+import { flagListQuery, identitiesCacheProblem, isFlagListPath, isIdentitiesPath } from '../../src/cache/flag-list.js'
 
 describe('Accept-Encoding negotiation', () => {
   it.each([
@@ -201,8 +201,10 @@ describe('flag-list keys', () => {
   })
   it('identities/ routes cannot carry a cache rule', () => {
     expect(identitiesCacheProblem({ path: '/api/v1/identities/' })).toMatch(/cannot be cached/)
-    expect(identitiesCacheProblem({ pathPrefix: '/' })).toMatch(/pathPrefix "\/"/)
-    expect(identitiesCacheProblem({ pathPrefix: '/api/v1/' })).toBeDefined()
+    // a broad prefix is allowed; its identities/ requests are never cached (isIdentitiesPath)
+    expect(identitiesCacheProblem({ pathPrefix: '/' })).toBeUndefined()
+    expect(isIdentitiesPath('/api/v1/identities/')).toBe(true)
+    expect(isIdentitiesPath('/api/v1/flags/')).toBe(false)
     expect(identitiesCacheProblem({ pathPrefix: '/proxy/api/v1/identities/' })).toBeDefined()
     expect(identitiesCacheProblem({ path: '/api/v1/flags/' })).toBeUndefined()
     expect(identitiesCacheProblem({ pathPrefix: '/api/v1/environment-document/' })).toBeUndefined()
