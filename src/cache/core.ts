@@ -19,6 +19,9 @@ import { LRUCache } from 'lru-cache'
 import { systemClock, type Clock } from '../shared/clock.js'
 import { cacheKey } from './key.js'
 import { ClientStrings } from '../shared/client-memo.js'
+import { entryForms, type EntryForms } from '../compress/representation.js'
+import type { CompressedBodies } from '../compress/forms.js'
+import { isFlagListPath } from './flag-list.js'
 
 export { cacheKey }
 
@@ -79,6 +82,16 @@ export interface CachedDocument {
   readonly headers: Readonly<Record<string, string>>
   /** revalidations before this time are unconditional (see {@link CORE_LAST_MODIFIED_LAG_MS}) */
   readonly unconditionalUntil: number
+  /**
+   * The document's `api_key`, the environment's client key: a purge of the environment also
+   * drops the flag lists cached under that key (flag lists name no environment when empty)
+   */
+  readonly clientKey?: string | undefined
+  /**
+   * The br and gzip forms of this very body, once made (src/compress): an entry object with forms
+   * replaces the one without in the cache, so forms never outlive or mix with another version
+   */
+  readonly forms?: EntryForms | undefined
 }
 
 export type CacheStatus = 'HIT' | 'MISS' | 'STALE' | 'UPDATING'
@@ -127,7 +140,7 @@ export type PurgeTarget =
   | { envId: number }
   | { projectId: number }
 
-export type CacheEvent = 'hit' | 'miss' | 'stale' | 'updating' | 'store' | 'evict' | 'purge' | 'revalidated' | 'negative_hit'
+export type CacheEvent = 'hit' | 'miss' | 'stale' | 'updating' | 'store' | 'evict' | 'purge' | 'revalidated' | 'negative_hit' | 'compressed'
 
 export interface DocumentCacheOptions {
   /** `cache.maxSize`: all cached documents together, in bytes */
@@ -220,19 +233,38 @@ export function etagOf (body: Buffer): string {
   return `"${createHash('sha256').update(body).digest('base64url')}"`
 }
 
-function documentIds (body: Buffer): { envId: number | undefined; projectId: number | undefined } | undefined {
+interface EntryIds { envId: number | undefined; projectId: number | undefined; clientKey: string | undefined }
+
+/**
+ * What a purge can name an entry by. An environment document carries its `id`, `project.id` and
+ * `api_key`; a flag list (an array of flags, or one flag for `?feature=`) names its environment in
+ * each flag's `environment`. Undefined when the body is not JSON (not stored).
+ */
+function entryIds (body: Buffer, flagList: boolean): EntryIds | undefined {
   let doc: unknown
   try { doc = JSON.parse(body.toString('utf8')) } catch { return undefined }
-  if (typeof doc !== 'object' || doc === null) return { envId: undefined, projectId: undefined }
-  const d = doc as { id?: unknown; project?: { id?: unknown } }
+  if (typeof doc !== 'object' || doc === null) return { envId: undefined, projectId: undefined, clientKey: undefined }
+  if (flagList) {
+    const first = (Array.isArray(doc) ? doc[0] : doc) as { environment?: unknown } | undefined
+    return { envId: typeof first?.environment === 'number' ? first.environment : undefined, projectId: undefined, clientKey: undefined }
+  }
+  const d = doc as { id?: unknown; project?: { id?: unknown }; api_key?: unknown }
   return {
     envId: typeof d.id === 'number' ? d.id : undefined,
-    projectId: typeof d.project === 'object' && d.project !== null && typeof d.project.id === 'number' ? d.project.id : undefined
+    projectId: typeof d.project === 'object' && d.project !== null && typeof d.project.id === 'number' ? d.project.id : undefined,
+    clientKey: typeof d.api_key === 'string' ? d.api_key : undefined
   }
 }
 
+/** The upstream path of a cache key (key.ts: key, upstream and URL on their own lines), without its query. */
+function urlPath (key: string): string {
+  const url = key.slice(key.indexOf('\n', key.indexOf('\n') + 1) + 1)
+  const q = url.indexOf('?')
+  return q === -1 ? url : url.slice(0, q)
+}
+
 function entrySize (doc: CachedDocument, key: string): number {
-  let n = doc.body.length + Buffer.byteLength(key)
+  let n = doc.body.length + Buffer.byteLength(key) + (doc.forms?.bytes ?? 0)
   for (const name in doc.headers) n += name.length + doc.headers[name]!.length
   return Math.max(1, n)
 }
@@ -262,10 +294,10 @@ function matches (target: PurgeTarget, envKey: string, doc: CachedDocument | und
  * where we hold the validators precomputed; and it says "not fresh" to any `Cache-Control:
  * no-cache` request, turning a 304 that our own cache can vouch for into the whole document.
  */
-export function clientHasCurrent (doc: CachedDocument, ifNoneMatch: string | undefined, ifModifiedSince: string | undefined): boolean {
+export function clientHasCurrent (doc: CachedDocument, ifNoneMatch: string | undefined, ifModifiedSince: string | undefined, etag = doc.etag): boolean {
   if (ifNoneMatch !== undefined) {
     if (ifNoneMatch.trim() === '*') return true
-    const own = doc.etag
+    const own = etag
     for (const raw of ifNoneMatch.split(',')) {
       const t = raw.trim()
       if ((t.startsWith('W/') ? t.slice(2) : t) === own) return true
@@ -368,11 +400,13 @@ export class DocumentCache {
    * The fresh document for a conditional request, when the client's validators say it already has
    * it (a 304 from memory); otherwise undefined and nothing is counted.
    */
-  notModified (envKey: string, url: string, rule: CacheRule, ifNoneMatch: string | undefined, ifModifiedSince: string | undefined, upstream = ''): { document: CachedDocument; freshForMs: number } | undefined {
+  notModified (envKey: string, url: string, rule: CacheRule, ifNoneMatch: string | undefined, ifModifiedSince: string | undefined, upstream = '',
+    etagFor?: (doc: CachedDocument) => string): { document: CachedDocument; freshForMs: number } | undefined {
     const doc = this.#lru.get(this.#key(envKey, url, upstream))
     if (doc === undefined) return undefined
     const age = this.#clock() - doc.storedAt
-    if (age >= rule.ttl || !clientHasCurrent(doc, ifNoneMatch, ifModifiedSince)) return undefined
+    // `etagFor`: the ETag of the representation this client would be sent (br, gzip, identity)
+    if (age >= rule.ttl || !clientHasCurrent(doc, ifNoneMatch, ifModifiedSince, etagFor?.(doc) ?? doc.etag)) return undefined
     this.#count('hit')
     return { document: doc, freshForMs: rule.ttl - age }
   }
@@ -397,6 +431,24 @@ export class DocumentCache {
     if (doc === undefined || this.#clock() - doc.storedAt >= rule.ttl) return undefined
     this.#count('hit')
     return doc
+  }
+
+  /**
+   * Gives `doc` its compressed forms, made off the request path (src/compress/forms.ts): the entry
+   * is replaced by a copy with the forms, counted in the byte bound, its lifetime unchanged. Only
+   * if `doc` is still the entry stored (not replaced by a newer version, purged or refreshing),
+   * and only if the entry with its forms fits the cache: otherwise identity stays the only form.
+   * Returns the entry with forms, or undefined when they were not kept.
+   */
+  attachForms (envKey: string, url: string, upstream: string, doc: CachedDocument, bodies: CompressedBodies): CachedDocument | undefined {
+    const key = this.#key(envKey, url, upstream)
+    if (doc.forms !== undefined || this.#lru.peek(key) !== doc) return undefined
+    const withForms: CachedDocument = { ...doc, forms: entryForms(doc.etag, bodies) }
+    if (entrySize(withForms, key) > this.#lru.maxSize) return undefined
+    // noUpdateTTL: the entry keeps the lifetime its fill gave it
+    this.#lru.set(key, withForms, { noUpdateTTL: true })
+    this.#emit('compressed')
+    return withForms
   }
 
   /** How long `doc` stays fresh under `rule`, from now (≤ 0 once stale). */
@@ -500,7 +552,18 @@ export class DocumentCache {
       // cold keys in flight are caught by the purge log when they complete
       const doomed: string[] = []
       const digests = new Map<string, string>()
-      this.#lru.forEach((doc, key) => { if (matches(target, doc.envKey, doc, digests)) doomed.push(key) })
+      // an environment's documents name its client key: its flag lists (cached under that key,
+      // and naming no environment when empty) go too
+      const clientKeys = new Set<string>()
+      this.#lru.forEach((doc, key) => {
+        if (!matches(target, doc.envKey, doc, digests)) return
+        doomed.push(key)
+        if (doc.clientKey !== undefined && ('envId' in target || 'projectId' in target)) clientKeys.add(doc.clientKey)
+      })
+      if (clientKeys.size > 0) {
+        const already = new Set(doomed)
+        this.#lru.forEach((doc, key) => { if (clientKeys.has(doc.envKey) && !already.has(key)) doomed.push(key) })
+      }
       for (const key of doomed) if (this.#lru.delete(key)) n++
       if ('key' in target) {
         const prefix = `${target.key}\n`
@@ -568,7 +631,7 @@ export class DocumentCache {
     const status = answer.statusCode
     if (status >= 500 || status === 429) throw new UncachedAnswer(answer, true)
     const contentType = headerValue(answer.headers, 'content-type')
-    const ids = status === 200 && contentType !== undefined && JSON_TYPE.test(contentType) ? documentIds(answer.body) : undefined
+    const ids = status === 200 && contentType !== undefined && JSON_TYPE.test(contentType) ? entryIds(answer.body, isFlagListPath(urlPath(key))) : undefined
     if (ids === undefined || answer.body.length > rule.maxEntrySize || answer.body.length + key.length > this.#lru.maxSize) {
       // a definitive answer that replaces the document: the old copy must not be served any more
       if (ownsSlot) this.#lru.delete(key)
@@ -606,6 +669,7 @@ export class DocumentCache {
       storedAt: now,
       envId: ids.envId,
       projectId: ids.projectId,
+      clientKey: ids.clientKey,
       headers,
       unconditionalUntil: 0
     }

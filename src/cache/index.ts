@@ -8,6 +8,8 @@ import type { Clock } from '../shared/clock.js'
 import cachePlugin, { cacheHitsPlugin, type CachePluginOptions } from './plugin.js'
 import { PurgeBus, type PurgeBusRedis } from './purge.js'
 import { cacheAdminExtension } from './admin.js'
+import { Compressor } from '../compress/forms.js'
+import { Representations } from './representations.js'
 import webhooks, { type WebhookPluginOptions } from '../webhooks/plugin.js'
 import type { Metrics } from '../metrics/registry.js'
 import type { HotChild } from '../metrics/hot-counter.js'
@@ -46,7 +48,7 @@ export interface CacheRoom {
   close: () => Promise<void>
 }
 
-const BYTES_EVENTS = new Set(['store', 'evict', 'purge', 'revalidated'])
+const BYTES_EVENTS = new Set(['store', 'evict', 'purge', 'revalidated', 'compressed'])
 
 export function createCacheRoom (deps: CacheRoomDeps): CacheRoom {
   const { metrics, logger } = deps
@@ -65,17 +67,21 @@ export function createCacheRoom (deps: CacheRoomDeps): CacheRoom {
   })
   const bus = new PurgeBus({ cache, logger: log, ...(deps.redis !== undefined ? { redis: deps.redis } : {}) })
   bus.start()
+  // compressed forms of entries, made one entry at a time off the request path (src/compress)
+  const compressor = new Compressor({ onError: (err) => { log.warn({ err }, 'compressing a cached answer failed; it is served identity') } })
+  const representations = new Representations(cache, compressor, metrics)
   const pluginOpts: CachePluginOptions = {
     cache,
     client: deps.client,
-    metrics
+    metrics,
+    representations
   }
   const webhookOpts: WebhookPluginOptions = { policy: deps.policy, purge: (t) => bus.purge(t), logger: log }
   return {
     cache,
     bus,
     room: { plugin: cachePlugin, opts: pluginOpts },
-    hits: { plugin: cacheHitsPlugin, opts: { cache } },
+    hits: { plugin: cacheHitsPlugin, opts: { cache, representations } },
     webhook: { plugin: webhooks, opts: webhookOpts },
     admin: cacheAdminExtension({ cache, bus, logger: log }),
     purge: (t) => bus.purge(t),

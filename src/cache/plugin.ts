@@ -24,6 +24,10 @@ import { BodyTooLarge, elapsedMs, fillRequestHeaders, responseHeaders, UPSTREAM_
 import type { Metrics } from '../metrics/registry.js'
 import { GatewayError } from '../errors.js'
 import type { RequestGateway } from '../shared/types.js'
+import { bodyOf, etagOfRepresentation, isNegotiable, type Representations } from './representations.js'
+import { decodeBody, DecodedTooLarge, isEncoded, UndecodableBody } from '../compress/decode.js'
+import type { Encoding } from '../compress/negotiate.js'
+import { isFlagListPath, isIdentitiesPath } from './flag-list.js'
 
 export const CACHE_STATUS_HEADER = 'x-cache-status'
 
@@ -37,9 +41,19 @@ export interface CachePluginOptions {
    */
   client: Pick<UpstreamClient, 'fetch' | 'gate'>
   metrics?: Metrics
+  /** compressed forms of entries, and the byte counters (representations.ts) */
+  representations: Representations
 }
+
+/** What the fill asks the upstream for: the stored body is decoded, so any of these will do. */
+export const FILL_ACCEPT_ENCODING = 'gzip, br'
 /** Headers of a passed-through upstream answer that describe that one transfer, not the resource. */
 const TRANSFER_HEADERS = ['content-length', 'date'] as const
+
+function pathOf (url: string): string {
+  const q = url.indexOf('?')
+  return q === -1 ? url : url.slice(0, q)
+}
 
 function singleHeader (v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v.join(', ') : v
@@ -63,7 +77,8 @@ interface EntryHeaders {
   readonly notModifiedFlat: readonly string[]
 }
 
-const entryHeaders = new WeakMap<CachedDocument, EntryHeaders>()
+/** per entry, its identity, br and gzip header sets (the latter two once its forms exist) */
+const entryHeaders = new WeakMap<CachedDocument, Partial<Record<Encoding, EntryHeaders>>>()
 
 function flat (headers: Readonly<Record<string, string>>): string[] {
   const out: string[] = []
@@ -71,24 +86,28 @@ function flat (headers: Readonly<Record<string, string>>): string[] {
   return out
 }
 
-function headersOf (doc: CachedDocument): EntryHeaders {
-  let h = entryHeaders.get(doc)
+function headersOf (doc: CachedDocument, coding: Encoding): EntryHeaders {
+  let all = entryHeaders.get(doc)
+  if (all === undefined) { all = {}; entryHeaders.set(doc, all) }
+  let h = all[coding]
   if (h === undefined) {
     // the one response-header policy (upstream/headers.ts); X-Flaggate-Upstream is per request
     const base = responseHeaders(doc.headers, 'none') as Record<string, string>
     delete base[UPSTREAM_HEADER]
-    const validators = { etag: doc.etag, 'last-modified': doc.lastModified, vary: 'X-Environment-Key' }
+    // each representation has its own strong ETag; Last-Modified is the entry's
+    const validators = { etag: etagOfRepresentation(doc, coding), 'last-modified': doc.lastModified, vary: isNegotiable(doc) ? 'X-Environment-Key, Accept-Encoding' : 'X-Environment-Key' }
     const notModified: Record<string, string> = { ...base, ...validators }
     delete notModified['content-type']
     delete notModified.link
-    const ok = { ...base, ...validators }
+    const ok: Record<string, string> = { ...base, ...validators }
+    if (coding !== 'identity') ok['content-encoding'] = coding
     h = Object.freeze({
       ok: Object.freeze(ok),
       notModified: Object.freeze(notModified),
-      okFlat: Object.freeze([...flat(ok), 'content-length', String(doc.body.length)]),
+      okFlat: Object.freeze([...flat(ok), 'content-length', String(bodyOf(doc, coding).length)]),
       notModifiedFlat: Object.freeze(flat(notModified))
     })
-    entryHeaders.set(doc, h)
+    all[coding] = h
   }
   return h
 }
@@ -110,11 +129,12 @@ function cacheControl (freshForMs: number): string {
  * each name), then walk them again for writeHead, on every hit. onResponse hooks run as for any
  * answer (fastify listens for the response's end).
  */
-function sendDocument (request: FastifyRequest, reply: FastifyReply, doc: CachedDocument, status: string, freshForMs: number, upstream: string): void {
-  const h = headersOf(doc)
+function sendDocument (reps: Representations, request: FastifyRequest, reply: FastifyReply, doc: CachedDocument, status: string, freshForMs: number, upstream: string): void {
+  const coding = reps.choose(request, doc)
+  const h = headersOf(doc, coding)
   const inm = request.headers['if-none-match']
   const ims = request.headers['if-modified-since']
-  const current = (inm !== undefined || ims !== undefined) && clientHasCurrent(doc, singleHeader(inm), ims)
+  const current = (inm !== undefined || ims !== undefined) && clientHasCurrent(doc, singleHeader(inm), ims, etagOfRepresentation(doc, coding))
   // The access log reads X-Flaggate-Upstream from the reply, and logs `none` when it finds none:
   // only an answer fetched for this request (MISS) needs it set there.
   if (upstream !== 'none') void reply.header(UPSTREAM_HEADER, upstream)
@@ -132,7 +152,11 @@ function sendDocument (request: FastifyRequest, reply: FastifyReply, doc: Cached
   // writeHead first: should it refuse a header, nothing is sent and fastify answers the error
   res.writeHead(current ? 304 : 200, out)
   reply.hijack()
-  if (current) res.end(); else res.end(doc.body)
+  const route = request.gateway?.route
+  if (route !== undefined && isFlagListPath(pathOf(request.gateway!.upstreamUrl))) reps.flagList(status)
+  if (current) { res.end(); return }
+  res.end(request.method === 'HEAD' ? undefined : bodyOf(doc, coding))
+  if (route !== undefined) reps.sent(route.name, coding, doc)
 }
 
 /**
@@ -146,6 +170,7 @@ function sendDocument (request: FastifyRequest, reply: FastifyReply, doc: Cached
  * stays within the turn: nothing waits on a timer, or on other clients' work beyond that turn's.
  */
 class TurnWriter {
+  constructor (private readonly reps: Representations) {}
   #requests: FastifyRequest[] = []
   #replies: FastifyReply[] = []
   #docs: CachedDocument[] = []
@@ -161,7 +186,7 @@ class TurnWriter {
     this.#fresh = []
     for (let i = 0; i < requests.length; i++) {
       try {
-        sendDocument(requests[i]!, replies[i]!, docs[i]!, 'HIT', fresh[i]!, 'none')
+        sendDocument(this.reps, requests[i]!, replies[i]!, docs[i]!, 'HIT', fresh[i]!, 'none')
       } catch (err) {
         // what fastify does with an error thrown in a hook; without this a throw here would end the process
         if (!replies[i]!.sent) void replies[i]!.send(err)
@@ -181,19 +206,24 @@ function isCacheable (request: FastifyRequest): RequestGateway | undefined {
   const gw = request.gateway
   if (gw?.route?.cache === undefined) return undefined
   if (request.method !== 'GET' && request.method !== 'HEAD') return undefined
+  // Core writes on identities/ (and validation refuses a cache rule that names it): a broad
+  // cached prefix never caches it (flag-list.ts)
+  if (isIdentitiesPath(pathOf(gw.upstreamUrl))) return undefined
   return gw
 }
 
 async function cachePlugin (app: FastifyInstance, opts: CachePluginOptions): Promise<void> {
-  const { cache, client, metrics } = opts
-  const writer = new TurnWriter()
+  const { cache, client, metrics, representations: reps } = opts
+  const writer = new TurnWriter(reps)
 
   app.addHook('onRequest', (request, reply, done) => {
     const gw = isCacheable(request)
     const ifNoneMatch = singleHeader(request.headers['if-none-match'])
     const ifModifiedSince = request.headers['if-modified-since']
     if (gw === undefined || gw.envKey === undefined || (ifNoneMatch === undefined && ifModifiedSince === undefined)) { done(); return }
-    const hit = cache.notModified(gw.envKey, gw.upstreamUrl, gw.route!.cache!, ifNoneMatch, ifModifiedSince, gw.upstream)
+    // matched against the representation this client would be sent: a br ETag is current for br only
+    const hit = cache.notModified(gw.envKey, gw.upstreamUrl, gw.route!.cache!, ifNoneMatch, ifModifiedSince, gw.upstream,
+      (doc) => etagOfRepresentation(doc, reps.choose(request, doc)))
     if (hit === undefined) { done(); return }
     gw.cacheStatus = 'HIT'
     gw.decision = 'cached'
@@ -267,7 +297,7 @@ async function cachePlugin (app: FastifyInstance, opts: CachePluginOptions): Pro
 
     if (result.kind === 'response') { sendAnswer(reply, result.response, result.status, upstream); return true }
 
-    sendDocument(request, reply, result.document, result.status, result.freshForMs, upstream)
+    sendDocument(reps, request, reply, result.document, result.status, result.freshForMs, upstream)
     return true
   }
 
@@ -307,19 +337,43 @@ async function cachePlugin (app: FastifyInstance, opts: CachePluginOptions): Pro
     return async ({ ifModifiedSince }) => {
       const target = gw.policy.targets[gw.upstream]!
       const headers = fillRequestHeaders(request, target)
-      // the stored bytes are served to every client, whatever encodings each accepts
-      headers['accept-encoding'] = 'identity'
+      // the stored bytes are decoded (below) and served to every client in the coding it accepts:
+      // a Core with compression on sends fewer bytes, and we never store what we cannot decode
+      headers['accept-encoding'] = FILL_ACCEPT_ENCODING
       if (ifModifiedSince !== undefined) headers['if-modified-since'] = ifModifiedSince
       const started = process.hrtime.bigint()
       gw.upstreamStartedAt ??= started
       try {
-        return await client.fetch({ upstream: gw.upstream, route: gw.route!.name, path: gw.upstreamUrl, method: 'GET', headers, timeoutMs: timeoutMs ?? target.timeoutMs, maxBodyBytes: gw.route!.cache!.maxEntrySize, handOverLargeBody: true })
+        const answer = await client.fetch({ upstream: gw.upstream, route: gw.route!.name, path: gw.upstreamUrl, method: 'GET', headers, timeoutMs: timeoutMs ?? target.timeoutMs, maxBodyBytes: gw.route!.cache!.maxEntrySize, handOverLargeBody: true })
+        return await decoded(answer, gw.route!.cache!.maxEntrySize)
       } catch (err) {
         throw err instanceof BodyTooLarge ? new TooLargeToCache(handOver(request, err)) : err
       } finally {
         gw.upstreamMs = elapsedMs(started)
       }
     }
+  }
+}
+
+/**
+ * The answer with its body decoded (Content-Encoding gone), bounded by `maxEntrySize` decoded
+ * bytes. A body that does not decode is the upstream's failure: 502, or the stale copy
+ * (stale-if-error), never our 500. One that decodes past `maxEntrySize` is not cached: the
+ * request goes to the proxy, as for any document too large.
+ */
+async function decoded (answer: UpstreamAnswer, maxEntrySize: number): Promise<UpstreamAnswer> {
+  const ce = answer.headers['content-encoding']
+  if (!isEncoded(ce) || answer.body.length === 0) return answer
+  try {
+    const body = await decodeBody(answer.body, ce, maxEntrySize)
+    const headers = { ...answer.headers }
+    delete headers['content-encoding']
+    delete headers['content-length']
+    return { statusCode: answer.statusCode, headers, body }
+  } catch (err) {
+    if (err instanceof DecodedTooLarge) throw new TooLargeToCache()
+    if (err instanceof UndecodableBody) throw new GatewayError('FLAGGATE_UPSTREAM_UNREACHABLE', `The upstream's answer could not be decoded (${err.message}).`)
+    throw err
   }
 }
 
@@ -366,9 +420,9 @@ export default fp(cachePlugin, { name: 'gateway-cache', fastify: '5.x', dependen
  * the handler (preParsing, body, preValidation, preHandler). Anything else goes on to the cache
  * plugin's preHandler.
  */
-async function cacheHits (app: FastifyInstance, opts: Pick<CachePluginOptions, 'cache'>): Promise<void> {
+async function cacheHits (app: FastifyInstance, opts: Pick<CachePluginOptions, 'cache' | 'representations'>): Promise<void> {
   const { cache } = opts
-  const writer = new TurnWriter()
+  const writer = new TurnWriter(opts.representations)
   app.addHook('onRequest', (request, reply, done) => {
     const gw = isCacheable(request)
     if (gw === undefined || gw.envKey === undefined) { done(); return }

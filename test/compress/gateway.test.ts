@@ -18,11 +18,11 @@ const SERVER = 'ser.dev_server_key'
 const CLIENT = 'dev_client_key'
 const SECRET = 'webhook-secret-for-tests'
 
-function routes (o: { docRule?: string; flagsCache?: boolean } = {}): string {
+function routes (o: { docRule?: string; flagsCache?: boolean; ttl?: string } = {}): string {
   return `  - name: environment-document
     match: { methods: [GET], path: ${ENV_DOC} }
     upstream: core
-    cache: { ttl: 30s, staleWhileRevalidate: 30s, staleIfError: 10m${o.docRule ?? ''} }
+    cache: { ttl: ${o.ttl ?? '30s'}, staleWhileRevalidate: 0s, staleIfError: 10m${o.docRule ?? ''} }
   - name: flags
     match: { methods: [GET], path: ${FLAGS} }
     upstream: core
@@ -36,7 +36,7 @@ ${o.flagsCache === false ? '' : '    cache: { ttl: 30s, staleWhileRevalidate: 30
     upstream: core`
 }
 
-async function start (o: { docRule?: string; flagsCache?: boolean; maxSize?: string; overrides?: number; coreGzip?: boolean } = {}): Promise<{ core: FakeCore; gw: TestGateway }> {
+async function start (o: { docRule?: string; flagsCache?: boolean; maxSize?: string; overrides?: number; coreGzip?: boolean; ttl?: string } = {}): Promise<{ core: FakeCore; gw: TestGateway }> {
   const core = await startFakeCore()
   onTestFinished(core.close)
   core.envs[0]!.identityOverrides = o.overrides ?? 200 // ~120 KB
@@ -89,6 +89,8 @@ describe('cached documents from memory, compressed', () => {
     const br = await untilCompressed(gw, ENV_DOC, SERVER, 'gzip, deflate, br')
     const gz = await get(gw, ENV_DOC, SERVER, { 'accept-encoding': 'gzip, deflate' })
     const id = await get(gw, ENV_DOC, SERVER)
+    // the forms are made once per entry: Core saw one request
+    expect(core.counts(ENV_DOC, SERVER)).toBe(1)
     const truth = await fromCore(core, ENV_DOC, SERVER)
     expect(br.headers['content-encoding']).toBe('br')
     expect(gz.headers['content-encoding']).toBe('gzip')
@@ -102,8 +104,6 @@ describe('cached documents from memory, compressed', () => {
     expect(tags.size).toBe(3)
     for (const t of tags) expect(t).toMatch(/^"[^"]+"$/)
     expect(br.body.length * 5).toBeLessThan(truth.length)
-    // the forms are made once per entry: Core saw one request
-    expect(core.counts(ENV_DOC, SERVER)).toBe(1)
   })
 
   it('negotiation: q values, q=0, identity, identity;q=0 and *', async () => {
@@ -147,7 +147,8 @@ describe('cached documents from memory, compressed', () => {
     const before = await untilCompressed(gw, ENV_DOC, SERVER, 'br')
     core.envs[0]!.features[0]!.value = 'changed'
     core.touch(1)
-    const purge = await raw(gw.url, '/webhooks/flagsmith', { method: 'POST', headers: { 'content-type': 'application/json', 'x-flagsmith-signature': signWebhook(SECRET, webhookBody(1, 'banner')) }, body: webhookBody(1, 'banner') })
+    const body = webhookBody(1, 'banner')
+    const purge = await raw(gw.url, '/webhooks/flagsmith', { method: 'POST', headers: { 'content-type': 'application/json', 'x-flagsmith-signature': signWebhook(SECRET, body) }, body })
     expect(purge.status).toBe(200)
     const truth = await fromCore(core, ENV_DOC, SERVER)
     for (const ae of ['br', 'gzip', 'identity', 'br', 'gzip']) {
@@ -203,14 +204,23 @@ describe('Core compresses too', () => {
     const bad = await get(gw, ENV_DOC, SERVER)
     expect(bad.status).toBe(502)
     expect(json(bad)).toMatchObject({ statusCode: 502, code: 'FLAGGATE_UPSTREAM_UNREACHABLE' })
-    // a good copy, then Core breaks: the stale copy is served
-    core.db.corruptGzip = false
+  })
+
+  it('… and with a good copy held, the stale copy (staleIfError)', async () => {
+    const { core, gw } = await start({ coreGzip: true, ttl: '1s' })
     const good = await get(gw, ENV_DOC, SERVER)
     expect(good.status).toBe(200)
     core.db.corruptGzip = true
-    await raw(gw.adminUrl, '/admin/cache/purge', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ all: true }) })
-    const after = await get(gw, ENV_DOC, SERVER)
-    expect(after.status).toBe(502)
+    // a change, so that Core answers the revalidation with a (broken) body rather than 304
+    core.envs[0]!.features[0]!.value = 'changed'
+    core.touch(1)
+    // past the ttl (no staleWhileRevalidate): the refresh fails to decode, the stale copy answers
+    await new Promise((resolve) => setTimeout(resolve, 1100))
+    const stale = await get(gw, ENV_DOC, SERVER)
+    expect(stale.status).toBe(200)
+    expect(stale.headers['x-cache-status']).toBe('STALE')
+    expect(stale.body.equals(good.body)).toBe(true)
+    expect(core.requests.filter((r) => r.path === ENV_DOC).length).toBe(2)
   })
 })
 
@@ -322,6 +332,8 @@ describe('flagsmith-nodejs 8.1.2 gets the same flags, with and without compressi
   for (const coreGzip of [false, true]) {
     it(`local evaluation and remote flags (Core gzip ${coreGzip ? 'on' : 'off'})`, async () => {
       const { core, gw } = await start({ coreGzip })
+      // enough features for the flag list to pass the 1 KB below which nothing is compressed
+      for (let i = 5; i <= 20; i++) core.envs[0]!.features.push({ id: i, name: `feature_${i}`, enabled: i % 2 === 0, value: `value ${i}` })
       // undici's fetch sends accept-encoding: gzip, deflate and decodes: the SDK gets gzip from memory
       await untilCompressed(gw, ENV_DOC, SERVER, 'gzip, deflate')
       await untilCompressed(gw, FLAGS, CLIENT, 'gzip, deflate')
@@ -334,6 +346,8 @@ describe('flagsmith-nodejs 8.1.2 gets the same flags, with and without compressi
         expect(flags.getFeatureValue('banner')).toBe('hello')
         expect(flags.getFeatureValue('max_items')).toBe(10)
         expect(flags.isFeatureEnabled('dark_mode')).toBe(false)
+        expect(flags.getFeatureValue('feature_20')).toBe('value 20')
+        expect(flags.isFeatureEnabled('feature_19')).toBe(false)
       }
       // an identity override from the (large, compressed) document
       expect((await local.getIdentityFlags('identity-override-7')).getFeatureValue('banner')).toBe('overridden')
