@@ -313,6 +313,21 @@ describe('links and references', () => {
     'test/support/fake-flagsmith.ts'
   ])
 
+  it('every .md file a source, test, deploy or config file names exists', () => {
+    const self = relative(ROOT, import.meta.filename)
+    const files = [...filesUnder('src', () => true), ...filesUnder('test', (f) => f !== self), ...filesUnder('scripts', () => true),
+      ...filesUnder('bench', (f) => f.endsWith('.ts')), ...filesUnder('deploy', () => true), ...filesUnder('config', () => true)]
+    const missing: string[] = []
+    for (const f of files) {
+      for (const m of read(f).matchAll(/(?<![\w./-])((?:[\w-]+\/)*[\w-]+\.md)\b/g)) {
+        const named = m[1]!
+        if (OUTSIDE.test(named)) continue // the next two tests
+        if (!existsSync(join(ROOT, named)) && !existsSync(join(ROOT, dirname(f), named))) missing.push(`${f}: ${named}`)
+      }
+    }
+    expect(missing).toEqual([])
+  })
+
   it('no doc points at a document outside the repository', () => {
     const offenders = [...docText].filter(([, md]) => OUTSIDE.test(md)).map(([doc, md]) => `${doc}: ${OUTSIDE.exec(md)![0]}`)
     expect(offenders).toEqual([])
