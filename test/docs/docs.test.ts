@@ -42,18 +42,22 @@ function filesUnder (dir: string, test: (f: string) => boolean): string[] {
 const DOCS = ['README.md', ...filesUnder('docs', (f) => f.endsWith('.md'))]
 const docText = new Map(DOCS.map((f) => [f, read(f)]))
 
+/** A fenced code block, indented or not (inside a list item): its info string and its body. */
+const FENCE = /^[ \t]*```([^\n]*)\n([\s\S]*?)^[ \t]*```[ \t]*$/gm
+const withoutFences = (md: string): string => md.replace(FENCE, '')
+
 /**
  * Where a markdown text shows commands: inline code spans, shell blocks (```sh, ```bash, ```shell)
  * and the `$ ` prompt lines of other blocks. The output lines of a text block are not commands
  * (a benchmark's output may well begin with the word flaggate).
  */
 function codeOf (md: string): string[] {
-  const blocks = [...md.matchAll(/^```([^\n]*)\n([\s\S]*?)^```/gm)].map((m) => ({ lang: m[1]!.trim(), body: m[2]! }))
+  const blocks = [...md.matchAll(FENCE)].map((m) => ({ lang: m[1]!.trim(), body: m[2]! }))
   const fenced = blocks.map((b) => /^(sh|bash|shell)$/.test(b.lang)
     ? b.body
     : b.body.split('\n').filter((l) => /^\s*\$ /.test(l)).map((l) => l.replace(/^\s*\$ /, '')).join('\n'))
-  const withoutFences = md.replace(/^```[^\n]*\n[\s\S]*?^```/gm, '')
-  const spans = [...withoutFences.matchAll(/`([^`\n]+)`/g)].map((m) => m[1]!)
+  // a span may wrap onto the next line of its paragraph
+  const spans = [...withoutFences(md).matchAll(/`([^`]+)`/g)].map((m) => m[1]!.replace(/\s*\n\s*/g, ' '))
   return [...fenced, ...spans]
 }
 
@@ -258,7 +262,7 @@ function slug (heading: string): string {
 function anchorsOf (md: string): Set<string> {
   const seen = new Map<string, number>()
   const out = new Set<string>()
-  const noFences = md.replace(/^```[^\n]*\n[\s\S]*?^```/gm, '')
+  const noFences = withoutFences(md)
   for (const m of noFences.matchAll(/^#{1,6}\s+(.+?)\s*#*\s*$/gm)) {
     const s = slug(m[1]!)
     const n = seen.get(s) ?? 0
@@ -272,7 +276,7 @@ describe('links and references', () => {
   it('every relative link in README.md and docs/ resolves, #anchors included', () => {
     const broken: string[] = []
     for (const [doc, md] of docText) {
-      const noCode = md.replace(/^```[^\n]*\n[\s\S]*?^```/gm, '').replace(/`[^`\n]*`/g, '')
+      const noCode = withoutFences(md).replace(/`[^`]*`/g, '')
       for (const m of noCode.matchAll(/\]\(([^)\s]+)\)/g)) {
         const target = m[1]!
         if (/^[a-z]+:/i.test(target)) continue // http(s), mailto
