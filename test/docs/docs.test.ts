@@ -160,16 +160,32 @@ function schemaKeys (): Map<string, unknown> {
 /** `routes[].limit.rate` → `routes.limit.rate`; `upstreams.<name>.url` → `upstreams.*.url` */
 const normaliseKey = (k: string): string => k.replace(/\[\]/g, '').replace(/<[^>]+>/g, '*')
 
-interface Row { key: string; type: string; dflt: string; meaning: string; line: number }
+interface Row { key: string; type: string; dflt: string; meaning: string; where: string }
+/**
+ * The reference: every table of docs/policy.md, plus, in any other page of docs/, the table that
+ * follows a line `<!-- policy reference -->` (a capability documented in its own page lists its
+ * keys there). A row is `| \`key\` | type | default | meaning |`.
+ */
 function referenceRows (): Row[] {
-  const md = docText.get('docs/policy.md') ?? ''
   const rows: Row[] = []
-  md.split('\n').forEach((line, i) => {
-    const m = /^\|\s*`([^`]+)`\s*\|(.*)\|\s*$/.exec(line)
-    if (m === null) return
-    const cells = m[2]!.split(/(?<!\\)\|/).map((c) => c.trim())
-    rows.push({ key: m[1]!, type: cells[0] ?? '', dflt: cells[1] ?? '', meaning: cells[2] ?? '', line: i + 1 })
-  })
+  for (const [doc, md] of docText) {
+    if (!doc.startsWith('docs/')) continue
+    let inReference = doc === 'docs/policy.md'
+    let marked = false
+    md.split('\n').forEach((line, i) => {
+      if (doc !== 'docs/policy.md') {
+        if (/^<!--\s*policy reference\s*-->/.test(line.trim())) { marked = true; return }
+        if (marked && line.startsWith('|')) inReference = true
+        else if (inReference && !line.startsWith('|')) { inReference = false; marked = false }
+        else if (marked && line.trim() !== '') marked = false
+      }
+      if (!inReference) return
+      const m = /^\|\s*`([^`]+)`\s*\|(.*)\|\s*$/.exec(line)
+      if (m === null) return
+      const cells = m[2]!.split(/(?<!\\)\|/).map((c) => c.trim())
+      rows.push({ key: m[1]!, type: cells[0] ?? '', dflt: cells[1] ?? '', meaning: cells[2] ?? '', where: `${doc}:${i + 1}` })
+    })
+  }
   return rows
 }
 
@@ -201,21 +217,21 @@ describe('docs/policy.md, the policy reference', () => {
 
   it('has a row for every key of the schema', () => {
     const missing = [...schema.keys()].filter((k) => !documented.has(k))
-    expect(missing, 'schema keys without a row in docs/policy.md (write `a.b[].c` for lists, `a.<name>.b` for maps)').toEqual([])
+    expect(missing, 'schema keys without a row in docs/policy.md, or in a table after <!-- policy reference --> in a page of docs/ (write `a.b[].c` for lists, `a.<name>.b` for maps)').toEqual([])
   })
 
   it('has no row for a key the schema does not have', () => {
-    const extra = rows.filter((r) => !schema.has(normaliseKey(r.key))).map((r) => `docs/policy.md:${r.line}: ${r.key}`)
+    const extra = rows.filter((r) => !schema.has(normaliseKey(r.key))).map((r) => `${r.where}: ${r.key}`)
     expect(extra, 'rows naming keys the schema does not accept').toEqual([])
   })
 
   it('gives every key a type and a meaning, and states the schema default of every key that has one', () => {
     const problems: string[] = []
     for (const r of rows) {
-      if (r.type === '' || r.meaning === '') problems.push(`docs/policy.md:${r.line}: ${r.key}: needs a type and a meaning`)
+      if (r.type === '' || r.meaning === '') problems.push(`${r.where}: ${r.key}: needs a type and a meaning`)
       const actual = schema.get(normaliseKey(r.key))
       if (actual !== undefined && !sameDefault(r.dflt, actual)) {
-        problems.push(`docs/policy.md:${r.line}: ${r.key}: default written as "${r.dflt}", the schema's is ${JSON.stringify(actual)}`)
+        problems.push(`${r.where}: ${r.key}: default written as "${r.dflt}", the schema's is ${JSON.stringify(actual)}`)
       }
     }
     expect(problems).toEqual([])
