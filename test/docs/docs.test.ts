@@ -6,8 +6,10 @@
  * - docs/policy.md's reference has a row for every key of the policy schema and no row for a key
  *   the schema does not have, and the defaults it states are the schema's;
  * - every error code of src/errors.ts has a row (status and code) in docs/operations.md, and the docs
- *   name no code that does not exist; every metric they name is registered in src/;
- * - every relative link (and its #anchor) resolves; every `npm run X` exists in package.json;
+ *   name no code that does not exist; every metric src/ registers is documented and every metric the
+ *   docs name is registered; every shipped alert is in docs/operations.md;
+ * - every relative link (and its #anchor) resolves; every `npm run X` exists in package.json; every
+ *   .md file a source, test, deploy or config file names exists;
  * - no doc, source or test file points at a document outside the repository;
  * - the demo's numbers are not quoted as fixed facts (each run prints its own);
  * - the README stays short and keeps the two commands CI runs.
@@ -256,6 +258,21 @@ describe('error codes and metrics', () => {
     // environment variables share the prefix; error codes are the ones the table defines
     const unknown = [...named].filter((c) => !(c in ERRORS) && !/^FLAGGATE_(CONFIG|ADMIN_URL|ADMIN_TOKEN|LISTEN|ADMIN_LISTEN|STATE_FILE|PROBE_[A-Z_]+)$/.test(c))
     expect(unknown).toEqual([])
+  })
+
+  it('every metric src/ registers is documented in docs/', () => {
+    const src = filesUnder('src', (f) => f.endsWith('.ts')).map(read).join('\n')
+    const registered = new Set([...src.matchAll(/name:\s*'(flaggate_[a-z0-9_]+)'/g)].map((m) => m[1]!))
+    expect(registered.size, 'the test finds the registrations').toBeGreaterThan(5)
+    const docs = [...docText].filter(([d]) => d.startsWith('docs/')).map(([, md]) => md).join('\n')
+    expect([...registered].filter((n) => !docs.includes(`\`${n}\``)), 'metrics without a line in docs/').toEqual([])
+  })
+
+  it('every alert of deploy/prometheus/alerts.yml is in docs/operations.md', () => {
+    const alerts = [...read('deploy/prometheus/alerts.yml').matchAll(/^\s*-\s*alert:\s*(\S+)/gm)].map((m) => m[1]!)
+    expect(alerts.length).toBeGreaterThan(3)
+    const ops = docText.get('docs/operations.md') ?? ''
+    expect(alerts.filter((a) => !ops.includes(`\`${a}\``))).toEqual([])
   })
 
   it('every metric the docs name is registered in src/', () => {
