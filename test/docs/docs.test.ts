@@ -17,7 +17,7 @@
  * The schema is walked through zod's own definitions, so a key added to src/policy/schema.ts
  * without a row in docs/policy.md fails here by name. If the schema module moves, fix the import.
  */
-import { execFileSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join, normalize, relative } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -68,7 +68,9 @@ function codeOf (md: string): string[] {
 // ---------------------------------------------------------------------------------------------
 
 /** The CLI's usage text, as a user gets it. */
-const usage = execFileSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--help'], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 })
+const help = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli.ts'), '--help'], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 })
+// some CLIs print their usage on stderr; the first test below says so when neither has it
+const usage = `${help.stdout ?? ''}\n${help.stderr ?? ''}`
 /** The CLI's sources: src/cli.ts, src/cli/…, and every capability's cli.ts. */
 const cliSources = filesUnder('src', (f) => /(^|\/)cli(\.ts$|\/|-[\w-]+\.ts$)/.test(f)).map(read).join('\n')
 /** Commands listed by the usage: its indented lines start with the command. */
@@ -102,7 +104,8 @@ describe('the CLI the docs show', () => {
   const shown = invocations()
 
   it('the usage lists commands (the test reads the right thing)', () => {
-    expect([...usageCommands]).toEqual(expect.arrayContaining(['serve', 'validate', 'explain', 'status']))
+    expect(help.status, `flaggate --help exits 0:\n${usage}`).toBe(0)
+    expect([...usageCommands], `the commands of the usage, read as its indented lines:\n${usage}`).toEqual(expect.arrayContaining(['serve', 'validate', 'explain', 'status']))
     expect(shown.length).toBeGreaterThan(10)
   })
 
