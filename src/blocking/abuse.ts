@@ -14,7 +14,7 @@
  * whole seconds (LIBRARIES.md section 5), so the window is rounded to at least 1 s.
  */
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible'
-import { keyDigest } from '../rate-limit/keys.js'
+import { keyDigest } from '../shared/key-digest.js'
 import { loggableError } from '../shared/redact.js'
 import type { BlockLogger } from './backend.js'
 import type { BlockSyncRedis } from './redis-sync.js'

@@ -5,12 +5,12 @@
  */
 import { randomBytes } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { AdminExtension } from '../admin/app.js'
+import type { AdminExtension } from '../contracts/capability.js'
 import type { Policy } from '../policy/compile.js'
 import { describeTarget, parseBlockRequest, viewOf, type Block } from './core.js'
 import type { BlockRegistry } from './registry.js'
 import type { BlockLogger } from './backend.js'
-import type { TopBy, TopClients } from '../top/index.js'
+import type { TopBy, TopClients } from '../top/top-clients.js'
 
 export interface BlockingAdminOptions {
   registry: BlockRegistry

@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util'
 import type { BlockView } from './core.js'
-import { parseClient, type TopResult } from '../top/index.js'
+import { parseClient, type TopResult } from '../top/top-clients.js'
 
 type AdminCall = (argv: string[], method: string, path: string, body?: unknown) => Promise<{ status: number; json: unknown }>
 type Fail = (message: string, code?: number) => never

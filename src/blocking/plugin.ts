@@ -12,7 +12,7 @@ import { GatewayError } from '../errors.js'
 import type { Block } from './core.js'
 import type { BlockRegistry } from './registry.js'
 import type { AbuseDetector } from './abuse.js'
-import type { TopClients } from '../top/index.js'
+import type { TopClients } from '../top/top-clients.js'
 
 export interface BlockingPluginOptions {
   registry: BlockRegistry

@@ -3,7 +3,7 @@
  * `cache` section of `/admin/status`. Routes run after the admin token check.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import type { AdminExtension } from '../admin/app.js'
+import type { AdminExtension } from '../contracts/capability.js'
 import type { DocumentCache } from './core.js'
 import { describeTarget, type PurgeBus, type PurgeLogger } from './purge.js'
 

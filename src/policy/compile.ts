@@ -4,7 +4,7 @@
  */
 import type { CacheRuleData, Dimension, LimitData, PolicyData, RouteData, UpstreamData } from './schema.js'
 import { IpSet } from '../shared/ip.js'
-import { edgeRouteProblems } from '../edge/served.js'
+import { edgeRouteProblems } from './edge-served.js'
 
 export interface CompiledLimit {
   /** stable id of this limit: `<route>` for a route's only limit, `<route>.<i>` otherwise (`.o` for overrides) */

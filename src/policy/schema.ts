@@ -6,7 +6,7 @@
 import { z } from 'zod'
 import { parseCountPerWindow, parseDuration, parseListen, parsePercent, parseRate, parseSize } from '../shared/units.js'
 import { isValidCidrOrIp } from '../shared/ip.js'
-import { canonicalPath } from '../routing/path.js'
+import { canonicalPath } from '../shared/path.js'
 import safeRegex from 'safe-regex2'
 
 function unit<T> (what: string, example: string, parse: (s: string) => T | undefined, check?: (v: T) => string | undefined) {

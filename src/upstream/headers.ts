@@ -14,9 +14,10 @@
 import type { FastifyRequest } from 'fastify'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Policy, UpstreamTarget } from '../policy/compile.js'
-import type { RequestGateway } from '../shared/types.js'
+import type { RequestGateway } from '../contracts/request.js'
+import { UPSTREAM_HEADER } from '../contracts/wire.js'
 
-export const UPSTREAM_HEADER = 'x-flaggate-upstream'
+export { UPSTREAM_HEADER }
 export const VIA = '1.1 flaggate'
 
 export type HeaderSet = Record<string, string | string[]>

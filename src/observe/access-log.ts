@@ -8,9 +8,9 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
-import { redactKey } from './redact.js'
-import { BoundedMemo } from './memo.js'
-import { lineSinkOf } from './logger.js'
+import { redactKey } from '../shared/redact.js'
+import { BoundedMemo } from '../shared/memo.js'
+import { lineSinkOf } from '../shared/logger.js'
 
 // Core's dashboard API names environments by their key: /api/v1/environments/<api_key>/...
 const ENV_IN_PATH = /(\/environments\/)([^/?#]+)/

@@ -4,7 +4,7 @@
  * requests Edge cannot answer must not carry an `edge` section. Checked when the policy is loaded
  * (`flaggate validate`, reload), never per request.
  */
-import type { RouteData } from '../policy/schema.js'
+import type { RouteData } from './schema.js'
 
 /** Edge's SDK endpoints and their methods. A route matching GET also takes HEAD (policy/compile.ts). */
 export const EDGE_SERVED: ReadonlyMap<string, ReadonlySet<string>> = new Map([
