@@ -1,5 +1,5 @@
 /**
- * The operators' listener (SPEC section 4), its own Fastify instance on its own port: no proxy
+ * The operators' listener, its own Fastify instance on its own port: no proxy
  * hook reaches it. Everything under /admin needs `Authorization: Bearer <admin.token>`, compared
  * in constant time; the token is read from the policy in force, so rotating it is a reload.
  */

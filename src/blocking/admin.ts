@@ -1,5 +1,5 @@
 /**
- * The blocking room's part of the admin API (SPEC section 4): `GET/POST /admin/blocks`,
+ * Blocking's part of the admin API: `GET/POST /admin/blocks`,
  * `DELETE /admin/blocks/:id`, `GET /admin/top`, and the `blocks` of `/admin/status`. Routes run
  * after the admin token check; every change is logged with who, what and why.
  */

@@ -1,5 +1,5 @@
 /**
- * `flaggate block | unblock | blocks | top` (SPEC section 1): thin clients of the admin API.
+ * `flaggate block | unblock | blocks | top`: thin clients of the admin API.
  * Output is for people on call: one line per block or client, with the command to run next.
  */
 import { parseArgs } from 'node:util'

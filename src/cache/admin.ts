@@ -1,5 +1,5 @@
 /**
- * The cache's part of the admin API (SPEC section 4): `POST /admin/cache/purge {key?}` and the
+ * The cache's part of the admin API: `POST /admin/cache/purge {key?}` and the
  * `cache` section of `/admin/status`. Routes run after the admin token check.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify'

@@ -1,5 +1,5 @@
 /**
- * The environment-document cache (SPEC section 3), with no HTTP framework in it: the plugin
+ * The environment-document cache, with no HTTP framework in it: the plugin
  * turns a {@link LookupResult} into a reply, tests drive it with a fake fill and a fake clock.
  *
  * Built on lru-cache's `fetch()`, which gives us single flight: while one fill for a key is in
@@ -157,7 +157,7 @@ export interface CacheStats {
 
 /**
  * Core reads Last-Modified from a per-process environment cache that a change does not clear
- * (FLAGSMITH.md 3.3): for about a minute after a change a worker can still answer an
+ * (Flagsmith Core caches it per worker process): for about a minute after a change a worker can still answer an
  * If-Modified-Since with 304. So after a purge we revalidate unconditionally for this long.
  */
 export const CORE_LAST_MODIFIED_LAG_MS = 60_000
@@ -591,7 +591,7 @@ export class DocumentCache {
     } else {
       const upstreamMs = upstreamLastModified === undefined ? NaN : Date.parse(upstreamLastModified)
       lastModifiedMs = Number.isFinite(upstreamMs) ? upstreamMs : now
-      // the body changed but Core's Last-Modified did not move (it lags, FLAGSMITH.md 3.3): move
+      // the body changed but Core's Last-Modified did not move (it lags by up to a minute, CORE_LAST_MODIFIED_LAG_MS): move
       // ours, or a client's If-Modified-Since would get a 304 for a document it does not have
       if (stale !== undefined && lastModifiedMs <= stale.lastModifiedMs) lastModifiedMs = Math.max(now, stale.lastModifiedMs + 1000)
       lastModifiedMs = Math.floor(lastModifiedMs / 1000) * 1000

@@ -90,7 +90,7 @@ async function cacheLookup (app: FastifyInstance, opts: CachePluginOptions): Pro
       return false
     }
     if (result.kind === 'unavailable') {
-      // nothing servable and the breaker is open: the breaker room answers 503
+      // nothing servable and the breaker is open: the breakers' gate answers 503
       gw.cacheStatus = 'MISS'
       void reply.header(CACHE_STATUS_HEADER, 'MISS')
       return false

@@ -1,5 +1,5 @@
 /**
- * Purges on every replica (SPEC section 3: within one second). The replica that receives the purge
+ * Purges on every replica (within one second). The replica that receives the purge
  * (admin API, CLI, webhook) applies it at once, then publishes it on `<keyPrefix>purge`; every other
  * replica applies it when the message arrives, which on a healthy Redis is milliseconds.
  *

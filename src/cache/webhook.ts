@@ -1,5 +1,5 @@
 /**
- * Flagsmith's webhooks as a purge signal (FLAGSMITH.md section 6), on the public listener at
+ * Flagsmith's webhooks as a purge signal (Flagsmith's environment webhooks, signed with HMAC-SHA256 of the body), on the public listener at
  * `webhooks.flagsmith.path`.
  *
  * `X-Flagsmith-Signature` is hex HMAC-SHA256 of the raw body keyed with the secret, so this route

@@ -1,5 +1,5 @@
 /**
- * The policy file's schema (SPEC section 2). Every field is parsed into the unit the code uses
+ * The policy file's schema. Every field is parsed into the unit the code uses
  * (durations → ms, sizes → bytes, rates → tokens/s), so nothing downstream parses strings on the
  * hot path. Objects are strict: an unknown key is an error, never silently ignored.
  */

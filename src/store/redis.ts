@@ -1,8 +1,8 @@
 /**
- * The gateway's one Redis connection (standalone, Sentinel or Cluster), shared by every room that
+ * The gateway's one Redis connection (standalone, Sentinel or Cluster), shared by every capability that
  * keeps fleet-wide state (rate limits, runtime blocks, cache purges over pub/sub).
  *
- * Redis sits on the request path, so it must fail fast and fail once (LIBRARIES.md section 8):
+ * Redis sits on the request path, so it must fail fast and fail once (ioredis queues and retries by default):
  * - `enableOfflineQueue: false`: while disconnected a command fails at once instead of queueing;
  * - `maxRetriesPerRequest: 1` and `commandTimeout` from the policy: a hung server (SIGSTOP,
  *   CLIENT PAUSE) costs at most one timeout, since `connectTimeout` only covers the TCP connect;
@@ -164,7 +164,7 @@ export class RedisStore {
 
   /**
    * A command failed or timed out: stop using Redis until a probe succeeds. Call it from any
-   * room; it is cheap and idempotent while already open.
+   * capability; it is cheap and idempotent while already open.
    */
   reportFailure (err: unknown): void {
     this.#trip(err)

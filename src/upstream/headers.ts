@@ -1,5 +1,5 @@
 /**
- * The one header policy, both directions (SPEC section 3), for the proxy and the cache alike:
+ * The one header policy, both directions, for the proxy and the cache alike:
  *
  * - hop-by-hop headers (RFC 9110 7.6.1) and the headers a `Connection` header names are removed
  *   both ways, except that a client's `Connection` can never remove a header the gateway keys on
