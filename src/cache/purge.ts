@@ -12,7 +12,9 @@
 import { loggableError } from '../shared/redact.js'
 import { randomUUID } from 'node:crypto'
 import type { Redis, Cluster } from 'ioredis'
-import { keyDigestOf, type DocumentCache, type PurgeTarget } from './core.js'
+import type { DocumentCache } from './core.js'
+import type { PurgeTarget } from './document.js'
+import { keyDigestOf } from './purge-target.js'
 import { redactKey } from '../shared/redact.js'
 
 /** What the bus needs from `src/store/redis.ts`'s RedisStore. */

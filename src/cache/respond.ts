@@ -9,7 +9,8 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { responseHeaders } from '../upstream/index.js'
-import { clientHasCurrent, type CachedDocument } from './core.js'
+import type { CachedDocument } from './document.js'
+import { clientHasCurrent } from './validators.js'
 import { UPSTREAM_HEADER } from '../contracts/wire.js'
 import type { RequestGateway } from '../contracts/request.js'
 

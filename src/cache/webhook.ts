@@ -14,7 +14,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { GatewayError } from '../errors.js'
 import type { Policy } from '../policy/compile.js'
-import type { PurgeTarget } from './core.js'
+import type { PurgeTarget } from './document.js'
 
 export interface WebhookPluginOptions {
   /** the policy in force: the secret is read per request, so rotating it is a reload */
