@@ -6,7 +6,8 @@
  * identity is served until they are attached to the entry).
  */
 import type { FastifyRequest } from 'fastify'
-import type { CachedDocument, DocumentCache } from './core.js'
+import type { CachedDocument } from './document.js'
+import type { DocumentCache } from './core.js'
 import { MIN_COMPRESS_BYTES } from '../compress/levels.js'
 import { negotiate, type Encoding } from '../compress/negotiate.js'
 import type { Compressor } from '../compress/forms.js'

@@ -3,9 +3,9 @@
  * gateway (routing/plugin.ts) and `flaggate explain` alike. Pure: the policy in, a verdict out.
  */
 import { matchRoute, type CompiledRoute, type Policy } from '../policy/compile.js'
-import { documentQuery } from '../cache/key.js'
-import { flagListQuery, isFlagListPath } from '../cache/flag-list.js'
-import { canonicalTarget } from './path.js'
+import { documentQuery } from '../shared/document-query.js'
+import { flagListQuery, isFlagListPath } from '../shared/flag-list.js'
+import { canonicalTarget } from '../shared/path.js'
 
 export type Resolution =
   /** answered 400 FLAGGATE_BAD_REQUEST */
@@ -20,7 +20,7 @@ export type Resolution =
     /**
      * what goes upstream: the target's base path + the canonical path (with the trailing slash an
      * SDK route adds) + the query (on a cache route's GET and HEAD only `page_id`, key.ts, or
-     * `feature` on a flag list, cache/flag-list.ts)
+     * `feature` on a flag list, shared/flag-list.ts)
      */
     readonly upstreamUrl: string
   }

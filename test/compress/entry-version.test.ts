@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from 'vitest'
 import zlib from 'node:zlib'
-import { DocumentCache, type CacheRule, type CachedDocument, type Fill } from '../../src/cache/core.js'
+import { DocumentCache } from '../../src/cache/core.js'
+import type { CacheRule, CachedDocument, Fill } from '../../src/cache/document.js'
 import { compressForms, Compressor, type CompressedBodies } from '../../src/compress/forms.js'
 
 const RULE: CacheRule = { ttl: 30_000, staleWhileRevalidate: 60_000, staleIfError: 600_000, maxEntrySize: 1024 * 1024 }

@@ -7,7 +7,7 @@ import { decodeBody, DecodedTooLarge, UndecodableBody } from '../../src/compress
 import { compressForms, Compressor, formEtag, type CompressedBodies } from '../../src/compress/forms.js'
 import { clientHasRepresentation, entryForms, etagMatches } from '../../src/compress/representation.js'
 import { compressProxied, typeMatches } from '../../src/compress/proxied.js'
-import { flagListQuery, identitiesCacheProblem, isFlagListPath, isIdentitiesPath } from '../../src/cache/flag-list.js'
+import { flagListQuery, identitiesCacheProblem, isFlagListPath, isIdentitiesPath } from '../../src/shared/flag-list.js'
 
 describe('Accept-Encoding negotiation', () => {
   it.each([
