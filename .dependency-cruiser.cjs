@@ -2,7 +2,8 @@
  * The layers of src/, kept by a machine (`npm run lint:deps`, and test/layering.test.ts in
  * `npm test`). From the ground floor up:
  *
- *   0  shared/, errors.ts        pure helpers (clock, units, digests, redaction, logger interface)
+ *   0  shared/, errors.ts,       pure helpers (clock, units, digests, redaction, logger interface);
+ *      compress/                 content-codings: negotiation, forms, decoding (node:zlib, negotiator)
  *   1  policy/, metrics/         the policy model and the metrics registry
  *   2  contracts/, store/        what capabilities and the composition agree on; the shared Redis connection
  *   3  upstream/, top/           the upstream client (pools, gate, Edge fallback); the top-clients sketch
@@ -16,7 +17,7 @@
  * never import each other; no cycles at all.
  */
 const layers = [
-  ['^src/shared/', '^src/errors\\.ts$'],
+  ['^src/shared/', '^src/errors\\.ts$', '^src/compress/'],
   ['^src/policy/', '^src/metrics/'],
   ['^src/contracts/', '^src/store/'],
   ['^src/upstream/', '^src/top/'],

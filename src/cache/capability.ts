@@ -15,6 +15,8 @@ import type { HotChild } from '../metrics/hot-counter.js'
 import type { Policy } from '../policy/compile.js'
 import type { UpstreamClient } from '../upstream/index.js'
 import type { AdminExtension, Capability, PluginEntry } from '../contracts/capability.js'
+import { Compressor } from '../compress/forms.js'
+import { Representations } from './representations.js'
 
 export interface CacheDeps {
   /** the policy in force (PolicyStore.current) */
@@ -44,7 +46,7 @@ export interface CacheCapability extends Capability {
   close: () => Promise<void>
 }
 
-const BYTES_EVENTS = new Set(['store', 'evict', 'purge', 'revalidated'])
+const BYTES_EVENTS = new Set(['store', 'evict', 'purge', 'revalidated', 'compressed'])
 
 export function createCache (deps: CacheDeps): CacheCapability {
   const { metrics, logger } = deps
@@ -63,10 +65,14 @@ export function createCache (deps: CacheDeps): CacheCapability {
   })
   const bus = new PurgeBus({ cache, logger: log, ...(deps.redis !== undefined ? { redis: deps.redis } : {}) })
   bus.start()
+  // compressed forms of entries, made one entry at a time off the request path (src/compress)
+  const compressor = new Compressor({ onError: (err) => { log.warn({ err }, 'compressing a cached answer failed; it is served identity') } })
+  const representations = new Representations(cache, compressor, metrics)
   const pluginOpts: CachePluginOptions = {
     cache,
     client: deps.client,
-    metrics
+    metrics,
+    representations
   }
   const webhookOpts: WebhookPluginOptions = { policy: deps.policy, purge: (t) => bus.purge(t), logger: log }
   return {
@@ -74,8 +80,8 @@ export function createCache (deps: CacheDeps): CacheCapability {
     cache,
     bus,
     steps: {
-      conditional: { plugin: cacheConditionalStep, opts: { cache } },
-      'fresh-hit': { plugin: cacheFreshHitStep, opts: { cache } },
+      conditional: { plugin: cacheConditionalStep, opts: { cache, representations } },
+      'fresh-hit': { plugin: cacheFreshHitStep, opts: { cache, representations } },
       lookup: { plugin: cacheLookupStep, opts: pluginOpts }
     },
     routes: [{ plugin: webhooks, opts: webhookOpts }],

@@ -16,12 +16,16 @@
  */
 import { LRUCache } from 'lru-cache'
 import { systemClock, type Clock } from '../shared/clock.js'
-import { cacheKey } from './key.js'
+import { cacheKey, pathOfKey } from './key.js'
 import { ClientStrings } from '../shared/client-memo.js'
 import type { CacheEvent, CacheRule, CacheStats, CachedDocument, DocumentCacheOptions, Fill, LookupRequest, LookupResult, PurgeTarget, UpstreamAnswer } from './document.js'
 import { TooLargeToCache } from './document.js'
 import { clientHasCurrent, etagOf } from './validators.js'
-import { documentIds, matches } from './purge-target.js'
+import { entryIds, matches } from './purge-target.js'
+import { entrySize, negativeKey, negativeSize } from './entry-size.js'
+import { isFlagListPath } from '../shared/flag-list.js'
+import { entryForms } from '../compress/representation.js'
+import type { CompressedBodies } from '../compress/forms.js'
 
 export { cacheKey }
 
@@ -33,8 +37,6 @@ export { cacheKey }
 export const CORE_LAST_MODIFIED_LAG_MS = 60_000
 export const DEFAULT_NEGATIVE_TTL_MS = 5_000
 const DEFAULT_NEGATIVE_MAX_BYTES = 8 * 1024 * 1024
-/** what one remembered answer costs beyond its strings and bytes (maps, objects, buffer headers), estimated */
-const NEGATIVE_ENTRY_OVERHEAD = 256
 /** a 403 body is a short JSON error; anything bigger is not worth remembering */
 const NEGATIVE_MAX_BODY_BYTES = 4096
 const PURGE_LOG_MAX = 1024
@@ -60,23 +62,6 @@ class UncachedAnswer extends Error {
 interface FillContext { fill: Fill; rule: CacheRule }
 interface PurgeRecord { gen: number; at: number; target: PurgeTarget }
 
-
-function negativeKey (envKey: string, url: string): string {
-  // a bad key is bad on every page and query: one entry per key, upstream and path (`url` starts
-  // with the upstream's name and a newline, as in the document key)
-  const q = url.indexOf('?')
-  return `${envKey}\n${q === -1 ? url : url.slice(0, q)}`
-}
-
-function negativeSize (answer: UpstreamAnswer, key: string): number {
-  let n = NEGATIVE_ENTRY_OVERHEAD + key.length + answer.body.length
-  for (const name in answer.headers) {
-    const v = answer.headers[name]
-    n += name.length + (v === undefined ? 0 : Array.isArray(v) ? v.join(', ').length : v.length)
-  }
-  return n
-}
-
 export function lifetimeOf (rule: CacheRule): number {
   return rule.ttl + Math.max(rule.staleWhileRevalidate, rule.staleIfError)
 }
@@ -84,13 +69,6 @@ export function lifetimeOf (rule: CacheRule): number {
 function headerValue (headers: UpstreamAnswer['headers'], name: string): string | undefined {
   const v = headers[name]
   return Array.isArray(v) ? v.join(', ') : v
-}
-
-
-function entrySize (doc: CachedDocument, key: string): number {
-  let n = doc.body.length + Buffer.byteLength(key)
-  for (const name in doc.headers) n += name.length + doc.headers[name]!.length
-  return Math.max(1, n)
 }
 
 export class DocumentCache {
@@ -182,11 +160,13 @@ export class DocumentCache {
    * The fresh document for a conditional request, when the client's validators say it already has
    * it (a 304 from memory); otherwise undefined and nothing is counted.
    */
-  notModified (envKey: string, url: string, rule: CacheRule, ifNoneMatch: string | undefined, ifModifiedSince: string | undefined, upstream = ''): { document: CachedDocument; freshForMs: number } | undefined {
+  notModified (envKey: string, url: string, rule: CacheRule, ifNoneMatch: string | undefined, ifModifiedSince: string | undefined, upstream = '',
+    etagFor?: (doc: CachedDocument) => string): { document: CachedDocument; freshForMs: number } | undefined {
     const doc = this.#lru.get(this.#key(envKey, url, upstream))
     if (doc === undefined) return undefined
     const age = this.#clock() - doc.storedAt
-    if (age >= rule.ttl || !clientHasCurrent(doc, ifNoneMatch, ifModifiedSince)) return undefined
+    // `etagFor`: the ETag of the representation this client would be sent (br, gzip, identity)
+    if (age >= rule.ttl || !clientHasCurrent(doc, ifNoneMatch, ifModifiedSince, etagFor?.(doc) ?? doc.etag)) return undefined
     this.#count('hit')
     return { document: doc, freshForMs: rule.ttl - age }
   }
@@ -211,6 +191,20 @@ export class DocumentCache {
     if (doc === undefined || this.#clock() - doc.storedAt >= rule.ttl) return undefined
     this.#count('hit')
     return doc
+  }
+
+  /**
+   * Gives `doc` its compressed forms (src/compress): a copy with them replaces it, counted in the
+   * byte bound, lifetime unchanged; only if `doc` is still the entry stored and the copy fits.
+   */
+  attachForms (envKey: string, url: string, upstream: string, doc: CachedDocument, bodies: CompressedBodies): CachedDocument | undefined {
+    const key = this.#key(envKey, url, upstream)
+    if (doc.forms !== undefined || this.#lru.peek(key) !== doc) return undefined
+    const withForms: CachedDocument = { ...doc, forms: entryForms(doc.etag, bodies) }
+    if (entrySize(withForms, key) > this.#lru.maxSize) return undefined
+    this.#lru.set(key, withForms, { noUpdateTTL: true })
+    this.#emit('compressed')
+    return withForms
   }
 
   /** How long `doc` stays fresh under `rule`, from now (≤ 0 once stale). */
@@ -314,7 +308,15 @@ export class DocumentCache {
       // cold keys in flight are caught by the purge log when they complete
       const doomed: string[] = []
       const digests = new Map<string, string>()
-      this.#lru.forEach((doc, key) => { if (matches(target, doc.envKey, doc, digests)) doomed.push(key) })
+      // an environment's documents name its client key: its flag lists go too (src/shared/flag-list.ts)
+      const clientKeys = new Set<string>()
+      this.#lru.forEach((doc, key) => {
+        if (!matches(target, doc.envKey, doc, digests)) return
+        doomed.push(key)
+        if (doc.clientKey !== undefined && ('envId' in target || 'projectId' in target)) clientKeys.add(doc.clientKey)
+      })
+      const already = new Set(doomed)
+      if (clientKeys.size > 0) this.#lru.forEach((doc, key) => { if (clientKeys.has(doc.envKey) && !already.has(key)) doomed.push(key) })
       for (const key of doomed) if (this.#lru.delete(key)) n++
       if ('key' in target) {
         const prefix = `${target.key}\n`
@@ -382,7 +384,7 @@ export class DocumentCache {
     const status = answer.statusCode
     if (status >= 500 || status === 429) throw new UncachedAnswer(answer, true)
     const contentType = headerValue(answer.headers, 'content-type')
-    const ids = status === 200 && contentType !== undefined && JSON_TYPE.test(contentType) ? documentIds(answer.body) : undefined
+    const ids = status === 200 && contentType !== undefined && JSON_TYPE.test(contentType) ? entryIds(answer.body, isFlagListPath(pathOfKey(key))) : undefined
     if (ids === undefined || answer.body.length > rule.maxEntrySize || answer.body.length + key.length > this.#lru.maxSize) {
       // a definitive answer that replaces the document: the old copy must not be served any more
       if (ownsSlot) this.#lru.delete(key)
@@ -420,6 +422,7 @@ export class DocumentCache {
       storedAt: now,
       envId: ids.envId,
       projectId: ids.projectId,
+      clientKey: ids.clientKey,
       headers,
       unconditionalUntil: 0
     }

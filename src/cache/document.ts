@@ -3,6 +3,7 @@
  * gets one, a cached document with its validators, what a lookup returns, what a purge names,
  * the events it counts and its statistics. Types only, and the one error a fill throws.
  */
+import type { EntryForms } from '../compress/representation.js'
 import type { Clock } from '../shared/clock.js'
 /** A route's `cache` rule, already in ms and bytes (policy/schema.ts). */
 export interface CacheRule {
@@ -61,6 +62,16 @@ export interface CachedDocument {
   readonly headers: Readonly<Record<string, string>>
   /** revalidations before this time are unconditional (see {@link CORE_LAST_MODIFIED_LAG_MS}) */
   readonly unconditionalUntil: number
+  /**
+   * The document's `api_key`, the environment's client key: a purge of the environment also
+   * drops the flag lists cached under that key (flag lists name no environment when empty)
+   */
+  readonly clientKey?: string | undefined
+  /**
+   * The br and gzip forms of this very body, once made (src/compress): an entry object with forms
+   * replaces the one without in the cache, so forms never outlive or mix with another version
+   */
+  readonly forms?: EntryForms | undefined
 }
 
 export type CacheStatus = 'HIT' | 'MISS' | 'STALE' | 'UPDATING'
@@ -109,7 +120,7 @@ export type PurgeTarget =
   | { envId: number }
   | { projectId: number }
 
-export type CacheEvent = 'hit' | 'miss' | 'stale' | 'updating' | 'store' | 'evict' | 'purge' | 'revalidated' | 'negative_hit'
+export type CacheEvent = 'hit' | 'miss' | 'stale' | 'updating' | 'store' | 'evict' | 'purge' | 'revalidated' | 'negative_hit' | 'compressed'
 
 export interface DocumentCacheOptions {
   /** `cache.maxSize`: all cached documents together, in bytes */

@@ -12,18 +12,21 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance } from 'fastify'
 import type { DocumentCache } from './core.js'
 import { isCacheable, singleHeader, TurnWriter } from './respond.js'
+import { etagOfRepresentation, type Representations } from './representations.js'
 
-export interface HitStepOptions { cache: DocumentCache }
+export interface HitStepOptions { cache: DocumentCache; representations: Representations }
 
 async function cacheConditional (app: FastifyInstance, opts: HitStepOptions): Promise<void> {
-  const { cache } = opts
-  const writer = new TurnWriter()
+  const { cache, representations: reps } = opts
+  const writer = new TurnWriter(reps)
   app.addHook('onRequest', (request, reply, done) => {
     const gw = isCacheable(request)
     const ifNoneMatch = singleHeader(request.headers['if-none-match'])
     const ifModifiedSince = request.headers['if-modified-since']
     if (gw === undefined || gw.envKey === undefined || (ifNoneMatch === undefined && ifModifiedSince === undefined)) { done(); return }
-    const hit = cache.notModified(gw.envKey, gw.upstreamUrl, gw.route!.cache!, ifNoneMatch, ifModifiedSince, gw.upstream)
+    // matched against the representation this client would get: a br ETag is current for br only
+    const hit = cache.notModified(gw.envKey, gw.upstreamUrl, gw.route!.cache!, ifNoneMatch, ifModifiedSince, gw.upstream,
+      (doc) => etagOfRepresentation(doc, reps.choose(request, doc)))
     if (hit === undefined) { done(); return }
     gw.cacheStatus = 'HIT'
     gw.decision = 'cached'
@@ -36,7 +39,7 @@ export const cacheConditionalStep = fp(cacheConditional, { name: 'gateway-cache-
 
 async function cacheFreshHit (app: FastifyInstance, opts: HitStepOptions): Promise<void> {
   const { cache } = opts
-  const writer = new TurnWriter()
+  const writer = new TurnWriter(opts.representations)
   app.addHook('onRequest', (request, reply, done) => {
     const gw = isCacheable(request)
     if (gw === undefined || gw.envKey === undefined) { done(); return }

@@ -16,3 +16,10 @@ export function cacheKey (envKey: string, url: string, upstream = ''): string {
   // the upstream keeps Edge's and Core's documents apart (edge routing)
   return `${envKey}\n${upstream}\n${url}`
 }
+
+/** The upstream path of a cache key (key, upstream and URL on their own lines), without its query. */
+export function pathOfKey (key: string): string {
+  const url = key.slice(key.indexOf('\n', key.indexOf('\n') + 1) + 1)
+  const q = url.indexOf('?')
+  return q === -1 ? url : url.slice(0, q)
+}

@@ -20,6 +20,8 @@ import type { Metrics } from '../metrics/registry.js'
 import { GatewayError } from '../errors.js'
 import type { RequestGateway } from '../contracts/request.js'
 import { CACHE_STATUS_HEADER, isCacheable, sendDocument, TRANSFER_HEADERS } from './respond.js'
+import type { Representations } from './representations.js'
+import { decodeBody, DecodedTooLarge, isEncoded, UndecodableBody } from '../compress/decode.js'
 
 export interface CachePluginOptions {
   cache: DocumentCache
@@ -31,10 +33,15 @@ export interface CachePluginOptions {
    */
   client: Pick<UpstreamClient, 'fetch' | 'gate'>
   metrics?: Metrics
+  /** compressed forms of entries, and the byte counters (representations.ts) */
+  representations: Representations
 }
 
+/** What a fill asks the upstream for: the stored body is decoded, so any of these will do. */
+export const FILL_ACCEPT_ENCODING = 'gzip, br'
+
 async function cacheLookup (app: FastifyInstance, opts: CachePluginOptions): Promise<void> {
-  const { cache, client, metrics } = opts
+  const { cache, client, metrics, representations: reps } = opts
 
 
   // Callback style, so routes without a cache rule pass with no promise at all. Fresh HITs were
@@ -103,7 +110,7 @@ async function cacheLookup (app: FastifyInstance, opts: CachePluginOptions): Pro
 
     if (result.kind === 'response') { sendAnswer(reply, result.response, result.status, upstream); return true }
 
-    sendDocument(request, reply, result.document, result.status, result.freshForMs, upstream)
+    sendDocument(reps, request, reply, result.document, result.status, result.freshForMs, upstream)
     return true
   }
 
@@ -143,13 +150,15 @@ async function cacheLookup (app: FastifyInstance, opts: CachePluginOptions): Pro
     return async ({ ifModifiedSince }) => {
       const target = gw.policy.targets[gw.upstream]!
       const headers = fillRequestHeaders(request, target)
-      // the stored bytes are served to every client, whatever encodings each accepts
-      headers['accept-encoding'] = 'identity'
+      // the stored bytes are decoded (below) and served to every client in the coding it accepts:
+      // a Core with compression on sends fewer bytes, and we never store what we cannot decode
+      headers['accept-encoding'] = FILL_ACCEPT_ENCODING
       if (ifModifiedSince !== undefined) headers['if-modified-since'] = ifModifiedSince
       const started = process.hrtime.bigint()
       gw.upstreamStartedAt ??= started
       try {
-        return await client.fetch({ upstream: gw.upstream, route: gw.route!.name, path: gw.upstreamUrl, method: 'GET', headers, timeoutMs: timeoutMs ?? target.timeoutMs, maxBodyBytes: gw.route!.cache!.maxEntrySize, handOverLargeBody: true })
+        const answer = await client.fetch({ upstream: gw.upstream, route: gw.route!.name, path: gw.upstreamUrl, method: 'GET', headers, timeoutMs: timeoutMs ?? target.timeoutMs, maxBodyBytes: gw.route!.cache!.maxEntrySize, handOverLargeBody: true })
+        return await decoded(answer, gw.route!.cache!.maxEntrySize)
       } catch (err) {
         throw err instanceof BodyTooLarge ? new TooLargeToCache(handOver(request, err)) : err
       } finally {
@@ -178,6 +187,28 @@ class Handover implements OversizeAnswer {
     const b = this.#body
     this.#body = undefined
     return b
+  }
+}
+
+/**
+ * The answer with its body decoded (Content-Encoding gone), bounded by `maxEntrySize` decoded
+ * bytes. A body that does not decode is the upstream's failure: 502, or the stale copy
+ * (stale-if-error), never our 500. One that decodes past `maxEntrySize` is not cached: the
+ * request goes to the proxy, as for any document too large.
+ */
+async function decoded (answer: UpstreamAnswer, maxEntrySize: number): Promise<UpstreamAnswer> {
+  const ce = answer.headers['content-encoding']
+  if (!isEncoded(ce) || answer.body.length === 0) return answer
+  try {
+    const body = await decodeBody(answer.body, ce, maxEntrySize)
+    const headers = { ...answer.headers }
+    delete headers['content-encoding']
+    delete headers['content-length']
+    return { statusCode: answer.statusCode, headers, body }
+  } catch (err) {
+    if (err instanceof DecodedTooLarge) throw new TooLargeToCache()
+    if (err instanceof UndecodableBody) throw new GatewayError('FLAGGATE_UPSTREAM_UNREACHABLE', `The upstream's answer could not be decoded (${err.message}).`)
+    throw err
   }
 }
 

@@ -23,14 +23,26 @@ export function matches (target: PurgeTarget, envKey: string, doc: CachedDocumen
   return doc?.projectId === target.projectId
 }
 
-/** The environment and project a stored document belongs to, for purges by id. */
-export function documentIds (body: Buffer): { envId: number | undefined; projectId: number | undefined } | undefined {
+interface EntryIds { envId: number | undefined; projectId: number | undefined; clientKey: string | undefined }
+
+/**
+ * What a purge can name a stored entry by. An environment document carries its `id`,
+ * `project.id` and `api_key` (its client key); a flag list (an array of flags, or one flag for
+ * `?feature=`) names its environment in each flag's `environment`. Undefined when the body is not
+ * JSON (not stored).
+ */
+export function entryIds (body: Buffer, flagList: boolean): EntryIds | undefined {
   let doc: unknown
   try { doc = JSON.parse(body.toString('utf8')) } catch { return undefined }
-  if (typeof doc !== 'object' || doc === null) return { envId: undefined, projectId: undefined }
-  const d = doc as { id?: unknown; project?: { id?: unknown } }
+  if (typeof doc !== 'object' || doc === null) return { envId: undefined, projectId: undefined, clientKey: undefined }
+  if (flagList) {
+    const first = (Array.isArray(doc) ? doc[0] : doc) as { environment?: unknown } | undefined
+    return { envId: typeof first?.environment === 'number' ? first.environment : undefined, projectId: undefined, clientKey: undefined }
+  }
+  const d = doc as { id?: unknown; project?: { id?: unknown }; api_key?: unknown }
   return {
     envId: typeof d.id === 'number' ? d.id : undefined,
-    projectId: typeof d.project === 'object' && d.project !== null && typeof d.project.id === 'number' ? d.project.id : undefined
+    projectId: typeof d.project === 'object' && d.project !== null && typeof d.project.id === 'number' ? d.project.id : undefined,
+    clientKey: typeof d.api_key === 'string' ? d.api_key : undefined
   }
 }

@@ -13,6 +13,9 @@ import type { CachedDocument } from './document.js'
 import { clientHasCurrent } from './validators.js'
 import { UPSTREAM_HEADER } from '../contracts/wire.js'
 import type { RequestGateway } from '../contracts/request.js'
+import { bodyOf, etagOfRepresentation, isNegotiable, type Representations } from './representations.js'
+import type { Encoding } from '../compress/negotiate.js'
+import { isFlagListPath, isIdentitiesPath } from '../shared/flag-list.js'
 
 export const CACHE_STATUS_HEADER = 'x-cache-status'
 
@@ -22,7 +25,6 @@ export const TRANSFER_HEADERS = ['content-length', 'date'] as const
 export function singleHeader (v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v.join(', ') : v
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // HIT side: a stored document → its response. Entries are immutable, so what a response needs
@@ -41,7 +43,8 @@ interface EntryHeaders {
   readonly notModifiedFlat: readonly string[]
 }
 
-const entryHeaders = new WeakMap<CachedDocument, EntryHeaders>()
+/** per entry, its identity, br and gzip header sets (the latter two once its forms exist) */
+const entryHeaders = new WeakMap<CachedDocument, Partial<Record<Encoding, EntryHeaders>>>()
 
 function flat (headers: Readonly<Record<string, string>>): string[] {
   const out: string[] = []
@@ -49,24 +52,28 @@ function flat (headers: Readonly<Record<string, string>>): string[] {
   return out
 }
 
-function headersOf (doc: CachedDocument): EntryHeaders {
-  let h = entryHeaders.get(doc)
+function headersOf (doc: CachedDocument, coding: Encoding): EntryHeaders {
+  let all = entryHeaders.get(doc)
+  if (all === undefined) { all = {}; entryHeaders.set(doc, all) }
+  let h = all[coding]
   if (h === undefined) {
     // the one response-header policy (upstream/headers.ts); X-Flaggate-Upstream is per request
     const base = responseHeaders(doc.headers, 'none') as Record<string, string>
     delete base[UPSTREAM_HEADER]
-    const validators = { etag: doc.etag, 'last-modified': doc.lastModified, vary: 'X-Environment-Key' }
+    // each representation has its own strong ETag; Last-Modified is the entry's
+    const validators = { etag: etagOfRepresentation(doc, coding), 'last-modified': doc.lastModified, vary: isNegotiable(doc) ? 'X-Environment-Key, Accept-Encoding' : 'X-Environment-Key' }
     const notModified: Record<string, string> = { ...base, ...validators }
     delete notModified['content-type']
     delete notModified.link
-    const ok = { ...base, ...validators }
+    const ok: Record<string, string> = { ...base, ...validators }
+    if (coding !== 'identity') ok['content-encoding'] = coding
     h = Object.freeze({
       ok: Object.freeze(ok),
       notModified: Object.freeze(notModified),
-      okFlat: Object.freeze([...flat(ok), 'content-length', String(doc.body.length)]),
+      okFlat: Object.freeze([...flat(ok), 'content-length', String(bodyOf(doc, coding).length)]),
       notModifiedFlat: Object.freeze(flat(notModified))
     })
-    entryHeaders.set(doc, h)
+    all[coding] = h
   }
   return h
 }
@@ -88,11 +95,13 @@ function cacheControl (freshForMs: number): string {
  * each name), then walk them again for writeHead, on every hit. onResponse hooks run as for any
  * answer (fastify listens for the response's end).
  */
-export function sendDocument (request: FastifyRequest, reply: FastifyReply, doc: CachedDocument, status: string, freshForMs: number, upstream: string): void {
-  const h = headersOf(doc)
+export function sendDocument (reps: Representations, request: FastifyRequest, reply: FastifyReply, doc: CachedDocument, status: string, freshForMs: number, upstream: string): void {
+  // the representation this client accepts (identity until the entry's forms are made)
+  const coding = reps.choose(request, doc)
+  const h = headersOf(doc, coding)
   const inm = request.headers['if-none-match']
   const ims = request.headers['if-modified-since']
-  const current = (inm !== undefined || ims !== undefined) && clientHasCurrent(doc, singleHeader(inm), ims)
+  const current = (inm !== undefined || ims !== undefined) && clientHasCurrent(doc, singleHeader(inm), ims, etagOfRepresentation(doc, coding))
   // The access log reads X-Flaggate-Upstream from the reply, and logs `none` when it finds none:
   // only an answer fetched for this request (MISS) needs it set there.
   if (upstream !== 'none') void reply.header(UPSTREAM_HEADER, upstream)
@@ -110,7 +119,16 @@ export function sendDocument (request: FastifyRequest, reply: FastifyReply, doc:
   // writeHead first: should it refuse a header, nothing is sent and fastify answers the error
   res.writeHead(current ? 304 : 200, out)
   reply.hijack()
-  if (current) res.end(); else res.end(doc.body)
+  const gw = request.gateway
+  if (gw?.route !== undefined && isFlagListPath(pathOf(gw.upstreamUrl))) reps.flagList(status)
+  if (current) { res.end(); return }
+  res.end(bodyOf(doc, coding))
+  if (gw?.route !== undefined) reps.sent(gw.route.name, coding, doc)
+}
+
+function pathOf (url: string): string {
+  const q = url.indexOf('?')
+  return q === -1 ? url : url.slice(0, q)
 }
 
 /**
@@ -124,6 +142,7 @@ export function sendDocument (request: FastifyRequest, reply: FastifyReply, doc:
  * stays within the turn: nothing waits on a timer, or on other clients' work beyond that turn's.
  */
 export class TurnWriter {
+  constructor (private readonly reps: Representations) {}
   #requests: FastifyRequest[] = []
   #replies: FastifyReply[] = []
   #docs: CachedDocument[] = []
@@ -139,7 +158,7 @@ export class TurnWriter {
     this.#fresh = []
     for (let i = 0; i < requests.length; i++) {
       try {
-        sendDocument(requests[i]!, replies[i]!, docs[i]!, 'HIT', fresh[i]!, 'none')
+        sendDocument(this.reps, requests[i]!, replies[i]!, docs[i]!, 'HIT', fresh[i]!, 'none')
       } catch (err) {
         // what fastify does with an error thrown in a hook; without this a throw here would end the process
         if (!replies[i]!.sent) void replies[i]!.send(err)
@@ -159,5 +178,8 @@ export function isCacheable (request: FastifyRequest): RequestGateway | undefine
   const gw = request.gateway
   if (gw?.route?.cache === undefined) return undefined
   if (request.method !== 'GET' && request.method !== 'HEAD') return undefined
+  // Core writes on identities/ (validation refuses a cache rule that names it): a broader cached
+  // prefix never caches it either (shared/flag-list.ts)
+  if (isIdentitiesPath(pathOf(gw.upstreamUrl))) return undefined
   return gw
 }

@@ -16,10 +16,11 @@ export function etagOf (body: Buffer): string {
  * where we hold the validators precomputed; and it says "not fresh" to any `Cache-Control:
  * no-cache` request, turning a 304 that our own cache can vouch for into the whole document.
  */
-export function clientHasCurrent (doc: CachedDocument, ifNoneMatch: string | undefined, ifModifiedSince: string | undefined): boolean {
+export function clientHasCurrent (doc: CachedDocument, ifNoneMatch: string | undefined, ifModifiedSince: string | undefined, etag = doc.etag): boolean {
   if (ifNoneMatch !== undefined) {
     if (ifNoneMatch.trim() === '*') return true
-    const own = doc.etag
+    // `etag`: the representation's (identity, br or gzip: src/compress/representation.ts)
+    const own = etag
     for (const raw of ifNoneMatch.split(',')) {
       const t = raw.trim()
       if ((t.startsWith('W/') ? t.slice(2) : t) === own) return true

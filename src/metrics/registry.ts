@@ -16,7 +16,7 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}) {
   if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'flaggate_' })
   const registers = [registry]
   // the counters the request path increments, through hot children (hot-counter.ts)
-  const hot = { requests: new HotChildren(), cacheEvents: new HotChildren(), ratelimitDecisions: new HotChildren(), edgeRouting: new HotChildren() }
+  const hot = { requests: new HotChildren(), cacheEvents: new HotChildren(), ratelimitDecisions: new HotChildren(), edgeRouting: new HotChildren(), responseBytes: new HotChildren(), compressedIdentityBytes: new HotChildren(), flagListCache: new HotChildren() }
   return {
     registry,
     hot,
@@ -51,8 +51,13 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}) {
     }),
     /** the composition sets `read` (from the breakers); the three gauges above call it at scrape time */
     upstreamLoad,
-    cacheEvents: new Counter({ name: 'flaggate_cache_events_total', help: 'Cache events: hit, miss, stale, updating, bypass, store, evict, purge, revalidated, negative_hit', labelNames: ['event'] as const, registers, collect () { hot.cacheEvents.flush(this) } }),
-    cacheBytes: new Gauge({ name: 'flaggate_cache_bytes', help: 'Bytes held by the document cache', registers }),
+    cacheEvents: new Counter({ name: 'flaggate_cache_events_total', help: 'Cache events: hit, miss, stale, updating, bypass, store, evict, purge, revalidated, negative_hit, compressed (an entry got its br and gzip forms)', labelNames: ['event'] as const, registers, collect () { hot.cacheEvents.flush(this) } }),
+    cacheBytes: new Gauge({ name: 'flaggate_cache_bytes', help: 'Bytes held by the document cache, every representation (identity, br, gzip) counted', registers }),
+    // compression (src/compress): answers from memory and compressed proxied answers. The ratio per
+    // route and encoding is compression_identity_bytes_total / response_body_bytes_total
+    responseBytes: new Counter({ name: 'flaggate_response_body_bytes_total', help: 'Body bytes sent, by route and content-coding (identity, br, gzip): answers from the cache and proxied answers the gateway compressed', labelNames: ['route', 'encoding'] as const, registers, collect () { hot.responseBytes.flush(this) } }),
+    compressedIdentityBytes: new Counter({ name: 'flaggate_compression_identity_bytes_total', help: 'Identity (uncompressed) size of the answers sent compressed, by route and content-coding: divide by response_body_bytes_total for the ratio', labelNames: ['route', 'encoding'] as const, registers, collect () { hot.compressedIdentityBytes.flush(this) } }),
+    flagListCache: new Counter({ name: 'flaggate_flag_list_cache_total', help: 'Flag-list answers (flags/ routes with a cache rule) by cache status: HIT, MISS, STALE, UPDATING, BYPASS', labelNames: ['status'] as const, registers, collect () { hot.flagListCache.flush(this) } }),
     ratelimitDecisions: new Counter({ name: 'flaggate_ratelimit_decisions_total', help: 'Rate-limit decisions by route and result (allowed, limited, shadow_limited)', labelNames: ['route', 'result'] as const, registers, collect () { hot.ratelimitDecisions.flush(this) } }),
     blocksActive: new Gauge({ name: 'flaggate_blocks_active', help: 'Blocks in force, by source (static, runtime, abuse)', labelNames: ['source'] as const, registers }),
     storeFallback: new Counter({ name: 'flaggate_store_fallback_total', help: 'Decisions taken on local state because Redis was unusable', registers }),

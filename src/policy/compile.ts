@@ -4,6 +4,7 @@
  */
 import type { CacheRuleData, Dimension, LimitData, PolicyData, RouteData, UpstreamData } from './schema.js'
 import { IpSet } from '../shared/ip.js'
+import { identitiesCacheProblem } from '../shared/flag-list.js'
 import { edgeRouteProblems } from './edge-served.js'
 
 export interface CompiledLimit {
@@ -18,6 +19,9 @@ export interface CompiledLimit {
   readonly policyHeader: string
 }
 
+/** what `compress.types` is when a route does not say: every SDK answer is JSON */
+export const DEFAULT_COMPRESS_TYPES: readonly string[] = ['application/json']
+
 export interface CompiledRoute {
   readonly name: string
   readonly methods: ReadonlySet<string> | null
@@ -28,6 +32,8 @@ export interface CompiledRoute {
   readonly upstream: string
   readonly limits: readonly CompiledLimit[]
   readonly cache: CacheRuleData | undefined
+  /** on-the-fly compression of proxied answers (src/compress/proxied.ts) */
+  readonly compress: { readonly minSize: number; readonly types: readonly string[] } | undefined
   readonly edge: { readonly percent: number; readonly keys: ReadonlySet<string> } | undefined
 }
 
@@ -102,6 +108,7 @@ function compileRoute (r: RouteData): CompiledRoute {
     upstream: r.upstream,
     limits: Object.freeze(compileLimits(r.limit, r.name, '')),
     cache: r.cache === undefined ? undefined : Object.freeze({ ...r.cache }),
+    compress: r.compress === undefined ? undefined : Object.freeze({ minSize: r.compress.minSize, types: Object.freeze([...(r.compress.types ?? DEFAULT_COMPRESS_TYPES)]) }),
     edge: r.edge === undefined ? undefined : Object.freeze({ percent: r.edge.percent, keys: new Set(r.edge.keys) })
   })
 }
@@ -125,6 +132,8 @@ export function compilePolicy (data: PolicyData, version: string, now = new Date
     if (r.cache !== undefined && r.match.methods !== undefined && r.match.methods.some((m) => m !== 'GET' && m !== 'HEAD')) {
       problems.push({ path: ['routes', i, 'cache'], message: 'only GET and HEAD routes can be cached' })
     }
+    const identities = r.cache === undefined ? undefined : identitiesCacheProblem(r.match)
+    if (identities !== undefined) problems.push({ path: ['routes', i, 'cache'], message: identities })
   })
   data.overrides.forEach((o, i) => o.routes?.forEach((name, j) => {
     if (!routeNames.has(name)) problems.push({ path: ['overrides', i, 'routes', j], message: `unknown route '${name}'` })

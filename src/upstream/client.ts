@@ -20,6 +20,7 @@ import { OPEN_GATE, type Admission, type UpstreamGate } from './gate.js'
 import { BodyTooLarge, diedUnanswered, toGatewayError } from './errors.js'
 import { proxyRequestHeaders, responseHeadersFromRaw, type HeaderSet } from './headers.js'
 import { Pools } from './pools.js'
+import { compressProxied } from '../compress/proxied.js'
 
 export interface UpstreamResponse { statusCode: number; headers: Record<string, string | string[] | undefined>; body: Buffer }
 
@@ -190,7 +191,16 @@ export class UpstreamClient {
     gw.upstreamMs = elapsedMs(started)
     if (result instanceof GatewayError) throw result
     const res = result.res
-    return reply.code(res.statusCode).headers(res.headers).send(res.body)
+    const compress = gw.route?.compress
+    if (compress === undefined) return reply.code(res.statusCode).headers(res.headers).send(res.body)
+    // the route asks for compression on the fly (src/compress/proxied.ts): never of an answer the
+    // upstream already encoded
+    const c = await compressProxied(compress, request.headers['accept-encoding'], method, res.statusCode, res.headers, res.body)
+    if (c.encoding !== 'identity') {
+      if (Buffer.isBuffer(c.body)) this.#metrics.responseBytes.labels(route, c.encoding).inc(c.body.length)
+      if (c.identityBytes !== undefined && Buffer.isBuffer(c.body)) this.#metrics.compressedIdentityBytes.labels(route, c.encoding).inc(c.identityBytes)
+    }
+    return reply.code(res.statusCode).headers(res.headers).send(c.body)
   }
 
   /**

@@ -18,6 +18,7 @@
  * load is running.
  */
 import http from 'node:http'
+import zlib from 'node:zlib'
 import { createHash, createHmac } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 
@@ -44,6 +45,13 @@ export interface FakeDatabaseOptions {
    * sent at once and the body follows in 16 KiB chunks with this delay before each chunk.
    */
   bodyChunkDelayMs?: number
+  /**
+   * Core's `ENABLE_GZIP_COMPRESSION=True` (Django's GZipMiddleware): answers of 200 bytes or more
+   * are gzipped for requests whose Accept-Encoding names gzip, with `Vary: Accept-Encoding`.
+   */
+  gzip?: boolean
+  /** A broken Core (or a proxy in front of it): with `gzip`, the gzipped body is cut in half. */
+  corruptGzip?: boolean
 }
 
 export interface FakeFeature {
@@ -577,7 +585,7 @@ class FakeUpstreamServer implements FakeUpstream {
     }
     if (this.closed || res.destroyed) return
     entry.status = reply.status
-    await this.send(res, reply)
+    await this.send(res, reply, req.headers['accept-encoding'])
   }
 
   private record (entry: RecordedRequest, key: string | undefined): void {
@@ -589,13 +597,20 @@ class FakeUpstreamServer implements FakeUpstream {
     byKey.set(key ?? '', (byKey.get(key ?? '') ?? 0) + 1)
   }
 
-  private async send (res: http.ServerResponse, reply: Reply): Promise<void> {
+  private async send (res: http.ServerResponse, reply: Reply, acceptEncoding?: string): Promise<void> {
     const headers: Record<string, string> = { ...(this.kind === 'core' ? coreMiddlewareHeaders() : {}), ...reply.headers }
     const bodyless = reply.status === 204 || reply.status === 304 || reply.status < 200
     let payload: Buffer | undefined
     if (!bodyless && reply.body !== undefined) {
       payload = Buffer.isBuffer(reply.body) ? reply.body : Buffer.from(drfJson(reply.body))
       headers['Content-Type'] ??= 'application/json'
+    }
+    if (payload !== undefined && this.db.gzip === true && payload.length >= 200 && /\bgzip\b/i.test(acceptEncoding ?? '')) {
+      // Django's GZipMiddleware
+      payload = zlib.gzipSync(payload)
+      if (this.db.corruptGzip === true) payload = payload.subarray(0, Math.floor(payload.length / 2))
+      headers['Content-Encoding'] = 'gzip'
+      headers.Vary = headers.Vary === undefined ? 'Accept-Encoding' : `${headers.Vary}, Accept-Encoding`
     }
     if (!bodyless) headers['Content-Length'] = String(payload?.length ?? 0)
 
