@@ -21,6 +21,7 @@ import { randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
 import { Redis, Cluster, type RedisOptions, type ClusterOptions } from 'ioredis'
 import type { RedisData } from '../policy/schema.js'
+import { FleetChannel } from './fleet-channel.js'
 
 /** The subset of pino (and fastify's logger) this module writes to. */
 export interface StoreLogger {
@@ -170,6 +171,16 @@ export class RedisStore {
     this.#trip(err)
   }
 
+  /**
+   * The fleet channel (pub/sub between replicas: purges, blocks) on this connection's one
+   * subscriber; made on first use, closed with the store.
+   */
+  get fleet (): FleetChannel {
+    return (this.#fleet ??= new FleetChannel(this, this.#log))
+  }
+
+  #fleet: FleetChannel | undefined
+
   /** A second connection for SUBSCRIBE (a subscribed connection can run nothing else); closed by {@link close}. */
   createSubscriber (): Redis | Cluster {
     const sub = createRedisClient(this.#config, { subscriber: true })
@@ -182,6 +193,7 @@ export class RedisStore {
     if (this.#closed) return
     this.#closed = true
     if (this.#timer !== undefined) clearTimeout(this.#timer)
+    await this.#fleet?.close()
     const clients = [this.client, ...this.#subscribers]
     if (this.usable) {
       // Leave the heartbeat set at once so the others' fair share grows without waiting for the TTL.
