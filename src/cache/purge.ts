@@ -12,16 +12,15 @@ import type { PurgeTarget } from './document.js'
 import { keyDigestOf } from './purge-target.js'
 import { redactKey } from '../shared/redact.js'
 import type { FleetChannel, FleetTopic } from '../store/fleet-channel.js'
+import type { ComponentLogger } from '../shared/logger.js'
 
 /** What the bus needs from `src/store/redis.ts`'s RedisStore: its fleet channel. */
 export interface PurgeBusRedis {
   readonly fleet: FleetChannel
 }
 
-export interface PurgeLogger {
-  info (obj: object, msg: string): void
-  warn (obj: object, msg: string): void
-}
+/** What the bus writes to: the one logger interface (shared/logger.ts). */
+export type PurgeLogger = Pick<ComponentLogger, 'info' | 'warn'>
 
 export interface PurgeBusOptions {
   cache: DocumentCache

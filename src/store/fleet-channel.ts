@@ -22,7 +22,7 @@ import type { Redis, Cluster } from 'ioredis'
 import { loggableError } from '../shared/redact.js'
 import type { ComponentLogger } from '../shared/logger.js'
 
-type StoreLogger = Pick<ComponentLogger, 'info' | 'warn'>
+type FleetLogger = Pick<ComponentLogger, 'info' | 'warn'>
 
 /** What the channel needs from the RedisStore (src/store/redis.ts). */
 export interface FleetRedis {
@@ -72,7 +72,7 @@ export class FleetChannel {
   /** this replica's id in every message it publishes */
   readonly id = randomUUID()
   readonly #redis: FleetRedis
-  readonly #log: StoreLogger
+  readonly #log: FleetLogger
   readonly #retryForMs: number
   readonly #topics = new Set<Topic>()
   #subscriber: Redis | Cluster | undefined
@@ -80,7 +80,7 @@ export class FleetChannel {
   #timer: NodeJS.Timeout | undefined
   #closed = false
 
-  constructor (redis: FleetRedis, logger: StoreLogger, opts: { retryForMs?: number } = {}) {
+  constructor (redis: FleetRedis, logger: FleetLogger, opts: { retryForMs?: number } = {}) {
     this.#redis = redis
     this.#log = logger
     this.#retryForMs = opts.retryForMs ?? 60_000

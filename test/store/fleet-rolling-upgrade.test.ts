@@ -11,6 +11,7 @@ import { Redis } from 'ioredis'
 import { startFakeCore, type FakeCore } from '../support/fake-flagsmith.js'
 import { policyYaml, startTestGateway, type TestGateway } from '../support/gateway.js'
 import { raw } from '../support/http.js'
+import { keyDigest } from '../../src/shared/key-digest.js'
 import { DEV_KEY, PROD_KEY, cachedRoutes, envDoc, eventually } from '../cache/support.js'
 
 describe('fleet channel across a rolling upgrade', () => {
@@ -67,6 +68,21 @@ describe('fleet channel across a rolling upgrade', () => {
     await pub.publish(`${keyPrefix}purge`, `{"v":2,"from":"old-replica-1","target":{"keyDigest":"${fullSha256}"}}`)
     expect(await eventually(() => isMiss(PROD_KEY), 5000)).toBe(true)
     expect((await envDoc(gw, DEV_KEY)).headers['x-cache-status']).toBe('HIT')
+  })
+
+  it('applies a purge naming the key by the shared 22-character key digest', async () => {
+    await cachedHit(DEV_KEY)
+    await cachedHit(PROD_KEY)
+    await pub.publish(`${keyPrefix}purge`, `{"v":2,"from":"new-replica-2","target":{"keyDigest":"${keyDigest(DEV_KEY)}"}}`)
+    expect(await eventually(() => isMiss(DEV_KEY), 5000)).toBe(true)
+    expect((await envDoc(gw, PROD_KEY)).headers['x-cache-status']).toBe('HIT')
+    // a digest of another length, or a whole sha256 of another key, names nothing
+    await pub.publish(`${keyPrefix}purge`, `{"v":2,"from":"x","target":{"keyDigest":"${keyDigest(PROD_KEY).slice(0, 21)}"}}`)
+    await pub.publish(`${keyPrefix}purge`, `{"v":2,"from":"x","target":{"keyDigest":"${createHash('sha256').update('ser.other').digest('base64url')}"}}`)
+    await cachedHit(DEV_KEY)
+    await pub.publish(`${keyPrefix}purge`, `{"v":1,"from":"old-replica-1","target":{"key":"${DEV_KEY}"}}`)
+    expect(await eventually(() => isMiss(DEV_KEY), 5000)).toBe(true)
+    expect((await envDoc(gw, PROD_KEY)).headers['x-cache-status']).toBe('HIT')
   })
 
   it('applies an old replica\'s block add and remove', async () => {
