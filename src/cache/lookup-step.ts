@@ -15,7 +15,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Readable } from 'node:stream'
 import type { DocumentCache } from './core.js'
 import { TooLargeToCache, type CacheRule, type Fill, type LookupResult, type OversizeAnswer, type UpstreamAnswer } from './document.js'
-import { BodyTooLarge, elapsedMs, fillRequestHeaders, responseHeaders, type UpstreamClient } from '../upstream/index.js'
+import { BodyTooLarge, elapsedMs, fillRequestHeaders, planFallback, responseHeaders, type UpstreamClient } from '../upstream/index.js'
 import type { Metrics } from '../metrics/registry.js'
 import { GatewayError } from '../errors.js'
 import type { RequestGateway } from '../contracts/request.js'
@@ -126,23 +126,17 @@ async function cacheLookup (app: FastifyInstance, opts: CachePluginOptions): Pro
   }
 
   /**
-   * Moves the request to `gw.fallbackUpstream` (once) and looks the document up there, within what
-   * is left of the route's upstream timeout since the first fill started; undefined when no time
-   * is left.
+   * Moves the request to `gw.fallbackUpstream` (once, by the Edge fallback rule of
+   * upstream/fallback.ts) and looks the document up there; undefined when no time is left.
    */
   async function lookupOnFallback (request: FastifyRequest, gw: RequestGateway, rule: CacheRule): Promise<LookupResult | undefined> {
-    const from = gw.upstream
-    const to = gw.fallbackUpstream!
+    const plan = planFallback({ targets: gw.policy.targets, routeUpstream: gw.route!.upstream, from: gw.upstream, path: gw.upstreamUrl, fallback: gw.fallbackUpstream, elapsedMs: elapsedMs(gw.upstreamStartedAt ?? gw.startedAt) })
     gw.fallbackUpstream = undefined
-    const fromTarget = gw.policy.targets[from]!
-    const toTarget = gw.policy.targets[to]
-    const budgetMs = gw.policy.targets[gw.route!.upstream]?.timeoutMs ?? fromTarget.timeoutMs
-    const remainingMs = Math.floor(budgetMs - elapsedMs(gw.upstreamStartedAt ?? gw.startedAt))
-    if (toTarget === undefined || remainingMs < 1) return undefined
-    gw.upstreamUrl = toTarget.basePath + gw.upstreamUrl.slice(fromTarget.basePath.length)
-    gw.upstream = to
-    metrics?.upstreamFallbacks.labels(gw.route!.name, from, to).inc()
-    return await lookup(request, gw, rule, Math.min(toTarget.timeoutMs, remainingMs))
+    if (plan === undefined) return undefined
+    gw.upstreamUrl = plan.path
+    gw.upstream = plan.to
+    metrics?.upstreamFallbacks.labels(gw.route!.name, plan.from, plan.to).inc()
+    return await lookup(request, gw, rule, plan.timeoutMs)
   }
 
   /** The upstream request of a fill, made on behalf of the request that started it. */

@@ -2,22 +2,20 @@
  * Which cached documents a purge names: all, one key (in clear on this replica, as a digest
  * between replicas), an environment or a project (read from the document body when stored).
  */
-import { createHash } from 'node:crypto'
 import type { CachedDocument, PurgeTarget } from './document.js'
+import { keyDigest, matchesKeyDigest, wireKeyDigest } from '../shared/key-digest.js'
 
-/** sha256 of an environment key, base64url: names a key on the purge bus without revealing it */
-export function keyDigestOf (envKey: string): string {
-  return createHash('sha256').update(envKey).digest('base64url')
-}
+/** how a key purge names the key on the fleet channel (shared/key-digest.ts: the one digest, in the form every replica reads) */
+export const keyDigestOf = wireKeyDigest
 
-/** `digests` memoises keyDigestOf over one purge, where many entries share a key */
+/** `digests` memoises keyDigest over one purge, where many entries share a key */
 export function matches (target: PurgeTarget, envKey: string, doc: CachedDocument | undefined, digests?: Map<string, string>): boolean {
   if ('all' in target) return true
   if ('key' in target) return target.key === envKey
   if ('keyDigest' in target) {
     let d = digests?.get(envKey)
-    if (d === undefined) { d = keyDigestOf(envKey); digests?.set(envKey, d) }
-    return d === target.keyDigest
+    if (d === undefined) { d = keyDigest(envKey); digests?.set(envKey, d) }
+    return matchesKeyDigest(target.keyDigest, d)
   }
   if ('envId' in target) return doc?.envId === target.envId
   return doc?.projectId === target.projectId

@@ -13,6 +13,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Metrics } from '../metrics/registry.js'
 import { HotChildTable } from '../metrics/hot-counter.js'
 import { decideEdge, EDGE_UPSTREAM } from './core.js'
+import { rebasePath } from '../upstream/index.js'
 
 export interface EdgePluginOptions {
   metrics: Pick<Metrics, 'hot'>
@@ -35,8 +36,7 @@ async function edgeRouting (app: FastifyInstance, opts: EdgePluginOptions): Prom
     count(route.name, d.upstream, d.reason)
     if (d.upstream !== route.upstream) {
       // routing built the URL for the route's upstream: swap its base path for Edge's
-      const from = gw.policy.targets[route.upstream]!
-      gw.upstreamUrl = edgeTarget.basePath + gw.upstreamUrl.slice(from.basePath.length)
+      gw.upstreamUrl = rebasePath(gw.policy.targets, route.upstream, EDGE_UPSTREAM, gw.upstreamUrl)
       gw.upstream = d.upstream
       // reads only (decideEdge): the upstream module retries them once on the route's upstream
       if (d.fallback !== undefined) gw.fallbackUpstream = d.fallback

@@ -21,14 +21,17 @@ import { randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
 import { Redis, Cluster, type RedisOptions, type ClusterOptions } from 'ioredis'
 import type { RedisData } from '../policy/schema.js'
+import type { ComponentLogger } from '../shared/logger.js'
+import { FleetChannel } from './fleet-channel.js'
 
-/** The subset of pino (and fastify's logger) this module writes to. */
-export interface StoreLogger {
-  info (obj: object, msg: string): void
-  warn (obj: object, msg: string): void
-}
+/** What this module writes to: the one logger interface (shared/logger.ts). */
+export type StoreLogger = Pick<ComponentLogger, 'info' | 'warn'>
 
-export type StoreMode = 'redis' | 'local-fallback'
+/**
+ * Where fleet-wide state is decided, for status and metrics: `memory` (no Redis configured),
+ * `redis`, or `local-fallback` (Redis configured but unusable now: local state at a fair share).
+ */
+export type StoreMode = 'memory' | 'redis' | 'local-fallback'
 
 export interface RedisStoreOptions {
   /** this replica's id in the heartbeat set; default hostname + pid + random */
@@ -149,13 +152,13 @@ export class RedisStore {
   /** Redis answered the last command or probe and the connection is up: send commands. */
   get usable (): boolean { return !this.#open && this.client.status === 'ready' }
   get healthy (): boolean { return this.usable }
-  get mode (): StoreMode { return this.usable ? 'redis' : 'local-fallback' }
+  get mode (): Exclude<StoreMode, 'memory'> { return this.usable ? 'redis' : 'local-fallback' }
   /** replicas seen alive by the last successful heartbeat (this one included); at least 1 */
   get liveReplicas (): number { return this.#liveReplicas }
   get lastError (): string | undefined { return this.#lastError }
 
   /** For `/admin/status`. */
-  status (): { kind: 'redis'; healthy: boolean; mode: StoreMode; liveReplicas: number; lastError?: string } {
+  status (): { kind: 'redis'; healthy: boolean; mode: Exclude<StoreMode, 'memory'>; liveReplicas: number; lastError?: string } {
     return { kind: 'redis', healthy: this.healthy, mode: this.mode, liveReplicas: this.#liveReplicas, ...(this.#lastError !== undefined ? { lastError: this.#lastError } : {}) }
   }
 
@@ -170,6 +173,16 @@ export class RedisStore {
     this.#trip(err)
   }
 
+  /**
+   * The fleet channel (pub/sub between replicas: purges, blocks) on this connection's one
+   * subscriber; made on first use, closed with the store.
+   */
+  get fleet (): FleetChannel {
+    return (this.#fleet ??= new FleetChannel(this, this.#log))
+  }
+
+  #fleet: FleetChannel | undefined
+
   /** A second connection for SUBSCRIBE (a subscribed connection can run nothing else); closed by {@link close}. */
   createSubscriber (): Redis | Cluster {
     const sub = createRedisClient(this.#config, { subscriber: true })
@@ -182,6 +195,7 @@ export class RedisStore {
     if (this.#closed) return
     this.#closed = true
     if (this.#timer !== undefined) clearTimeout(this.#timer)
+    await this.#fleet?.close()
     const clients = [this.client, ...this.#subscribers]
     if (this.usable) {
       // Leave the heartbeat set at once so the others' fair share grows without waiting for the TTL.
