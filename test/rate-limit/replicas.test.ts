@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startPrivateRedis, type PrivateRedis } from '../support/redis-server.js'
 import { startFakeCore, type FakeCore } from '../support/fake-flagsmith.js'
 import { spawnGateway, type SpawnedGateway } from '../support/gateway.js'
+import { scrapeMetrics } from '../support/metrics.js'
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
 const RATE = 20
@@ -96,9 +97,7 @@ async function status (gw: SpawnedGateway): Promise<{ mode?: string; liveReplica
 }
 
 async function fallbackCount (gw: SpawnedGateway): Promise<number> {
-  const text = await (await fetch(`${gw.adminUrl}/metrics`)).text()
-  const m = /^flaggate_store_fallback_total (\d+)/m.exec(text)
-  return m === null ? 0 : Number(m[1])
+  return (await scrapeMetrics(gw.adminUrl)).value('flaggate_store_fallback_total')
 }
 
 describe('three gateway processes, one Redis', () => {
