@@ -66,7 +66,10 @@ describe('the 2022 retry storm', () => {
     // count, so a slow machine makes it take longer, not smaller). Every attempt reaches Core
     // without the gateway ...
     expect(withoutGateway.sent, `attempts made within ${MAX_MS} ms`).toBe(ATTEMPTS)
-    expect(directCount).toBeGreaterThanOrEqual(withoutGateway.sent * 0.9)
+    // (an attempt whose socket dies before a starved fake Core has read it is not counted there,
+    // so "every attempt" is at least half of them, and Core's cost must scale with attempts: at
+    // least 50 times what reaches it through the gateway)
+    expect(directCount).toBeGreaterThanOrEqual(withoutGateway.sent * 0.5)
     // ... and a handful with it: one fill per good key, one 403 per bad key per negative TTL of
     // the time the storm lasted
     expect(withGateway.sent, `attempts made within ${MAX_MS} ms`).toBe(ATTEMPTS)
@@ -76,6 +79,7 @@ describe('the 2022 retry storm', () => {
     expect(badKeyAtCore).toBeGreaterThanOrEqual(1)
     expect(badKeyAtCore).toBeLessThanOrEqual(1 + Math.ceil(withGateway.ms / DEFAULT_NEGATIVE_TTL_MS))
     expect(coreCount).toBe(2 + badKeyAtCore)
+    expect(directCount).toBeGreaterThanOrEqual(50 * coreCount)
     // and the gateway is fine afterwards
     const after = await fetch(`${gw.url}${ENV_DOC}`, { headers: { 'x-environment-key': DEV_KEY } })
     expect(after.status).toBe(200)
