@@ -4,7 +4,7 @@
  * listener: `GET /stats` (the model's counters, with `busy` for the scenarios), `POST /db`
  * (JSON `{"dbLatencyMs": n}`), `POST /reset`.
  *
- * WORKERS (default 2), BACKLOG (default 64), DB_LATENCY_MS (default 1), APP_SCALE (multiplies the
+ * WORKERS (default 2), BACKLOG (default 2048, gunicorn's), DB_LATENCY_MS (default 1), APP_SCALE (multiplies the
  * per-endpoint time outside the database; default 1)
  */
 import http from 'node:http'
@@ -15,7 +15,7 @@ const scale = Number(process.env.APP_SCALE ?? 1)
 const appMs = Object.fromEntries(Object.entries(DEFAULT_APP_MS).map(([k, v]) => [k, v * scale])) as Record<CoreEndpoint, number>
 const core = await startGunicornCore({
   workers: Number(process.env.WORKERS ?? 2),
-  backlog: Number(process.env.BACKLOG ?? 64),
+  backlog: Number(process.env.BACKLOG ?? 2048),
   dbLatencyMs: Number(process.env.DB_LATENCY_MS ?? 1),
   appMs
 })

@@ -74,7 +74,7 @@ export const DEFAULT_APP_MS: Readonly<Record<CoreEndpoint, number>> = Object.fre
 export interface GunicornCoreOptions {
   /** Sync workers (gunicorn `--workers`, threads 1). Default 2. */
   workers?: number
-  /** Connections that may wait for a worker (the listen backlog); beyond it, reset. Default 64. */
+  /** Connections that may wait for a worker (the listen backlog); beyond it, reset. Default 2048, gunicorn's `--backlog`. */
   backlog?: number
   /** Milliseconds per database round trip. Default 1 (loopback PostgreSQL). */
   dbLatencyMs?: number
@@ -186,7 +186,7 @@ class GunicornModel implements GunicornCore {
 
   constructor (readonly fake: FakeCore, opts: GunicornCoreOptions) {
     this.workers = Math.max(1, Math.floor(opts.workers ?? 2))
-    this.backlog = Math.max(0, Math.floor(opts.backlog ?? 64))
+    this.backlog = Math.max(0, Math.floor(opts.backlog ?? 2048))
     this.roundTripsBy = { ...DEFAULT_ROUND_TRIPS, ...opts.roundTrips }
     this.appMsBy = { ...DEFAULT_APP_MS, ...opts.appMs }
     this.readTimeoutMs = opts.readTimeoutMs ?? 30_000
