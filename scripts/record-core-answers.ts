@@ -23,6 +23,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
+import { compactIdentityAnswer, flagsBaseline, type IdentityAnswer, type RecordedExchange } from '../test/support/real-core-fixtures.js'
 
 const { values } = parseArgs({
   options: {
@@ -301,8 +302,8 @@ const meta = {
   core: { url: CORE, version: (await fetch(`${CORE}/health/liveness/`)).headers.get('flagsmith-version') },
   ...seeded
 }
-const write = (name: string, data: unknown): void => writeFileSync(join(OUT, name), JSON.stringify(data, null, 1) + '\n')
-write('meta.json', meta)
+const write = (name: string, data: unknown, indent?: number): void => writeFileSync(join(OUT, name), JSON.stringify(data, null, indent) + '\n')
+write('meta.json', meta, 1)
 write('environment-document.json', { document: doc, notModified })
 write('flags.json', flags)
 // one exchange per line: diffs of a re-recording stay readable
@@ -310,16 +311,12 @@ writeFileSync(join(OUT, 'identities.json'), `[\n${identities.map(compactIdentity
 process.stderr.write(`wrote ${OUT}: ${identities.length} identities, ${flags.length} flags exchanges\n`)
 
 /**
- * Identity answers are ~40 flags each; in full, a few hundred of them would be megabytes. The
- * first three are kept verbatim (the shape); the rest keep every flag as
- * `name: [id, enabled, feature_state_value, variant, feature_segment, identity]`, which is
- * everything that varies per identity (the feature's own fields are those of `flags/`).
+ * Identity answers are ~45 flags each; in full, a few hundred of them would be megabytes. The
+ * first three are kept verbatim (the shape); the rest keep only the flags that differ from
+ * `GET flags/` with the same key (test/support/real-core-fixtures.ts compacts and expands).
  */
 function compactIdentity (e: Exchange, i: number): unknown {
-  if (i < 3) return e
-  const body = e.response.body as { identifier?: string; traits?: unknown[]; flags?: Array<{ id: number; feature: { name: string }; enabled: boolean; feature_state_value: unknown; variant?: string | null; feature_segment: unknown; identity: unknown }> }
-  if (body === null || typeof body !== 'object' || !Array.isArray(body.flags)) return e
-  const flagsByName: Record<string, unknown[]> = {}
-  for (const f of body.flags) flagsByName[f.feature.name] = [f.id, f.enabled, f.feature_state_value, f.variant ?? null, f.feature_segment, f.identity]
-  return { request: e.request, response: { status: e.response.status, body: { identifier: body.identifier, traits: body.traits, flags: flagsByName } } }
+  if (i < 3 || e.response.status !== 200) return e
+  const baseline = flagsBaseline(flags as RecordedExchange[])[e.request.key]
+  return { request: e.request, response: { status: e.response.status, body: compactIdentityAnswer(e.response.body as IdentityAnswer, baseline) } }
 }
