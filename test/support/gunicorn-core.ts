@@ -15,8 +15,8 @@
  *   (every query of it), and only the final write fails. `stats().abandoned` counts them. This is
  *   the work that sinks an overloaded Core behind a proxy that forwards everything.
  * - **A per-query database latency that an experiment changes at run time** (`setDbLatency`), and
- *   per-endpoint costs in database round trips: the environment document needs many queries,
- *   `flags/` a few, `identities/` a few more (see {@link DEFAULT_ROUND_TRIPS}). A request's service
+ *   per-endpoint costs in database round trips, measured on the real Core: the environment
+ *   document ~15, `flags/` ~1, `identities/` ~10 (see {@link DEFAULT_ROUND_TRIPS}). A request's service
  *   time is `appMs + roundTrips × dbLatencyMs`: raising the latency is the brownout a slow
  *   PostgreSQL causes (bench/support/delay-proxy.ts does the same to the real Core).
  *
@@ -38,18 +38,21 @@ import { startFakeCore, type FakeCore, type FakeCoreOptions } from './fake-flags
 export type CoreEndpoint = 'environment-document' | 'environment-document-304' | 'flags' | 'identities' | 'traits' | 'analytics' | 'rejected' | 'other'
 
 /**
- * Database round trips per request, by endpoint. The document is the fake's 11 queries (the real
- * Core's `map_environment_to_sdk_document` loads features, states, segments, rules, conditions,
- * overrides and options separately); `flags/` and `identities/` carry the authentication, the
- * environment and the feature-state queries, `identities/` also get_or_create and the traits.
- * A 403 for an unknown key still looks the key up once.
+ * Database round trips per request, by endpoint, as measured on the real Core v2.259.0 (2 sync
+ * workers) with a delaying proxy in front of PostgreSQL (bench/delay-proxy.ts): the added latency
+ * of each answer divided by the added delay per round trip (20 and 60 ms; sequential medians on a
+ * busy machine, so ±1). `flags/` costs ~1 (the environment and its key are cached per worker for
+ * 60 s), the environment document ~15 (`map_environment_to_sdk_document` loads features, states,
+ * segments, rules, conditions, overrides and options separately), a 304 none (answered from the
+ * cached environment), a transient `POST identities/` ~10, one that stores its traits ~13.
+ * A 403 for an unknown key looks the key up once.
  */
 export const DEFAULT_ROUND_TRIPS: Readonly<Record<CoreEndpoint, number>> = Object.freeze({
-  'environment-document': 11,
-  'environment-document-304': 1,
-  flags: 3,
-  identities: 6,
-  traits: 4,
+  'environment-document': 15,
+  'environment-document-304': 0,
+  flags: 1,
+  identities: 10,
+  traits: 8,
   analytics: 2,
   rejected: 1,
   other: 0
