@@ -15,6 +15,9 @@
  *   sizes                 cache hits for a 5 KB, a 50 KB and a 2 MB document
  *   distinct keys         proxied + limited requests rotating over 1 … 1,000,000 keys; RSS after
  *
+ *   compression           `--only compression`: identity vs br vs gzip HITs per document size,
+ *                         and the flag-list cache under 1,000 polling browsers (bench/compression.ts)
+ *
  * Usage: npm run bench [-- --quick] [--duration 5] [--rounds 3] [--connections 50] [--no-redis]
  *        [--no-nginx] [--no-keys] [--out bench/results.md]
  */
@@ -96,6 +99,12 @@ async function getStarted (url: string, headers: Record<string, string>, expectH
 }
 
 async function main (): Promise<void> {
+  // compressed answers and the flag-list cache have their own rows and table (bench/compression.ts)
+  if (values.only === 'compression') {
+    const { runCompressionBench } = await import('./compression.js')
+    await runCompressionBench()
+    return
+  }
   const startedAt = new Date()
   const load0 = loadavg()
   const notes: string[] = []

@@ -1,15 +1,13 @@
 /**
  * Where runtime and automatic blocks live beyond this process: a state file (one replica) or
- * Redis (a fleet). The room calls these after changing the registry; a backend never blocks a
+ * Redis (a fleet). The blocking capability calls these after changing the registry; a backend never blocks a
  * request and never throws at the caller.
  */
 import type { Block } from './core.js'
+import type { ComponentLogger } from '../shared/logger.js'
 
-export interface BlockLogger {
-  info (obj: object, msg: string): void
-  warn (obj: object, msg: string): void
-  error (obj: object, msg: string): void
-}
+/** What blocking writes to: the one logger interface (shared/logger.ts). */
+export type BlockLogger = ComponentLogger
 
 export interface BlockBackend {
   /** loads what the previous run or the other replicas hold */

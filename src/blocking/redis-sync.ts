@@ -14,9 +14,8 @@
  * it answers again. Hash fields cannot expire on Redis 7.0, so every replica deletes the blocks
  * whose time is up when it sweeps them (idempotent).
  */
-import { randomUUID } from 'node:crypto'
 import type { Cluster, Redis } from 'ioredis'
-import { loggableError } from '../shared/redact.js'
+import type { FleetChannel, FleetTopic } from '../store/fleet-channel.js'
 import { blockFromJson, describeTarget, type Block } from './core.js'
 import type { BlockRegistry } from './registry.js'
 import type { BlockBackend, BlockLogger } from './backend.js'
@@ -26,7 +25,8 @@ export interface BlockSyncRedis {
   readonly client: Redis | Cluster
   readonly keyPrefix: string
   readonly usable: boolean
-  createSubscriber (): Redis | Cluster
+  /** pub/sub between replicas: subscribe, skip own messages, catch up after a dropped subscription */
+  readonly fleet: FleetChannel
   reportFailure (err: unknown): void
 }
 
@@ -39,8 +39,27 @@ export interface RedisBlockSyncOptions {
   readyTimeoutMs?: number
 }
 
-/** `version`: the counter after this change, so a replica that saw every change needs no reload */
-type Message = { v: 1; from: string; version: number; op: 'add'; block: Block } | { v: 1; from: string; version: number; op: 'remove'; id: string }
+/**
+ * `version`: the counter after this change, so a replica that saw every change needs no reload.
+ * `from` is the sending replica's fleet channel id (the channel skips this replica's own).
+ */
+export type BlockMessage = { v: 1; from: string; version: number; op: 'add'; block: Block } | { v: 1; from: string; version: number; op: 'remove'; id: string }
+
+/**
+ * The blocks topic's check of a message: the one place a schema of it plugs in. A block is read
+ * by blockFromJson, as from the hash; `version` is optional, as replicas have always treated it.
+ */
+export function parseBlockMessage (raw: unknown): BlockMessage | undefined {
+  const msg = raw as Record<string, unknown>
+  if (msg.v !== 1 || typeof msg.from !== 'string') return undefined
+  const version = typeof msg.version === 'number' ? msg.version : undefined
+  if (msg.op === 'add') {
+    const block = blockFromJson(msg.block)
+    return block === undefined ? undefined : { v: 1, from: msg.from, version: version as number, op: 'add', block }
+  }
+  if (msg.op === 'remove' && typeof msg.id === 'string') return { v: 1, from: msg.from, version: version as number, op: 'remove', id: msg.id }
+  return undefined
+}
 
 const SCAN_PAGE = 500
 
@@ -51,7 +70,6 @@ export class RedisBlockSync implements BlockBackend {
   readonly #redis: BlockSyncRedis
   readonly #registry: BlockRegistry
   readonly #log: BlockLogger
-  readonly #id = randomUUID()
   readonly #resyncMs: number
   readonly #retryMs: number
   readonly #readyTimeoutMs: number
@@ -64,8 +82,7 @@ export class RedisBlockSync implements BlockBackend {
   #forceLoad = false
   #resolveReady: () => void = () => {}
   readonly #ready: Promise<void>
-  #subscriber: Redis | Cluster | undefined
-  #subscribedOnce = false
+  #topic: FleetTopic | undefined
   #timer: NodeJS.Timeout | undefined
   #running: Promise<void> | undefined
   #closed = false
@@ -87,14 +104,13 @@ export class RedisBlockSync implements BlockBackend {
   }
 
   start (): void {
-    const sub = this.#subscriber = this.#redis.createSubscriber()
-    sub.on('message', (ch: string, raw: string) => { if (ch === this.channel && !this.#closed) this.#receive(raw) })
-    // ioredis resubscribes by itself after a reconnect; messages sent meanwhile are lost, so read everything again
-    sub.on('ready', () => {
-      if (this.#subscribedOnce && !this.#closed) { this.#forceLoad = true; this.#schedule(0) }
-    })
-    sub.subscribe(this.channel).then(() => { this.#subscribedOnce = true }, (err: unknown) => {
-      this.#log.warn({ err: loggableError(err), channel: this.channel }, 'block subscription failed; blocks from other replicas arrive with the periodic resync until it reconnects')
+    this.#topic = this.#redis.fleet.topic({
+      name: 'blocks',
+      parse: parseBlockMessage,
+      receive: (msg) => { if (!this.#closed) this.#receive(msg) },
+      // messages sent while the subscription was down are lost, so read everything again
+      missed: () => { if (!this.#closed) { this.#forceLoad = true; this.#schedule(0) } },
+      subscribeFailed: 'block subscription failed; blocks from other replicas arrive with the periodic resync until it reconnects'
     })
     this.#schedule(0)
   }
@@ -139,6 +155,7 @@ export class RedisBlockSync implements BlockBackend {
 
   async close (): Promise<void> {
     this.#closed = true
+    this.#topic?.close()
     if (this.#timer !== undefined) clearTimeout(this.#timer)
     this.#timer = undefined
     // one last attempt for blocks made while Redis was away; bounded by the command timeout
@@ -224,15 +241,13 @@ export class RedisBlockSync implements BlockBackend {
       for (const [id, block] of [...this.#pendingAdds]) {
         const [, version] = await Promise.all([client.hset(this.hashKey, id, JSON.stringify(block)), client.incr(this.versionKey)])
         this.#advance(version)
-        const message: Message = { v: 1, from: this.#id, version, op: 'add', block }
-        await client.publish(this.channel, JSON.stringify(message))
+        await this.#publish({ v: 1, version, op: 'add', block })
         if (this.#pendingAdds.get(id) === block) this.#pendingAdds.delete(id)
       }
       for (const id of [...this.#pendingRemoves]) {
         const [, version] = await Promise.all([client.hdel(this.hashKey, id), client.incr(this.versionKey)])
         this.#advance(version)
-        const message: Message = { v: 1, from: this.#id, version, op: 'remove', id }
-        await client.publish(this.channel, JSON.stringify(message))
+        await this.#publish({ v: 1, version, op: 'remove', id })
         this.#pendingRemoves.delete(id)
       }
       return true
@@ -284,19 +299,22 @@ export class RedisBlockSync implements BlockBackend {
     if (expired.length > 0) await this.#redis.client.hdel(this.hashKey, ...expired)
   }
 
-  #receive (raw: string): void {
-    let msg: Partial<Message>
-    try { msg = JSON.parse(raw) as Partial<Message> } catch { return }
-    if (msg.v !== 1 || msg.from === this.#id) return
+  /** the fleet channel stamps `from`; the topic exists once started (a change before start waits in the pending maps) */
+  async #publish (message: BlockMessage extends infer M ? M extends BlockMessage ? Omit<M, 'from'> : never : never): Promise<void> {
+    if (this.#topic === undefined) throw new Error('block sync not started')
+    await this.#topic.publishNow(message)
+  }
+
+  #receive (msg: BlockMessage): void {
     if (typeof msg.version === 'number') this.#advance(msg.version)
     if (msg.op === 'add') {
-      const b = blockFromJson(msg.block)
-      if (b === undefined || this.#pendingRemoves.has(b.id)) return
+      const b = msg.block
+      if (this.#pendingRemoves.has(b.id)) return
       if (this.#registry.upsert(b)) {
         this.#seen.set(b.id, this.#registry.clock.now())
         this.#log.info({ id: b.id, source: b.source, target: describeTarget(b), actor: b.actor }, 'block from another replica')
       }
-    } else if (msg.op === 'remove' && typeof msg.id === 'string') {
+    } else {
       this.#pendingAdds.delete(msg.id)
       this.#seen.delete(msg.id)
       if (this.#registry.delete(msg.id) !== undefined) this.#log.info({ id: msg.id }, 'block lifted on another replica')

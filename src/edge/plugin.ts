@@ -1,5 +1,5 @@
 /**
- * Edge routing on the request path (SPEC section 6): one onRequest hook right after routing and
+ * Edge routing on the request path: one onRequest hook right after routing and
  * before the cache and the limits, so that everything after it (the cache key, the fill, the
  * proxy, `X-Flaggate-Upstream`, the upstream metrics) sees the upstream the request really goes
  * to. It reads the route's `edge` section from the request's policy snapshot, so the split
@@ -13,6 +13,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Metrics } from '../metrics/registry.js'
 import { HotChildTable } from '../metrics/hot-counter.js'
 import { decideEdge, EDGE_UPSTREAM } from './core.js'
+import { rebasePath } from '../upstream/index.js'
 
 export interface EdgePluginOptions {
   metrics: Pick<Metrics, 'hot'>
@@ -35,8 +36,7 @@ async function edgeRouting (app: FastifyInstance, opts: EdgePluginOptions): Prom
     count(route.name, d.upstream, d.reason)
     if (d.upstream !== route.upstream) {
       // routing built the URL for the route's upstream: swap its base path for Edge's
-      const from = gw.policy.targets[route.upstream]!
-      gw.upstreamUrl = edgeTarget.basePath + gw.upstreamUrl.slice(from.basePath.length)
+      gw.upstreamUrl = rebasePath(gw.policy.targets, route.upstream, EDGE_UPSTREAM, gw.upstreamUrl)
       gw.upstream = d.upstream
       // reads only (decideEdge): the upstream module retries them once on the route's upstream
       if (d.fallback !== undefined) gw.fallbackUpstream = d.fallback

@@ -12,9 +12,8 @@ import type { Logger } from 'pino'
 import type { Policy, UpstreamTarget } from '../policy/compile.js'
 import type { UpstreamClient } from '../upstream/index.js'
 import type { Metrics } from '../metrics/registry.js'
-import type { AdminExtension } from '../admin/app.js'
-import type { RoomPlugin } from '../app.js'
-import type { PurgeTarget } from '../cache/core.js'
+import type { AdminExtension, Capability } from '../contracts/capability.js'
+import type { PurgeTarget } from '../cache/document.js'
 import { resolveTarget } from '../routing/match.js'
 import { redactKey } from '../shared/redact.js'
 import { GatewayError } from '../errors.js'
@@ -37,9 +36,7 @@ export interface LocalRoomDeps {
   redis?: SharedRedis
 }
 
-export interface LocalRoom {
-  /** for `rooms`, after the rate limiter; undefined when `localEvaluation` is absent */
-  room: RoomPlugin | undefined
+export interface LocalCapability extends Capability {
   admin: AdminExtension
   /** a signed Flagsmith webhook arrived: refresh the environments it names now */
   onWebhook: (target: PurgeTarget) => void
@@ -69,7 +66,7 @@ export function stateFilePath (policy: Policy, policyFile: string): string | und
   return isAbsolute(f) ? f : resolve(dirname(policyFile), f)
 }
 
-export function createLocalRoom (deps: LocalRoomDeps): LocalRoom {
+export function createLocal (deps: LocalRoomDeps): LocalCapability {
   const log = deps.logger.child({ room: 'local-evaluation' })
   const config = deps.policy().data.localEvaluation
   const registers = [deps.metrics.registry]
@@ -77,7 +74,7 @@ export function createLocalRoom (deps: LocalRoomDeps): LocalRoom {
   const refreshes = new Counter({ name: 'flaggate_local_refresh_total', help: 'Environment document refreshes, by result (ok, not-modified, shared, refused, error, rejected)', labelNames: ['result'] as const, registers })
   const drops = new Counter({ name: 'flaggate_local_dropped_total', help: 'Writes kept for Core and dropped, by reason (writes-bound, analytics-bound, write-refused)', labelNames: ['reason'] as const, registers })
   if (config === undefined) {
-    return { room: undefined, admin: {}, onWebhook: () => {}, start: () => {}, close: async () => {} }
+    return { name: 'local', admin: {}, onWebhook: () => {}, start: () => {}, close: async () => {} }
   }
 
   const docs = new LocalDocuments(config.environments.map((e) => e.serverKey))
@@ -169,7 +166,8 @@ export function createLocalRoom (deps: LocalRoomDeps): LocalRoom {
   }
 
   return {
-    room: { plugin: localAnswer, opts: pluginOpts },
+    name: 'local',
+    steps: { local: { plugin: localAnswer, opts: pluginOpts } },
     admin: { status },
     onWebhook: (target) => {
       for (const s of docs.states.values()) {

@@ -1,11 +1,11 @@
 /**
- * Every metric of SPEC section 7, defined once per gateway instance (a Registry per app, so
+ * Every metric, defined once per gateway instance (a Registry per app, so
  * several gateways in one test process do not collide). Labels never carry a client key.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import { HotChildren } from './hot-counter.js'
 
-/** One upstream's load, read at scrape time (set by the breaker room; the hot path never touches a gauge). */
+/** One upstream's load, read at scrape time (set by the composition from the breakers; the hot path never touches a gauge). */
 export interface UpstreamLoad { upstream: string; state: 'closed' | 'open' | 'half-open'; inFlight: number; limit: number | null }
 /** flaggate_breaker_state: ordered by severity, so `max by (upstream)` over replicas shows the worst */
 export const BREAKER_STATE_VALUE = { closed: 0, 'half-open': 1, open: 2 } as const
@@ -16,7 +16,7 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}) {
   if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'flaggate_' })
   const registers = [registry]
   // the counters the request path increments, through hot children (hot-counter.ts)
-  const hot = { requests: new HotChildren(), cacheEvents: new HotChildren(), ratelimitDecisions: new HotChildren(), edgeRouting: new HotChildren() }
+  const hot = { requests: new HotChildren(), cacheEvents: new HotChildren(), ratelimitDecisions: new HotChildren(), edgeRouting: new HotChildren(), responseBytes: new HotChildren(), compressedIdentityBytes: new HotChildren(), flagListCache: new HotChildren() }
   return {
     registry,
     hot,
@@ -49,10 +49,15 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}) {
       registers,
       collect () { this.reset(); for (const u of upstreamLoad.read()) if (u.limit !== null) this.set({ upstream: u.upstream }, u.limit) }
     }),
-    /** the breaker room sets `read`; the three gauges above call it at scrape time */
+    /** the composition sets `read` (from the breakers); the three gauges above call it at scrape time */
     upstreamLoad,
-    cacheEvents: new Counter({ name: 'flaggate_cache_events_total', help: 'Cache events: hit, miss, stale, updating, bypass, store, evict, purge, revalidated, negative_hit', labelNames: ['event'] as const, registers, collect () { hot.cacheEvents.flush(this) } }),
-    cacheBytes: new Gauge({ name: 'flaggate_cache_bytes', help: 'Bytes held by the document cache', registers }),
+    cacheEvents: new Counter({ name: 'flaggate_cache_events_total', help: 'Cache events: hit, miss, stale, updating, bypass, store, evict, purge, revalidated, negative_hit, compressed (an entry got its br and gzip forms)', labelNames: ['event'] as const, registers, collect () { hot.cacheEvents.flush(this) } }),
+    cacheBytes: new Gauge({ name: 'flaggate_cache_bytes', help: 'Bytes held by the document cache, every representation (identity, br, gzip) counted', registers }),
+    // compression (src/compress): answers from memory and compressed proxied answers. The ratio per
+    // route and encoding is compression_identity_bytes_total / response_body_bytes_total
+    responseBytes: new Counter({ name: 'flaggate_response_body_bytes_total', help: 'Body bytes sent, by route and content-coding (identity, br, gzip): answers from the cache and proxied answers the gateway compressed', labelNames: ['route', 'encoding'] as const, registers, collect () { hot.responseBytes.flush(this) } }),
+    compressedIdentityBytes: new Counter({ name: 'flaggate_compression_identity_bytes_total', help: 'Identity (uncompressed) size of the answers sent compressed, by route and content-coding: divide by response_body_bytes_total for the ratio', labelNames: ['route', 'encoding'] as const, registers, collect () { hot.compressedIdentityBytes.flush(this) } }),
+    flagListCache: new Counter({ name: 'flaggate_flag_list_cache_total', help: 'Flag-list answers (flags/ routes with a cache rule) by cache status: HIT, MISS, STALE, UPDATING, BYPASS', labelNames: ['status'] as const, registers, collect () { hot.flagListCache.flush(this) } }),
     ratelimitDecisions: new Counter({ name: 'flaggate_ratelimit_decisions_total', help: 'Rate-limit decisions by route and result (allowed, limited, shadow_limited)', labelNames: ['route', 'result'] as const, registers, collect () { hot.ratelimitDecisions.flush(this) } }),
     blocksActive: new Gauge({ name: 'flaggate_blocks_active', help: 'Blocks in force, by source (static, runtime, abuse)', labelNames: ['source'] as const, registers }),
     storeFallback: new Counter({ name: 'flaggate_store_fallback_total', help: 'Decisions taken on local state because Redis was unusable', registers }),

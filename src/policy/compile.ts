@@ -4,7 +4,8 @@
  */
 import type { CacheRuleData, Dimension, LimitData, PolicyData, RouteData, UpstreamData } from './schema.js'
 import { IpSet } from '../shared/ip.js'
-import { edgeRouteProblems } from '../edge/served.js'
+import { identitiesCacheProblem } from '../shared/flag-list.js'
+import { edgeRouteProblems } from './edge-served.js'
 
 export interface CompiledLimit {
   /** stable id of this limit: `<route>` for a route's only limit, `<route>.<i>` otherwise (`.o` for overrides) */
@@ -18,16 +19,21 @@ export interface CompiledLimit {
   readonly policyHeader: string
 }
 
+/** what `compress.types` is when a route does not say: every SDK answer is JSON */
+export const DEFAULT_COMPRESS_TYPES: readonly string[] = ['application/json']
+
 export interface CompiledRoute {
   readonly name: string
   readonly methods: ReadonlySet<string> | null
   readonly path: string | undefined
-  /** `path` (or `pathPrefix`) without its trailing slash, matched as if it had one (SDK routes, SPEC section 3) */
+  /** `path` (or `pathPrefix`) without its trailing slash, matched as if it had one (SDK routes) */
   readonly pathNoSlash: string | undefined
   readonly pathPrefix: string | undefined
   readonly upstream: string
   readonly limits: readonly CompiledLimit[]
   readonly cache: CacheRuleData | undefined
+  /** on-the-fly compression of proxied answers (src/compress/proxied.ts) */
+  readonly compress: { readonly minSize: number; readonly types: readonly string[] } | undefined
   readonly edge: { readonly percent: number; readonly keys: ReadonlySet<string> } | undefined
 }
 
@@ -57,29 +63,6 @@ export interface Policy {
 
 export interface CompileProblem { path: Array<string | number>; message: string }
 export type CompileResult = { ok: true; policy: Policy } | { ok: false; problems: CompileProblem[] }
-
-/**
- * Honest policy (issue 7): a section whose capability does not exist yet is a validation error,
- * never silently accepted; an operator who adds a block during an incident must not believe it
- * works. The branch that builds a capability deletes its entry here (and its check below goes
- * quiet with it).
- */
-export const NOT_BUILT: Partial<Record<'blocklist' | 'abuse' | 'breakers' | 'probes' | 'edge', string>> = {
-}
-
-function notBuilt (data: PolicyData): CompileProblem[] {
-  const out: CompileProblem[] = []
-  const say = (what: string | undefined, path: Array<string | number>): void => {
-    if (what !== undefined) out.push({ path, message: `${what} is not built yet: this section would do nothing, remove it` })
-  }
-  if (data.blocklist.length > 0) say(NOT_BUILT.blocklist, ['blocklist'])
-  if (data.abuse !== undefined) say(NOT_BUILT.abuse, ['abuse'])
-  if (Object.keys(data.breakers).length > 0) say(NOT_BUILT.breakers, ['breakers'])
-  if (data.probes.length > 0) say(NOT_BUILT.probes, ['probes'])
-  // even `{ percent: 0, keys: [] }`: it sends nothing to Edge, and reads as if it could
-  data.routes.forEach((r, i) => { if (r.edge !== undefined) say(NOT_BUILT.edge, ['routes', i, 'edge']) })
-  return out
-}
 
 /** Hosts where an admin listener may go without a token: only this machine can reach it. */
 export const LOOPBACK: ReadonlySet<string> = new Set(['127.0.0.1', '::1', 'localhost'])
@@ -125,12 +108,13 @@ function compileRoute (r: RouteData): CompiledRoute {
     upstream: r.upstream,
     limits: Object.freeze(compileLimits(r.limit, r.name, '')),
     cache: r.cache === undefined ? undefined : Object.freeze({ ...r.cache }),
+    compress: r.compress === undefined ? undefined : Object.freeze({ minSize: r.compress.minSize, types: Object.freeze([...(r.compress.types ?? DEFAULT_COMPRESS_TYPES)]) }),
     edge: r.edge === undefined ? undefined : Object.freeze({ percent: r.edge.percent, keys: new Set(r.edge.keys) })
   })
 }
 
 export function compilePolicy (data: PolicyData, version: string, now = new Date()): CompileResult {
-  const problems: CompileProblem[] = notBuilt(data)
+  const problems: CompileProblem[] = []
   const upstreamNames = new Set(Object.keys(data.upstreams))
   const routeNames = new Set<string>()
 
@@ -148,6 +132,8 @@ export function compilePolicy (data: PolicyData, version: string, now = new Date
     if (r.cache !== undefined && r.match.methods !== undefined && r.match.methods.some((m) => m !== 'GET' && m !== 'HEAD')) {
       problems.push({ path: ['routes', i, 'cache'], message: 'only GET and HEAD routes can be cached' })
     }
+    const identities = r.cache === undefined ? undefined : identitiesCacheProblem(r.match)
+    if (identities !== undefined) problems.push({ path: ['routes', i, 'cache'], message: identities })
   })
   data.overrides.forEach((o, i) => o.routes?.forEach((name, j) => {
     if (!routeNames.has(name)) problems.push({ path: ['overrides', i, 'routes', j], message: `unknown route '${name}'` })

@@ -1,12 +1,12 @@
 /**
- * The policy file's schema (SPEC section 2). Every field is parsed into the unit the code uses
+ * The policy file's schema. Every field is parsed into the unit the code uses
  * (durations → ms, sizes → bytes, rates → tokens/s), so nothing downstream parses strings on the
  * hot path. Objects are strict: an unknown key is an error, never silently ignored.
  */
 import { z } from 'zod'
 import { parseCountPerWindow, parseDuration, parseListen, parsePercent, parseRate, parseSize } from '../shared/units.js'
 import { isValidCidrOrIp } from '../shared/ip.js'
-import { canonicalPath } from '../routing/path.js'
+import { canonicalPath } from '../shared/path.js'
 import safeRegex from 'safe-regex2'
 
 function unit<T> (what: string, example: string, parse: (s: string) => T | undefined, check?: (v: T) => string | undefined) {
@@ -70,6 +70,20 @@ const CacheRuleSchema = z.strictObject({
   maxEntrySize: Size.default(10 * 1024 * 1024)
 })
 
+/**
+ * `compress` on a route: its proxied answers are compressed on the fly (br or gzip, as the client
+ * accepts) when they are at least `minSize` and of one of `types` (`type/subtype` or `type/*`),
+ * and never when the upstream already encoded them. Cached answers are always offered compressed
+ * (above 1 KB) and need no key (docs/compression.md).
+ */
+const MediaRange = z.string().regex(/^[a-z0-9!#$&^_.+-]+\/(?:\*|[a-z0-9!#$&^_.+-]+)$/i, 'must be a media type such as application/json, or a range such as text/*')
+  .transform((s) => s.toLowerCase())
+const CompressSchema = z.strictObject({
+  minSize: Size.default(1024),
+  // no schema default: compile.ts applies DEFAULT_COMPRESS_TYPES
+  types: z.array(MediaRange).min(1, 'needs at least one media type').optional()
+})
+
 const EdgeSchema = z.strictObject({
   percent: z.number().min(0, 'must be between 0 and 100').max(100, 'must be between 0 and 100').default(0),
   keys: z.array(z.string().min(1)).default([])
@@ -96,6 +110,7 @@ const RouteSchema = z.strictObject({
   upstream: z.string(),
   limit: Limits.optional(),
   cache: CacheRuleSchema.optional(),
+  compress: CompressSchema.optional(),
   edge: EdgeSchema.optional()
 })
 
@@ -250,6 +265,7 @@ export type PolicyData = z.output<typeof PolicySchema>
 export type RouteData = PolicyData['routes'][number]
 export type LimitData = z.output<typeof LimitSchema>
 export type CacheRuleData = z.output<typeof CacheRuleSchema>
+export type CompressData = z.output<typeof CompressSchema>
 export type UpstreamData = PolicyData['upstreams'][string]
 export type BreakerData = z.output<typeof BreakerSchema>
 export type RedisData = z.output<typeof RedisSchema>

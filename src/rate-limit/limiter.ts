@@ -5,8 +5,9 @@
 import type { BucketRequest, BucketDecision } from './algorithm.js'
 import { MemoryBuckets } from './memory-store.js'
 import type { Clock } from '../shared/clock.js'
+import type { StoreMode } from '../store/redis.js'
 
-export type StoreMode = 'memory' | 'redis' | 'local-fallback'
+export type { StoreMode }
 
 /** The answer for all the limits of one request, in the order they were asked. */
 export interface RateLimitDecision {

@@ -3,8 +3,9 @@
  * gateway (routing/plugin.ts) and `flaggate explain` alike. Pure: the policy in, a verdict out.
  */
 import { matchRoute, type CompiledRoute, type Policy } from '../policy/compile.js'
-import { documentQuery } from '../cache/key.js'
-import { canonicalTarget } from './path.js'
+import { documentQuery } from '../shared/document-query.js'
+import { flagListQuery, isFlagListPath } from '../shared/flag-list.js'
+import { canonicalTarget } from '../shared/path.js'
 
 export type Resolution =
   /** answered 400 FLAGGATE_BAD_REQUEST */
@@ -18,7 +19,8 @@ export type Resolution =
     readonly path: string
     /**
      * what goes upstream: the target's base path + the canonical path (with the trailing slash an
-     * SDK route adds) + the query (only `page_id` on a cache route's GET and HEAD, key.ts)
+     * SDK route adds) + the query (on a cache route's GET and HEAD only `page_id`, key.ts, or
+     * `feature` on a flag list, shared/flag-list.ts)
      */
     readonly upstreamUrl: string
   }
@@ -28,6 +30,9 @@ export function resolveTarget (policy: Policy, method: string, target: string): 
   if (t.rejected) return { kind: 'bad', message: t.message }
   const m = matchRoute(policy, method, t.path)
   if (m === undefined) return { kind: 'none', path: t.path }
-  const query = m.route.cache !== undefined && (method === 'GET' || method === 'HEAD') ? documentQuery(t.query) : t.query
+  // a cache route's query is what its key keeps: `feature` on a flag list, `page_id` on a document
+  const query = m.route.cache !== undefined && (method === 'GET' || method === 'HEAD')
+    ? (isFlagListPath(m.upstreamPath) ? flagListQuery(t.query) : documentQuery(t.query))
+    : t.query
   return { kind: 'route', route: m.route, path: t.path, upstreamUrl: policy.targets[m.route.upstream]!.basePath + m.upstreamPath + query }
 }

@@ -100,6 +100,16 @@ class LineBatcher {
 
 export type { Logger }
 
+/**
+ * The one logger interface of a component: the subset of pino (and fastify's logger) that the
+ * gateway's components write to, so a test can hand in a recording one.
+ */
+export interface ComponentLogger {
+  info (obj: object, msg: string): void
+  warn (obj: object, msg: string): void
+  error (obj: object, msg: string): void
+}
+
 const LOG_METHODS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const
 
 /**

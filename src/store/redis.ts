@@ -1,8 +1,8 @@
 /**
- * The gateway's one Redis connection (standalone, Sentinel or Cluster), shared by every room that
+ * The gateway's one Redis connection (standalone, Sentinel or Cluster), shared by every capability that
  * keeps fleet-wide state (rate limits, runtime blocks, cache purges over pub/sub).
  *
- * Redis sits on the request path, so it must fail fast and fail once (LIBRARIES.md section 8):
+ * Redis sits on the request path, so it must fail fast and fail once (ioredis queues and retries by default):
  * - `enableOfflineQueue: false`: while disconnected a command fails at once instead of queueing;
  * - `maxRetriesPerRequest: 1` and `commandTimeout` from the policy: a hung server (SIGSTOP,
  *   CLIENT PAUSE) costs at most one timeout, since `connectTimeout` only covers the TCP connect;
@@ -21,15 +21,17 @@ import { randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
 import { Redis, Cluster, type RedisOptions, type ClusterOptions } from 'ioredis'
 import type { RedisData } from '../policy/schema.js'
-import { TOKEN_BUCKET_SCRIPT } from '../rate-limit/redis-store.js'
+import type { ComponentLogger } from '../shared/logger.js'
+import { FleetChannel } from './fleet-channel.js'
 
-/** The subset of pino (and fastify's logger) this module writes to. */
-export interface StoreLogger {
-  info (obj: object, msg: string): void
-  warn (obj: object, msg: string): void
-}
+/** What this module writes to: the one logger interface (shared/logger.ts). */
+export type StoreLogger = Pick<ComponentLogger, 'info' | 'warn'>
 
-export type StoreMode = 'redis' | 'local-fallback'
+/**
+ * Where fleet-wide state is decided, for status and metrics: `memory` (no Redis configured),
+ * `redis`, or `local-fallback` (Redis configured but unusable now: local state at a fair share).
+ */
+export type StoreMode = 'memory' | 'redis' | 'local-fallback'
 
 export interface RedisStoreOptions {
   /** this replica's id in the heartbeat set; default hostname + pid + random */
@@ -42,6 +44,8 @@ export interface RedisStoreOptions {
   minBackoffMs?: number
   maxBackoffMs?: number
   connectTimeoutMs?: number
+  /** scripts that batch their own calls (the rate limiter's): kept out of auto-pipelining */
+  selfBatchedCommands?: readonly string[]
 }
 
 const HEARTBEAT_LUA = `
@@ -64,7 +68,7 @@ function hostPort (s: string): { host: string; port: number } {
 }
 
 /** Builds the ioredis client for `store.redis`; fail-fast options for every topology. */
-export function createRedisClient (config: RedisData, opts: { connectTimeoutMs?: number; subscriber?: boolean } = {}): Redis | Cluster {
+export function createRedisClient (config: RedisData, opts: { connectTimeoutMs?: number; subscriber?: boolean; selfBatchedCommands?: readonly string[] } = {}): Redis | Cluster {
   // A subscriber waits for messages by design: no command timeout, and SUBSCRIBE issued while
   // connecting is queued (ioredis resubscribes by itself after a reconnect).
   const sub = opts.subscriber === true
@@ -74,10 +78,10 @@ export function createRedisClient (config: RedisData, opts: { connectTimeoutMs?:
     ...(sub ? {} : { commandTimeout: config.commandTimeout }),
     // Commands of concurrent requests leave in one write per tick instead of one each: fewer
     // syscalls for the gateway and for Redis, which matters more than the round trip here. The
-    // rate limiter's script batches and corks by itself (rate-limit/fallback.ts), cheaper than the
+    // rate limiter's script batches and corks by itself (rate-limit/redis-limiter.ts), cheaper than the
     // Pipeline ioredis builds per tick; on a cluster it keeps auto-pipelining (a socket per node).
     enableAutoPipelining: !sub,
-    ...(sub || config.cluster !== undefined ? {} : { autoPipeliningIgnoredCommands: [TOKEN_BUCKET_SCRIPT] }),
+    ...(sub || config.cluster !== undefined || opts.selfBatchedCommands === undefined ? {} : { autoPipeliningIgnoredCommands: [...opts.selfBatchedCommands] }),
     connectTimeout: opts.connectTimeoutMs ?? 1000,
     // Reconnect quickly at first, then every 2 s: never give up (returning null would leave the
     // gateway on local state until a restart).
@@ -133,7 +137,7 @@ export class RedisStore {
     this.#minBackoffMs = opts.minBackoffMs ?? 250
     this.#maxBackoffMs = opts.maxBackoffMs ?? 2000
     this.#backoffMs = this.#minBackoffMs
-    this.client = createRedisClient(config, { connectTimeoutMs: opts.connectTimeoutMs })
+    this.client = createRedisClient(config, { connectTimeoutMs: opts.connectTimeoutMs, ...(opts.selfBatchedCommands !== undefined ? { selfBatchedCommands: opts.selfBatchedCommands } : {}) })
     this.client.defineCommand('flaggateHeartbeat', { lua: HEARTBEAT_LUA, numberOfKeys: 1 })
     // Without a listener an ioredis error event would crash the process.
     this.client.on('error', (err: Error) => { this.#noteError(err) })
@@ -148,13 +152,13 @@ export class RedisStore {
   /** Redis answered the last command or probe and the connection is up: send commands. */
   get usable (): boolean { return !this.#open && this.client.status === 'ready' }
   get healthy (): boolean { return this.usable }
-  get mode (): StoreMode { return this.usable ? 'redis' : 'local-fallback' }
+  get mode (): Exclude<StoreMode, 'memory'> { return this.usable ? 'redis' : 'local-fallback' }
   /** replicas seen alive by the last successful heartbeat (this one included); at least 1 */
   get liveReplicas (): number { return this.#liveReplicas }
   get lastError (): string | undefined { return this.#lastError }
 
   /** For `/admin/status`. */
-  status (): { kind: 'redis'; healthy: boolean; mode: StoreMode; liveReplicas: number; lastError?: string } {
+  status (): { kind: 'redis'; healthy: boolean; mode: Exclude<StoreMode, 'memory'>; liveReplicas: number; lastError?: string } {
     return { kind: 'redis', healthy: this.healthy, mode: this.mode, liveReplicas: this.#liveReplicas, ...(this.#lastError !== undefined ? { lastError: this.#lastError } : {}) }
   }
 
@@ -163,11 +167,21 @@ export class RedisStore {
 
   /**
    * A command failed or timed out: stop using Redis until a probe succeeds. Call it from any
-   * room; it is cheap and idempotent while already open.
+   * capability; it is cheap and idempotent while already open.
    */
   reportFailure (err: unknown): void {
     this.#trip(err)
   }
+
+  /**
+   * The fleet channel (pub/sub between replicas: purges, blocks) on this connection's one
+   * subscriber; made on first use, closed with the store.
+   */
+  get fleet (): FleetChannel {
+    return (this.#fleet ??= new FleetChannel(this, this.#log))
+  }
+
+  #fleet: FleetChannel | undefined
 
   /** A second connection for SUBSCRIBE (a subscribed connection can run nothing else); closed by {@link close}. */
   createSubscriber (): Redis | Cluster {
@@ -181,6 +195,7 @@ export class RedisStore {
     if (this.#closed) return
     this.#closed = true
     if (this.#timer !== undefined) clearTimeout(this.#timer)
+    await this.#fleet?.close()
     const clients = [this.client, ...this.#subscribers]
     if (this.usable) {
       // Leave the heartbeat set at once so the others' fair share grows without waiting for the TTL.

@@ -20,6 +20,8 @@ import { OPEN_GATE, type Admission, type UpstreamGate } from './gate.js'
 import { BodyTooLarge, diedUnanswered, toGatewayError } from './errors.js'
 import { proxyRequestHeaders, responseHeadersFromRaw, type HeaderSet } from './headers.js'
 import { Pools } from './pools.js'
+import { compressProxied } from '../compress/proxied.js'
+import { planFallback } from './fallback.js'
 
 export interface UpstreamResponse { statusCode: number; headers: Record<string, string | string[] | undefined>; body: Buffer }
 
@@ -76,7 +78,7 @@ function worthFallback (r: Answer | GatewayError): boolean {
 }
 
 export class UpstreamClient {
-  /** settable after construction: the breaker room puts itself here */
+  /** settable after construction: the composition sets the breakers' gate here */
   gate: UpstreamGate
   readonly #pools = new Pools()
   readonly #metrics: Metrics
@@ -158,8 +160,8 @@ export class UpstreamClient {
   /**
    * Streams the client's request to `gw.upstream` and the answer to the client. With
    * `gw.fallbackUpstream` set, a GET or HEAD whose first attempt failed (connection error, timeout,
-   * 5xx) is sent once to the fallback, within what is left of the time budget: the timeout of the
-   * route's own upstream, counted from the first attempt. Other methods are never retried.
+   * 5xx) is sent once to the fallback by the Edge fallback rule (fallback.ts). Other methods are
+   * never retried.
    */
   async forward (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
     const gw = request.gateway
@@ -171,21 +173,17 @@ export class UpstreamClient {
     const started = gw.upstreamStartedAt = process.hrtime.bigint()
     let result = await this.#attempt(gw.upstream, first, route, method, gw.upstreamUrl, proxyRequestHeaders(request, first), body, first.timeoutMs)
 
-    const fallback = gw.fallbackUpstream
-    if (fallback !== undefined && fallback !== gw.upstream && (method === 'GET' || method === 'HEAD') && worthFallback(result)) {
-      const target = gw.policy.targets[fallback]
-      const budgetMs = gw.policy.targets[gw.route?.upstream ?? fallback]?.timeoutMs ?? first.timeoutMs
-      const remainingMs = Math.floor(budgetMs - elapsedMs(started))
-      if (target !== undefined && remainingMs >= 1) {
-        // the first answer is not sent. A small one was read whole (its socket is back in the pool);
-        // a streamed one is dropped, which aborts its upstream request rather than read a body
-        // nobody will get
-        if (!(result instanceof GatewayError) && !Buffer.isBuffer(result.res.body)) result.res.body.destroy()
-        this.#logger.debug({ route, from: gw.upstream, to: fallback, status: result instanceof GatewayError ? result.code : (result as Answer).res.statusCode }, 'upstream fallback')
-        this.#metrics.upstreamFallbacks.labels(route, gw.upstream, fallback).inc()
-        const path = target.basePath + gw.upstreamUrl.slice(first.basePath.length)
-        result = await this.#attempt(fallback, target, route, method, path, proxyRequestHeaders(request, target), body, Math.min(target.timeoutMs, remainingMs))
-      }
+    const plan = (method === 'GET' || method === 'HEAD') && worthFallback(result)
+      ? planFallback({ targets: gw.policy.targets, routeUpstream: gw.route?.upstream, from: gw.upstream, path: gw.upstreamUrl, fallback: gw.fallbackUpstream, elapsedMs: elapsedMs(started) })
+      : undefined
+    if (plan !== undefined) {
+      // the first answer is not sent. A small one was read whole (its socket is back in the pool);
+      // a streamed one is dropped, which aborts its upstream request rather than read a body
+      // nobody will get
+      if (!(result instanceof GatewayError) && !Buffer.isBuffer(result.res.body)) result.res.body.destroy()
+      this.#logger.debug({ route, from: plan.from, to: plan.to, status: result instanceof GatewayError ? result.code : (result as Answer).res.statusCode }, 'upstream fallback')
+      this.#metrics.upstreamFallbacks.labels(route, plan.from, plan.to).inc()
+      result = await this.#attempt(plan.to, plan.target, route, method, plan.path, proxyRequestHeaders(request, plan.target), body, plan.timeoutMs)
     }
     gw.upstreamMs = elapsedMs(started)
     if (result instanceof GatewayError) throw result
@@ -198,7 +196,16 @@ export class UpstreamClient {
       }
     }
     const res = result.res
-    return reply.code(res.statusCode).headers(res.headers).send(res.body)
+    const compress = gw.route?.compress
+    if (compress === undefined) return reply.code(res.statusCode).headers(res.headers).send(res.body)
+    // the route asks for compression on the fly (src/compress/proxied.ts): never of an answer the
+    // upstream already encoded
+    const c = await compressProxied(compress, request.headers['accept-encoding'], method, res.statusCode, res.headers, res.body)
+    if (c.encoding !== 'identity') {
+      if (Buffer.isBuffer(c.body)) this.#metrics.responseBytes.labels(route, c.encoding).inc(c.body.length)
+      if (c.identityBytes !== undefined && Buffer.isBuffer(c.body)) this.#metrics.compressedIdentityBytes.labels(route, c.encoding).inc(c.identityBytes)
+    }
+    return reply.code(res.statusCode).headers(res.headers).send(c.body)
   }
 
   /**

@@ -4,3 +4,4 @@ export { OPEN_GATE, type Admission, type UpstreamGate, type UpstreamOutcome } fr
 export { BodyTooLarge, toGatewayError } from './errors.js'
 export { UPSTREAM_HEADER, VIA, fillRequestHeaders, keyedHeaders, proxyRequestHeaders, responseHeaders } from './headers.js'
 export { Pools } from './pools.js'
+export { planFallback, rebasePath, type FallbackPlan } from './fallback.js'

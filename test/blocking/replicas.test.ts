@@ -87,7 +87,7 @@ describe('two gateway processes, one Redis', () => {
     yaml = policy(core.url, redis.url, keyPrefix)
     ;[a, b] = await Promise.all([spawnGateway(yaml), spawnGateway(yaml)])
     for (const gw of [a, b]) expect(await within(async () => await storeMode(gw) === 'redis', 10_000)).toBeLessThan(Infinity)
-  }, 40_000)
+  }, 90_000)
 
   afterAll(async () => {
     try { process.kill(redis.pid, 'SIGCONT') } catch {}
@@ -175,7 +175,7 @@ describe('two gateway processes, one Redis', () => {
     }
     expect(await within(async () => await get(b, '/api/v1/identities/?identifier=x', 'ser.prod_server_key') === 403, 10_000)).toBeLessThan(Infinity)
     expect(await within(async () => await pending() === 0, 10_000)).toBeLessThan(Infinity)
-  }, 40_000)
+  }, 90_000)
 
   it('a restart of the whole fleet keeps runtime and automatic blocks', async () => {
     // blocks that cannot expire while the fleet restarts (a short automatic one may, and should go)
@@ -192,5 +192,5 @@ describe('two gateway processes, one Redis', () => {
     }
     expect(await get(b, '/api/v1/identities/?identifier=x', 'prod_client_key')).toBe(403)
     expect(await get(a, '/api/v1/identities/?identifier=x', 'ser.prod_server_key')).toBe(403)
-  }, 40_000)
+  }, 90_000)
 })

@@ -1,26 +1,30 @@
 /**
  * The buggy SDK fleet of the 2022 outage, in its own process so that its event loop is not the
  * one serving the requests: each client sends a request, gives up after a few milliseconds, and
- * asks again at once. Prints one JSON line `{sent, answered, timedOut, errors}` and exits.
+ * asks again at once, until the fleet has made `attempts` attempts (or `maxMs` has passed, so a
+ * wedged target cannot hold it forever). The storm is a number of attempts, not a duration: how
+ * many attempts a busy machine manages in a given time is not what the test is about. Prints one
+ * JSON line `{sent, answered, timedOut, errors, ms}` and exits.
  *
- * node --import tsx test/cache/storm-client.ts <baseUrl> <path> <clients> <durationMs> <timeoutMs> <key,key,...>
+ * node --import tsx test/cache/storm-client.ts <baseUrl> <path> <clients> <attempts> <maxMs> <timeoutMs> <key,key,...>
  */
 import http from 'node:http'
 
-const [base, path, clientsArg, durationArg, timeoutArg, keysArg] = process.argv.slice(2)
+const [base, path, clientsArg, attemptsArg, maxMsArg, timeoutArg, keysArg] = process.argv.slice(2)
 if (base === undefined || path === undefined || keysArg === undefined) {
-  process.stderr.write('usage: storm-client <baseUrl> <path> <clients> <durationMs> <timeoutMs> <keys>\n')
+  process.stderr.write('usage: storm-client <baseUrl> <path> <clients> <attempts> <maxMs> <timeoutMs> <keys>\n')
   process.exit(2)
 }
 const clients = Number(clientsArg)
-const durationMs = Number(durationArg)
+const attempts = Number(attemptsArg)
+const maxMs = Number(maxMsArg)
 const timeoutMs = Number(timeoutArg)
 const keys = keysArg.split(',')
 const u = new URL(base)
-const r = { sent: 0, answered: 0, timedOut: 0, errors: 0 }
+const r = { sent: 0, answered: 0, timedOut: 0, errors: 0, ms: 0 }
 
 async function client (key: string, until: number, agent: http.Agent): Promise<void> {
-  while (Date.now() < until) {
+  while (r.sent < attempts && Date.now() < until) {
     r.sent++
     await new Promise<void>((resolve) => {
       let done = false
@@ -42,8 +46,10 @@ async function client (key: string, until: number, agent: http.Agent): Promise<v
   }
 }
 
-const until = Date.now() + durationMs
+const started = Date.now()
+const until = started + maxMs
 const agents = Array.from({ length: clients }, () => new http.Agent({ keepAlive: true, maxSockets: 1 }))
 await Promise.all(agents.map(async (agent, i) => { await client(keys[i % keys.length]!, until, agent) }))
 for (const a of agents) a.destroy()
+r.ms = Date.now() - started
 process.stdout.write(`${JSON.stringify(r)}\n`)

@@ -53,9 +53,13 @@ describe('chaos: policy and shutdown', () => {
 
       // Writers save in place (truncate + write, as most editors do) and by rename (as kubelet
       // and careful tools do); the gateway may read a half-written file and must refuse it.
+      // The storm goes at the pace the gateway answers: write n waits until n / 3 answers are in,
+      // so a busy machine stretches the storm instead of shrinking the load it runs under (a
+      // gateway that stopped answering would time the test out here)
       let n = 0
       while (n < 300) {
         n++
+        await until('answers keep coming during the storm', () => answers.length >= n / 3, 15_000, 5)
         const valid = n % 2 === 0
         const text = valid ? policyYaml({ coreUrl: core.url, routes: routes(1000 + n) }) : base.replace('routes:', 'routes: [broken')
         if (n % 4 < 2) writeFileSync(g.file, text)
@@ -77,7 +81,7 @@ describe('chaos: policy and shutdown', () => {
     } finally {
       await g.stop('SIGKILL')
     }
-  }, 60_000)
+  }, 90_000)
 
   it('SIGTERM under load: every request in flight on an accepted connection is answered 200, then it exits 0', async () => {
     const g = await spawnGateway(policyYaml({ coreUrl: core.url, routes: routes(100000), shutdownTimeout: '10s' }))

@@ -14,11 +14,19 @@ describe('graceful shutdown', () => {
   it('drains in-flight requests, answers readyz 503 meanwhile, and exits 0', async () => {
     const g = await spawnGateway(policyYaml({ coreUrl: core.url }))
     core.db.queryLatencyMs = 150 // the env doc is 11 queries: ~1.6 s in flight
+    core.reset()
     const inflight = Array.from({ length: 5 }, () => raw(g.url, '/api/v1/environment-document/', { headers: { 'x-environment-key': 'ser.dev_server_key' } }))
-    await new Promise((r) => setTimeout(r, 300))
+    // the signal lands once all five are in flight at Core, however long a busy machine took to
+    // get them there
+    while (core.counts('/api/v1/environment-document/') < 5) await new Promise((r) => setTimeout(r, 10))
     const exit = g.stop('SIGTERM')
-    await new Promise((r) => setTimeout(r, 200))
-    const ready = await raw(g.adminUrl, '/readyz')
+    // readyz turns 503 once the signal is handled, while the five are still draining
+    let ready = await raw(g.adminUrl, '/readyz')
+    const answeredByCore = (): number => core.requests.filter((r) => r.path === '/api/v1/environment-document/' && r.status !== null).length
+    while (ready.status === 200 && answeredByCore() < 5) {
+      await new Promise((r) => setTimeout(r, 20))
+      ready = await raw(g.adminUrl, '/readyz')
+    }
     expect(ready.status).toBe(503)
     await expect(raw(g.url, '/api/v1/flags/', { headers: { 'x-environment-key': 'dev_client_key' }, timeoutMs: 2000 })).rejects.toThrow()
     const results = await Promise.all(inflight)
@@ -61,16 +69,19 @@ describe('failing to start', () => {
 import { startGateway } from '../src/gateway.ts'
 try { await startGateway({ configPath: '${file}', logger: pino({ level: 'silent' }) }); console.log('started') } catch (err) { console.log('refused', (err as NodeJS.ErrnoException).code) }
 `)
-      const started = Date.now()
+      // how long the process takes to load and refuse depends on the machine; what is asserted is
+      // that once refused, nothing it opened keeps it alive: it exits within 5 s of the refusal
       const child = spawn(process.execPath, ['--import', 'tsx', script], { stdio: ['ignore', 'pipe', 'inherit'], cwd: process.cwd() })
       let out = ''
-      child.stdout.on('data', (c: Buffer) => { out += c.toString() })
-      const timer = setTimeout(() => child.kill('SIGKILL'), 8000)
+      let refusedAt = Infinity
+      child.stdout.on('data', (c: Buffer) => { out += c.toString(); if (out.includes('refused')) refusedAt = Math.min(refusedAt, Date.now()) })
+      const timer = setTimeout(() => child.kill('SIGKILL'), 50_000)
       const code = await new Promise<number | null>((resolve) => child.once('exit', resolve))
+      const exitedAt = Date.now()
       clearTimeout(timer)
       expect(out.trim()).toBe('refused EADDRINUSE')
       expect(code).toBe(0)
-      expect(Date.now() - started).toBeLessThan(8000)
+      expect(exitedAt - refusedAt).toBeLessThan(5000)
     } finally { blocker.close() }
-  })
+  }, 60_000)
 })

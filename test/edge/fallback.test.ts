@@ -12,6 +12,7 @@ import { OPEN_GATE, type Admission, type UpstreamGate } from '../../src/upstream
 import { identityOverrideIdentifier, IDENTITY_OVERRIDE_VALUE, startFakeCore, startFakeEdge, type FakeCore, type FakeEdge } from '../support/fake-flagsmith.js'
 import { policyYaml, startTestGateway, type TestGateway } from '../support/gateway.js'
 import { json, raw } from '../support/http.js'
+import { scrapeMetrics } from '../support/metrics.js'
 
 const CLIENT = 'dev_client_key'
 const SERVER = 'ser.dev_server_key'
@@ -51,16 +52,7 @@ function setPolicy (yaml: string): void {
   expect(gw.reload().ok).toBe(true)
 }
 
-async function metric (name: string, labels: Record<string, string>): Promise<number> {
-  const text = (await raw(gw.adminUrl, '/metrics')).body.toString()
-  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`)
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`)) continue
-    const labelText = line.slice(name.length + 1, line.indexOf('}'))
-    if (want.every((w) => labelText.split(',').includes(w))) return Number(line.slice(line.lastIndexOf(' ') + 1))
-  }
-  return 0
-}
+const metric = async (name: string, labels: Record<string, string>): Promise<number> => (await scrapeMetrics(gw.adminUrl)).value(name, labels)
 
 const flags = async (key: string) => await raw(gw.url, '/api/v1/flags/', { headers: { 'x-environment-key': key } })
 const identify = async (key: string, identifier: string) => await raw(gw.url, '/api/v1/identities/', {

@@ -10,6 +10,7 @@ import { decideEdge } from '../../src/edge/core.js'
 import { startFakeCore, startFakeEdge, type FakeCore, type FakeEdge } from '../support/fake-flagsmith.js'
 import { policyYaml, startTestGateway, type TestGateway } from '../support/gateway.js'
 import { json, raw } from '../support/http.js'
+import { scrapeMetrics } from '../support/metrics.js'
 
 const CLIENT = 'dev_client_key'
 const SERVER = 'ser.dev_server_key'
@@ -49,16 +50,7 @@ function setPolicy (yaml: string): void {
   expect(gw.reload().ok).toBe(true)
 }
 
-async function metric (name: string, labels: Record<string, string>): Promise<number> {
-  const text = (await raw(gw.adminUrl, '/metrics')).body.toString()
-  const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`)
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`)) continue
-    const labelText = line.slice(name.length + 1, line.indexOf('}'))
-    if (want.every((w) => labelText.split(',').includes(w))) return Number(line.slice(line.lastIndexOf(' ') + 1))
-  }
-  return 0
-}
+const metric = async (name: string, labels: Record<string, string>): Promise<number> => (await scrapeMetrics(gw.adminUrl)).value(name, labels)
 
 beforeAll(async () => {
   core = await startFakeCore()

@@ -8,26 +8,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { startFakeCore, type FakeCore } from '../support/fake-flagsmith.js'
 import { policyYaml, startTestGateway, type TestGateway } from '../support/gateway.js'
 import { json, raw } from '../support/http.js'
+import { metricsOf, scrapeMetrics, type Sample } from '../support/metrics.js'
 import { PROCESS_METRICS, SECTION7_METRICS } from './metric-names.js'
-
-interface Sample { name: string; labels: Record<string, string>; value: number }
-
-/** Prometheus text format → samples and TYPE lines. Written by hand: prom-client only writes it. */
-function parseExposition (text: string): { types: Map<string, string>; samples: Sample[] } {
-  const types = new Map<string, string>()
-  const samples: Sample[] = []
-  for (const line of text.split('\n')) {
-    const t = /^# TYPE (\S+) (\S+)$/.exec(line)
-    if (t !== null) { types.set(t[1]!, t[2]!); continue }
-    if (line === '' || line.startsWith('#')) continue
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line)
-    if (m === null) throw new Error(`not an exposition line: ${line}`)
-    const labels: Record<string, string> = {}
-    for (const l of (m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!
-    samples.push({ name: m[1]!, labels, value: Number(m[3]) })
-  }
-  return { types, samples }
-}
 
 const ROUTES = `  - name: environment-document
     match: { methods: [GET], path: /api/v1/environment-document/ }
@@ -71,7 +53,7 @@ beforeAll(async () => {
     if (s.probes[0]?.ok === true && s.store.healthy && s.store.mode === 'redis') break
     await new Promise((r) => setTimeout(r, 50))
   }
-  fallbacksAtStart = Number(/^flaggate_store_fallback_total (\d+)$/m.exec((await raw(gw.adminUrl, '/metrics')).body.toString())![1])
+  fallbacksAtStart = (await scrapeMetrics(gw.adminUrl)).value('flaggate_store_fallback_total')
   const client = { 'x-environment-key': 'dev_client_key' }
   const server = { 'x-environment-key': 'ser.dev_server_key' }
   const flags = []
@@ -91,7 +73,7 @@ beforeAll(async () => {
   expect(res.status).toBe(200)
   expect(res.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/)
   text = res.body.toString()
-  ;({ types, samples } = parseExposition(text))
+  ;({ types, samples } = metricsOf(text))
 })
 afterAll(async () => { await gw?.close(); await core?.close() })
 

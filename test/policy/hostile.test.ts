@@ -7,14 +7,14 @@ import { spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it } from 'vitest'
 import { formatPolicyError, loadPolicy, type PolicyResult } from '../../src/policy/load.js'
 import { loadPolicyBytes, loadPolicyFile } from '../../src/policy/file.js'
 import { PolicyStore } from '../../src/policy/store.js'
-import { startFakeCore, type FakeCore } from '../support/fake-flagsmith.js'
-import { policyYaml, spawnGateway, startTestGateway, tempPolicyFile, type TestGateway } from '../support/gateway.js'
+import { policyYaml, spawnGateway, tempPolicyFile } from '../support/gateway.js'
 import { json, raw } from '../support/http.js'
 import { billionLaughs, HOSTILE_FILES } from './hostile-files.js'
+import { useGateway } from '../support/use-gateway.js'
 
 function expectVerdict (r: PolicyResult, file: string): asserts r is Extract<PolicyResult, { ok: false }> {
   expect(r.ok).toBe(false)
@@ -131,17 +131,11 @@ describe('flaggate validate on hostile files', () => {
 })
 
 describe('a running gateway survives each hostile file saved under it', () => {
-  let core: FakeCore
-  let gw: TestGateway
-  beforeAll(async () => {
-    core = await startFakeCore()
-    gw = await startTestGateway(policyYaml({ coreUrl: core.url }))
-  })
-  afterAll(async () => { await gw?.close(); await core?.close() })
+  const t = useGateway()
 
   const KEY = { 'x-environment-key': 'dev_client_key' }
-  const status = async () => json(await raw(gw.adminUrl, '/admin/status')) as { policy: { version: string; lastError: null | { at: string; errors: string[] } } }
-  const replace = (bytes: Buffer) => { writeFileSync(gw.file + '.tmp', bytes); renameSync(gw.file + '.tmp', gw.file) }
+  const status = async () => json(await raw(t.gw.adminUrl, '/admin/status')) as { policy: { version: string; lastError: null | { at: string; errors: string[] } } }
+  const replace = (bytes: Buffer) => { writeFileSync(t.gw.file + '.tmp', bytes); renameSync(t.gw.file + '.tmp', t.gw.file) }
 
   /** waits until the file watch has reloaded and refused the file with the expected error (a refusal newer than `since`) */
   async function refused (message: RegExp, since: string | undefined): Promise<string[]> {
@@ -156,9 +150,9 @@ describe('a running gateway survives each hostile file saved under it', () => {
   }
 
   it('keeps serving on the previous policy and shows every refusal in /admin/status', async () => {
-    const good = readFileSync(gw.file)
+    const good = readFileSync(t.gw.file)
     const before = (await status()).policy.version
-    expect((await raw(gw.url, '/api/v1/flags/', { headers: KEY })).status).toBe(200)
+    expect((await raw(t.gw.url, '/api/v1/flags/', { headers: KEY })).status).toBe(200)
     const lastAt = async () => (await status()).policy.lastError?.at
     for (const h of HOSTILE_FILES) {
       const since = await lastAt()
@@ -168,17 +162,17 @@ describe('a running gateway survives each hostile file saved under it', () => {
       const errors = await refused(h.message, since)
       expect(errors.length, h.name).toBe(1)
       expect(errors[0], h.name).toMatch(/^gateway\.yaml:\d+:\d+: /)
-      expect((await raw(gw.url, '/api/v1/flags/', { headers: KEY })).status, h.name).toBe(200)
+      expect((await raw(t.gw.url, '/api/v1/flags/', { headers: KEY })).status, h.name).toBe(200)
       expect((await status()).policy.version, h.name).toBe(before)
     }
 
     // not a file at all: removed, then a directory in its place
-    rmSync(gw.file)
+    rmSync(t.gw.file)
     await refused(/cannot read the policy file: ENOENT/, undefined)
-    mkdirSync(gw.file)
+    mkdirSync(t.gw.file)
     await refused(/it is a directory/, undefined)
-    expect((await raw(gw.url, '/api/v1/flags/', { headers: KEY })).status).toBe(200)
-    rmSync(gw.file, { recursive: true })
+    expect((await raw(t.gw.url, '/api/v1/flags/', { headers: KEY })).status).toBe(200)
+    rmSync(t.gw.file, { recursive: true })
 
     // and the watch still works: a good file applies
     replace(Buffer.from(good.toString().replace('bodyLimit: 1mb', 'bodyLimit: 2mb')))
@@ -187,11 +181,11 @@ describe('a running gateway survives each hostile file saved under it', () => {
     const after = await status()
     expect(after.policy.version).not.toBe(before)
     expect(after.policy.lastError).toBeNull()
-    expect(gw.logs.lines.filter((l) => l.msg === 'policy reload refused: the previous policy stays in force').length).toBeGreaterThanOrEqual(HOSTILE_FILES.length)
+    expect(t.gw.logs.lines.filter((l) => l.msg === 'policy reload refused: the previous policy stays in force').length).toBeGreaterThanOrEqual(HOSTILE_FILES.length)
   })
 
   it('a gateway process survives the billion laughs on SIGHUP and keeps serving', async () => {
-    const g = await spawnGateway(policyYaml({ coreUrl: core.url }))
+    const g = await spawnGateway(policyYaml({ coreUrl: t.upstream.url }))
     let exited = false
     g.process.once('exit', () => { exited = true })
     try {
@@ -207,7 +201,7 @@ describe('a running gateway survives each hostile file saved under it', () => {
   })
 
   it('PolicyStore.reload with no error listener does not throw (EventEmitter throws unheard errors)', () => {
-    const file = tempPolicyFile(policyYaml({ coreUrl: core.url }))
+    const file = tempPolicyFile(policyYaml({ coreUrl: t.upstream.url }))
     const store = PolicyStore.open(file, {})
     writeFileSync(file, billionLaughs())
     const outcome = store.reload()

@@ -20,8 +20,10 @@ beforeEach(async () => {
 })
 afterEach(async () => { await gw?.close(); await core1?.close(); await core2?.close() })
 
+const CONCURRENCY = 8
+
 /** Keeps `concurrency` requests in flight until stopped; records every status. */
-function load (base: string, concurrency = 8) {
+function load (base: string, concurrency = CONCURRENCY) {
   const statuses: number[] = []
   let running = true
   const workers = Array.from({ length: concurrency }, async () => {
@@ -35,6 +37,15 @@ function load (base: string, concurrency = 8) {
 const atomicWrite = (file: string, text: string) => { writeFileSync(file + '.tmp', text); renameSync(file + '.tmp', file) }
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
+/** Waits for `cond`, polling; a generous deadline so that only a real failure ends it. */
+async function until (what: string, cond: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await sleep(20)
+  }
+}
+
 async function adminStatus (g: TestGateway) {
   return json(await raw(g.adminUrl, '/admin/status')) as { policy: { version: string; lastError: null | { errors: string[] } } }
 }
@@ -43,23 +54,28 @@ describe('reload', () => {
   it('a good file, saved under load, moves new requests to the new upstream; no request fails', async () => {
     const before = (await adminStatus(gw)).policy.version
     const l = load(gw.url)
-    await sleep(300)
+    // the save lands while requests are flowing: wait for them, not for a time
+    await until('load flowing', () => l.statuses.length >= 20)
     atomicWrite(gw.file, policyYaml({ coreUrl: core2.url }))
-    const deadline = Date.now() + 5000
-    while (core2.counts() === 0 && Date.now() < deadline) await sleep(20)
-    await sleep(200)
+    await until('requests on the new upstream', () => core2.counts() >= 20)
+    // from here on, new requests go to core2 only: core1 may still finish what was in flight when
+    // the policy changed (at most one request per client), and nothing more
+    const core1AtSwitch = core1.counts()
+    const core2AtSwitch = core2.counts()
+    await until('more requests on the new upstream', () => core2.counts() >= core2AtSwitch + 20)
     await l.stop()
-    expect(l.statuses.length).toBeGreaterThan(50)
     expect(l.statuses.filter((s) => s !== 200)).toEqual([])
-    expect(core1.counts()).toBeGreaterThan(0)
-    expect(core2.counts()).toBeGreaterThan(0)
+    expect(core1.counts('/api/v1/flags/')).toBeGreaterThan(0)
+    expect(core1.counts() - core1AtSwitch).toBeLessThanOrEqual(CONCURRENCY)
+    // every request was answered by exactly one of the two upstreams
+    expect(core1.counts('/api/v1/flags/') + core2.counts('/api/v1/flags/')).toBe(l.statuses.length)
     expect((await adminStatus(gw)).policy.version).not.toBe(before)
   })
 
   it('a bad file, saved under load, changes nothing; the error shows in /admin/status and the log', async () => {
     const before = await adminStatus(gw)
     const l = load(gw.url)
-    await sleep(200)
+    await until('load flowing', () => l.statuses.length >= 20)
     atomicWrite(gw.file, policyYaml({ coreUrl: core2.url }).replace('upstream: core', 'upstream: nowhere'))
     const deadline = Date.now() + 5000
     let status = await adminStatus(gw)

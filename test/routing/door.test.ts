@@ -10,6 +10,7 @@ import { startRecordingUpstream, type RecordingUpstream } from '../support/recor
 import { policyYaml, startTestGateway, type TestGateway } from '../support/gateway.js'
 import { rawExchange } from '../support/http.js'
 import { loadPolicy } from '../../src/policy/load.js'
+import { useGateway } from '../support/use-gateway.js'
 
 const get = (target: string, headers = '') => `GET ${target} HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n${headers}\r\n`
 
@@ -35,45 +36,33 @@ function openSocket (base: string): { sock: Socket; received: () => string; clos
 }
 
 describe('methods no route takes', () => {
-  let up: RecordingUpstream
-  let gw: TestGateway
-  beforeAll(async () => {
-    up = await startRecordingUpstream()
-    gw = await startTestGateway(policyYaml({ coreUrl: up.url }))
-  })
-  afterAll(async () => { await gw?.close(); await up?.close() })
+  const t = useGateway({ upstream: startRecordingUpstream })
 
   it.each(['TRACE', 'PROPFIND', 'MKCOL', 'LOCK', 'PURGE', 'SEARCH'])('%s gets our JSON 404, never fastify\'s body, and Core sees nothing', async (method) => {
-    up.reset()
-    const r = await rawExchange(gw.url, `${method} /api/v1/flags/ HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n`)
+    t.upstream.reset()
+    const r = await rawExchange(t.gw.url, `${method} /api/v1/flags/ HTTP/1.1\r\nHost: gw.test\r\nConnection: close\r\n\r\n`)
     expect(r.status).toBe(404)
     expect(r.headers['content-type']).toMatch(/^application\/json/)
     expect(r.headers['x-flaggate-upstream']).toBe('none')
     expect(JSON.parse(r.body)).toEqual({ statusCode: 404, code: 'FLAGGATE_NOT_FOUND', error: 'Not Found', message: `No route of the policy takes the method ${method}.` })
-    expect(up.calls).toHaveLength(0)
+    expect(t.upstream.calls).toHaveLength(0)
   })
 
   it('CONNECT gets our JSON 400 (not a dropped connection)', async () => {
-    const r = await rawExchange(gw.url, 'CONNECT core.internal:443 HTTP/1.1\r\nHost: core.internal:443\r\n\r\n')
+    const r = await rawExchange(t.gw.url, 'CONNECT core.internal:443 HTTP/1.1\r\nHost: core.internal:443\r\n\r\n')
     expect(r.status).toBe(400)
     expect(JSON.parse(r.body)).toMatchObject({ statusCode: 400, code: 'FLAGGATE_BAD_REQUEST' })
   })
 
   it('a method Node does not know gets our JSON 400', async () => {
-    const r = await rawExchange(gw.url, 'FROB /api/v1/flags/ HTTP/1.1\r\nHost: gw.test\r\n\r\n')
+    const r = await rawExchange(t.gw.url, 'FROB /api/v1/flags/ HTTP/1.1\r\nHost: gw.test\r\n\r\n')
     expect(r.status).toBe(400)
     expect(JSON.parse(r.body)).toMatchObject({ code: 'FLAGGATE_BAD_REQUEST' })
   })
 })
 
 describe('header sizes: 431 FLAGGATE_HEADERS_TOO_LARGE', () => {
-  let up: RecordingUpstream
-  let gw: TestGateway
-  beforeAll(async () => {
-    up = await startRecordingUpstream()
-    gw = await startTestGateway(policyYaml({ coreUrl: up.url }))
-  })
-  afterAll(async () => { await gw?.close(); await up?.close() })
+  const t = useGateway({ upstream: startRecordingUpstream })
 
   const expect431 = (r: { status: number; body: string; headers: Record<string, string> }) => {
     expect(r.status).toBe(431)
@@ -82,39 +71,39 @@ describe('header sizes: 431 FLAGGATE_HEADERS_TOO_LARGE', () => {
   }
 
   it('an X-Environment-Key over 256 bytes, on every route, and the key reaches neither Core nor the log', async () => {
-    up.reset()
+    t.upstream.reset()
     const key = 'k'.repeat(257)
     for (const path of ['/api/v1/flags/', '/api/v1/environment-document/', '/anything']) {
-      expect431(await rawExchange(gw.url, get(path, `X-Environment-Key: ${key}\r\n`)))
+      expect431(await rawExchange(t.gw.url, get(path, `X-Environment-Key: ${key}\r\n`)))
     }
-    expect(up.calls).toHaveLength(0)
-    const lines = gw.logs.lines.filter((l) => l.msg === 'request' && l.status === 431)
+    expect(t.upstream.calls).toHaveLength(0)
+    const lines = t.gw.logs.lines.filter((l) => l.msg === 'request' && l.status === 431)
     expect(lines).toHaveLength(3)
     for (const l of lines) expect(l.key).toBeUndefined()
-    expect(JSON.stringify(gw.logs.lines)).not.toContain(key)
+    expect(JSON.stringify(t.gw.logs.lines)).not.toContain(key)
   })
 
   it('a key of 256 bytes passes', async () => {
-    up.reset()
-    const r = await rawExchange(gw.url, get('/api/v1/flags/', `X-Environment-Key: ${'k'.repeat(256)}\r\n`))
+    t.upstream.reset()
+    const r = await rawExchange(t.gw.url, get('/api/v1/flags/', `X-Environment-Key: ${'k'.repeat(256)}\r\n`))
     expect(r.status).toBe(200)
-    expect(up.calls).toHaveLength(1)
+    expect(t.upstream.calls).toHaveLength(1)
   })
 
   it('one 10 KB header (within the 16 KiB block) → 431', async () => {
-    up.reset()
-    expect431(await rawExchange(gw.url, get('/api/v1/flags/', `X-Big: ${'b'.repeat(10_000)}\r\n`)))
-    expect(up.calls).toHaveLength(0)
+    t.upstream.reset()
+    expect431(await rawExchange(t.gw.url, get('/api/v1/flags/', `X-Big: ${'b'.repeat(10_000)}\r\n`)))
+    expect(t.upstream.calls).toHaveLength(0)
   })
 
   it('a 20 KB header → 431 from the parser, in our JSON shape', async () => {
-    expect431(await rawExchange(gw.url, get('/api/v1/flags/', `X-Big: ${'b'.repeat(20_000)}\r\n`)))
+    expect431(await rawExchange(t.gw.url, get('/api/v1/flags/', `X-Big: ${'b'.repeat(20_000)}\r\n`)))
   })
 
   it('a header block of many small headers over 16 KiB → 431', async () => {
     let headers = ''
     for (let i = 0; i < 40; i++) headers += `X-H${i}: ${'v'.repeat(500)}\r\n`
-    expect431(await rawExchange(gw.url, get('/api/v1/flags/', headers)))
+    expect431(await rawExchange(t.gw.url, get('/api/v1/flags/', headers)))
   })
 })
 

@@ -2,19 +2,12 @@
  * A client must not notice the gateway: for every SDK route, what comes back through the gateway
  * is what Core sends, byte for byte, and what reaches Core is what the client sent.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startFakeCore, type FakeCore } from '../support/fake-flagsmith.js'
-import { policyYaml, startTestGateway, type TestGateway } from '../support/gateway.js'
+import { describe, expect, it } from 'vitest'
+import { policyYaml, startTestGateway } from '../support/gateway.js'
 import { json, raw } from '../support/http.js'
+import { useGateway } from '../support/use-gateway.js'
 
-let core: FakeCore
-let gw: TestGateway
-
-beforeAll(async () => {
-  core = await startFakeCore()
-  gw = await startTestGateway(policyYaml({ coreUrl: core.url }))
-})
-afterAll(async () => { await gw?.close(); await core?.close() })
+const t = useGateway()
 
 // Headers that legitimately differ between two HTTP responses, or that the gateway adds.
 const VOLATILE = new Set(['date', 'expires', 'connection', 'keep-alive', 'x-flaggate-upstream', 'transfer-encoding'])
@@ -39,8 +32,8 @@ describe('responses pass through byte for byte on every SDK route', () => {
     ['liveness', 'GET', '/health/liveness/', {}, undefined]
   ]
   it.each(cases)('%s', async (_name, method, path, headers, body) => {
-    const direct = await raw(core.url, path, { method, headers, body })
-    const via = await raw(gw.url, path, { method, headers, body })
+    const direct = await raw(t.upstream.url, path, { method, headers, body })
+    const via = await raw(t.gw.url, path, { method, headers, body })
     expect(via.status).toBe(direct.status)
     expect(via.body.equals(direct.body)).toBe(true)
     expect(stable(via.headers)).toEqual(stable(direct.headers))
@@ -52,7 +45,7 @@ describe('requests reach Core as the client sent them', () => {
   it('keeps method, raw path, raw query and body bytes, and adds the forwarding headers', async () => {
     const body = Buffer.from([0x7b, 0x00, 0xff, 0xfe, 0x22, 0x7d, 0x0a])
     const query = "a=1&b=%27c&c='d&page_id=identity_override:1:abc&e=%E2%9C%93&f"
-    const r = await raw(gw.url, `/echo/x%20y/?${query}`, {
+    const r = await raw(t.gw.url, `/echo/x%20y/?${query}`, {
       method: 'PATCH',
       body,
       headers: { 'content-type': 'application/octet-stream', 'x-custom': 'kept', 'x-environment-key': SERVER, 'user-agent': 'flagsmith-nodejs-sdk/8.1.2', host: 'flags.example.com' }
@@ -74,7 +67,7 @@ describe('requests reach Core as the client sent them', () => {
   })
 
   it('drops hop-by-hop headers and the headers named in Connection', async () => {
-    const r = await raw(gw.url, '/echo/hop', { headers: { connection: 'keep-alive, x-secret-hop', 'x-secret-hop': '1', 'keep-alive': 'timeout=5', 'proxy-authorization': 'Basic x', te: 'trailers', 'x-kept': '1' } })
+    const r = await raw(t.gw.url, '/echo/hop', { headers: { connection: 'keep-alive, x-secret-hop', 'x-secret-hop': '1', 'keep-alive': 'timeout=5', 'proxy-authorization': 'Basic x', te: 'trailers', 'x-kept': '1' } })
     const h = (json(r) as { headers: Record<string, string> }).headers
     expect(h['x-secret-hop']).toBeUndefined()
     expect(h['proxy-authorization']).toBeUndefined()
@@ -85,7 +78,7 @@ describe('requests reach Core as the client sent them', () => {
 
   it('passes upstream status codes and headers through: 418, 204, 302 with Location, Link', async () => {
     for (const status of [418, 204, 302, 500]) {
-      const r = await raw(gw.url, '/echo/status', { headers: { 'x-echo-status': String(status) } })
+      const r = await raw(t.gw.url, '/echo/status', { headers: { 'x-echo-status': String(status) } })
       expect(r.status).toBe(status)
       expect(r.headers['x-upstream-test']).toBe('1')
       expect(r.headers.link).toMatch(/rel="next"/)
@@ -94,7 +87,7 @@ describe('requests reach Core as the client sent them', () => {
   })
 
   it('a client-supplied X-Forwarded-For is replaced when the peer is not a trusted proxy', async () => {
-    const r = await raw(gw.url, '/echo/xff', { headers: { 'x-forwarded-for': '6.6.6.6', 'x-forwarded-host': 'evil', via: '1.0 other' } })
+    const r = await raw(t.gw.url, '/echo/xff', { headers: { 'x-forwarded-for': '6.6.6.6', 'x-forwarded-host': 'evil', via: '1.0 other' } })
     const h = (json(r) as { headers: Record<string, string> }).headers
     expect(h['x-forwarded-for']).toBe('127.0.0.1')
     expect(h['x-forwarded-host']).not.toBe('evil')
@@ -108,39 +101,39 @@ describe('trailing slashes on the SDK routes', () => {
     ['/api/v1/environment-document', '/api/v1/environment-document/', SERVER, 'GET'],
     ['/api/v1/identities?identifier=u1', '/api/v1/identities/', CLIENT, 'GET']
   ])('%s is matched as its route and sent to Core with the slash', async (path, expected, key, method) => {
-    core.reset()
-    const r = await raw(gw.url, path, { method, headers: { 'x-environment-key': key } })
+    t.upstream.reset()
+    const r = await raw(t.gw.url, path, { method, headers: { 'x-environment-key': key } })
     expect(r.status).toBe(200)
-    expect(core.requests.map((q) => [q.path, q.status])).toEqual([[expected, 200]])
+    expect(t.upstream.requests.map((q) => [q.path, q.status])).toEqual([[expected, 200]])
   })
 
   it('POST /api/v1/identities without a slash reaches Core as a POST, not a 301', async () => {
-    core.reset()
-    const r = await raw(gw.url, '/api/v1/identities', { method: 'POST', headers: { 'x-environment-key': CLIENT, 'content-type': 'application/json' }, body: '{"identifier":"u9"}' })
+    t.upstream.reset()
+    const r = await raw(t.gw.url, '/api/v1/identities', { method: 'POST', headers: { 'x-environment-key': CLIENT, 'content-type': 'application/json' }, body: '{"identifier":"u9"}' })
     expect(r.status).toBe(200)
     expect((json(r) as { identifier: string }).identifier).toBe('u9')
-    expect(core.requests.map((q) => [q.method, q.path, q.status])).toEqual([['POST', '/api/v1/identities/', 200]])
+    expect(t.upstream.requests.map((q) => [q.method, q.path, q.status])).toEqual([['POST', '/api/v1/identities/', 200]])
   })
 
   it('a pathPrefix route takes its bare prefix too, and sends it with the slash (POST /api/v1/traits)', async () => {
-    const g = await startTestGateway(policyYaml({ coreUrl: core.url, routes: `  - name: traits
+    const g = await startTestGateway(policyYaml({ coreUrl: t.upstream.url, routes: `  - name: traits
     match: { methods: [POST], pathPrefix: /api/v1/traits/ }
     upstream: core
   - name: default
     match: { pathPrefix: / }
     upstream: core` }))
     try {
-      core.reset()
+      t.upstream.reset()
       const r = await raw(g.url, '/api/v1/traits', { method: 'POST', headers: { 'x-environment-key': SERVER, 'content-type': 'application/json' }, body: '{"identity":{"identifier":"u5"},"trait_key":"k","trait_value":1}' })
       expect(r.status).toBe(200)
-      expect(core.requests.map((q) => [q.method, q.path, q.status])).toEqual([['POST', '/api/v1/traits/', 200]])
+      expect(t.upstream.requests.map((q) => [q.method, q.path, q.status])).toEqual([['POST', '/api/v1/traits/', 200]])
       expect(g.logs.lines.findLast((l) => l.msg === 'request')?.route).toBe('traits')
     } finally { await g.close() }
   })
 
   it('a percent-encoded path is matched on its decoded form (no limit bypass)', async () => {
-    const r = await raw(gw.url, '/api/v1/%66lags/', { headers: { 'x-environment-key': CLIENT, 'x-request-id': 'pct-flags' } })
-    const line = gw.logs.lines.findLast((l) => l.reqId === 'pct-flags')
+    const r = await raw(t.gw.url, '/api/v1/%66lags/', { headers: { 'x-environment-key': CLIENT, 'x-request-id': 'pct-flags' } })
+    const line = t.gw.logs.lines.findLast((l) => l.reqId === 'pct-flags')
     // the log shows the canonical path: what was routed and sent to Core
     expect(line).toMatchObject({ route: 'flags', url: '/api/v1/flags/' })
     expect(r.headers['x-flaggate-upstream']).toBe('core')
@@ -149,10 +142,10 @@ describe('trailing slashes on the SDK routes', () => {
 
 describe('HEAD on a GET route', () => {
   it('is matched by the GET route (its limits and cache apply), not by the catch-all', async () => {
-    const r = await raw(gw.url, '/api/v1/flags/', { method: 'HEAD', headers: { 'x-environment-key': CLIENT } })
+    const r = await raw(t.gw.url, '/api/v1/flags/', { method: 'HEAD', headers: { 'x-environment-key': CLIENT } })
     expect(r.status).toBe(200)
     expect(r.body.length).toBe(0)
-    const line = gw.logs.lines.findLast((l) => l.method === 'HEAD')
+    const line = t.gw.logs.lines.findLast((l) => l.method === 'HEAD')
     expect(line?.route).toBe('flags')
   })
 })

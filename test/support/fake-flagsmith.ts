@@ -1,7 +1,7 @@
 /**
  * Fake Flagsmith upstreams on real sockets: a Core API (Django/DRF) and an Edge API.
  *
- * Every gateway test and the demo put these behind the gateway, so they follow FLAGSMITH.md
+ * Every gateway test and the demo put these behind the gateway, so they follow Flagsmith's documented behaviour
  * (§0, §1, §3, §4.1, §6) closely enough that the real `flagsmith-nodejs` SDK works against them, in
  * remote and in local-evaluation mode (test/support/fake-flagsmith.test.ts proves it).
  *
@@ -18,6 +18,7 @@
  * load is running.
  */
 import http from 'node:http'
+import zlib from 'node:zlib'
 import { createHash, createHmac } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 
@@ -44,6 +45,13 @@ export interface FakeDatabaseOptions {
    * sent at once and the body follows in 16 KiB chunks with this delay before each chunk.
    */
   bodyChunkDelayMs?: number
+  /**
+   * Core's `ENABLE_GZIP_COMPRESSION=True` (Django's GZipMiddleware): answers of 200 bytes or more
+   * are gzipped for requests whose Accept-Encoding names gzip, with `Vary: Accept-Encoding`.
+   */
+  gzip?: boolean
+  /** A broken Core (or a proxy in front of it): with `gzip`, the gzipped body is cut in half. */
+  corruptGzip?: boolean
 }
 
 export interface FakeFeature {
@@ -255,7 +263,7 @@ export async function startFakeEdge (opts: FakeEdgeOptions = {}): Promise<FakeEd
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Webhooks (FLAGSMITH.md §6)
+// Webhooks
 // ---------------------------------------------------------------------------------------------------
 
 /** `X-Flagsmith-Signature`: hex HMAC-SHA256 of the raw body, keyed with the secret's UTF-8 bytes. */
@@ -577,7 +585,7 @@ class FakeUpstreamServer implements FakeUpstream {
     }
     if (this.closed || res.destroyed) return
     entry.status = reply.status
-    await this.send(res, reply)
+    await this.send(res, reply, req.headers['accept-encoding'])
   }
 
   private record (entry: RecordedRequest, key: string | undefined): void {
@@ -589,13 +597,20 @@ class FakeUpstreamServer implements FakeUpstream {
     byKey.set(key ?? '', (byKey.get(key ?? '') ?? 0) + 1)
   }
 
-  private async send (res: http.ServerResponse, reply: Reply): Promise<void> {
+  private async send (res: http.ServerResponse, reply: Reply, acceptEncoding?: string): Promise<void> {
     const headers: Record<string, string> = { ...(this.kind === 'core' ? coreMiddlewareHeaders() : {}), ...reply.headers }
     const bodyless = reply.status === 204 || reply.status === 304 || reply.status < 200
     let payload: Buffer | undefined
     if (!bodyless && reply.body !== undefined) {
       payload = Buffer.isBuffer(reply.body) ? reply.body : Buffer.from(drfJson(reply.body))
       headers['Content-Type'] ??= 'application/json'
+    }
+    if (payload !== undefined && this.db.gzip === true && payload.length >= 200 && /\bgzip\b/i.test(acceptEncoding ?? '')) {
+      // Django's GZipMiddleware
+      payload = zlib.gzipSync(payload)
+      if (this.db.corruptGzip === true) payload = payload.subarray(0, Math.floor(payload.length / 2))
+      headers['Content-Encoding'] = 'gzip'
+      headers.Vary = headers.Vary === undefined ? 'Accept-Encoding' : `${headers.Vary}, Accept-Encoding`
     }
     if (!bodyless) headers['Content-Length'] = String(payload?.length ?? 0)
 
@@ -713,7 +728,7 @@ function header (ex: Exchange, name: string): string | undefined {
 
 /**
  * Core resolves keys through a 60 s locmem cache, so a known key costs no query; an unknown one
- * costs one every time (the bad-key negative cache is off by default, FLAGSMITH.md §1.1).
+ * costs one every time (the bad-key negative cache is off by default).
  */
 async function authenticate (ex: Exchange, fake: FakeUpstreamServer, serverOnly = false): Promise<Auth> {
   const env = ex.key === undefined || ex.key === '' ? undefined : fake.findEnv(ex.key)
@@ -791,7 +806,7 @@ function traitList (traits: Map<string, TraitValue>): Array<{ trait_key: string;
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Core (FLAGSMITH.md §1, §3)
+// Core
 // ---------------------------------------------------------------------------------------------------
 
 const CORE_ROUTES = new Set([
@@ -806,7 +821,7 @@ const CORE_ROUTES = new Set([
 ])
 const VARY_ON_KEY = { Vary: 'X_ENVIRONMENT_KEY' }
 
-/** Added by Core's middleware to every response, errors and redirects included (FLAGSMITH.md §1.3). */
+/** Added by Core's middleware to every response, errors and redirects included. */
 function coreMiddlewareHeaders (): Record<string, string> {
   return {
     'Cache-Control': CORE_NEVER_CACHE,
@@ -926,7 +941,7 @@ async function coreEnvironmentDocument (ex: Exchange, fake: FakeUpstreamServer):
   return { status: 200, headers: { ...lastModified, ...updatedAtHeader(env) }, body: fake.documentJson(env) }
 }
 
-/** Core's SDK flag shape (`SDKFeatureStateSerializer`, FLAGSMITH.md §1.2). */
+/** Core's SDK flag shape (`SDKFeatureStateSerializer`). */
 function coreFlag (env: FakeEnvironment, state: FlagState): Record<string, unknown> {
   const f = state.feature
   return {
@@ -949,11 +964,11 @@ function coreFlag (env: FakeEnvironment, state: FlagState): Record<string, unkno
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Edge API (FLAGSMITH.md §3.3, §5, §9)
+// Edge API
 // ---------------------------------------------------------------------------------------------------
 
 /**
- * The Edge API's source is not public, so beyond what FLAGSMITH.md states this is a guess, kept plain:
+ * The Edge API's source is not public, so beyond what Flagsmith documents this is a guess, kept plain:
  * no Core middleware headers, no Last-Modified or 304, paths accepted with or without the trailing slash,
  * 403 with Core's body for bad keys, one "DynamoDB" query per request (or per env-doc page).
  * Only the endpoints of Flagsmith's SDK OpenAPI (server edge.api.flagsmith.com: flags/, identities/ GET
@@ -1099,7 +1114,7 @@ interface EnvironmentDocument {
   identity_overrides: IdentityOverrideDocument[]
 }
 
-/** Core's SDK document (`map_environment_to_sdk_document`, FLAGSMITH.md §3.1), which flagsmith-nodejs 8.1.2 can load. */
+/** Core's SDK document (`map_environment_to_sdk_document`), which flagsmith-nodejs 8.1.2 can load. */
 function buildEnvironmentDocument (env: FakeEnvironment): EnvironmentDocument {
   const featureState = (f: FakeFeature, enabled: boolean, value: FlagValue, djangoId: number, uuidSeed: string, priority?: number): FeatureStateDocument => ({
     feature: { id: f.id, name: f.name, type: 'STANDARD' },

@@ -126,7 +126,7 @@ export async function spawnGateway (yaml: string, env: NodeJS.ProcessEnv = {}): 
     })
     child.stderr!.on('data', (c: Buffer) => stderr.push(c.toString()))
     void exited.then((code) => reject(new Error(`gateway exited with ${code} before serving: ${stderr.join('')}`)))
-    setTimeout(() => reject(new Error(`gateway did not start within 15 s: ${stderr.join('')}`)), 15_000).unref()
+    setTimeout(() => reject(new Error(`gateway did not start within 45 s: ${stderr.join('')}`)), 45_000).unref()
   })
   const { url, admin } = await ready
   return {

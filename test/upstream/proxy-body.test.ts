@@ -6,22 +6,17 @@
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { request as httpRequest } from 'node:http'
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { beforeEach, describe, expect, it } from 'vitest'
 import { BUFFERED_BODY_BYTES } from '../../src/upstream/client.js'
-import { policyYaml, startTestGateway, type TestGateway } from '../support/gateway.js'
 import { raw } from '../support/http.js'
-import { startRecordingUpstream, type RecordingUpstream } from '../support/recording-upstream.js'
+import { startRecordingUpstream } from '../support/recording-upstream.js'
+import { useGateway } from '../support/use-gateway.js'
+
+const t = useGateway({ upstream: startRecordingUpstream })
 
 const KEY = 'ser.proxy_body_key'
-let up: RecordingUpstream
-let gw: TestGateway
 
-beforeAll(async () => {
-  up = await startRecordingUpstream()
-  gw = await startTestGateway(policyYaml({ coreUrl: up.url }))
-})
-afterAll(async () => { await gw?.close(); await up?.close() })
-beforeEach(() => { up.reset() })
+beforeEach(() => { t.upstream.reset() })
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
 
@@ -37,7 +32,7 @@ describe('answers read whole and answers streamed', () => {
   for (const s of shapes) {
     it(`${s.name}: the body byte for byte, Core's headers, repeats kept apart`, async () => {
       const body = randomBytes(s.bytes)
-      up.respond = (_c, res) => {
+      t.upstream.respond = (_c, res) => {
         const headers: Array<[string, string]> = [['x-answer', 'one'], ['set-cookie', 'a=1'], ['set-cookie', 'b=2'], ['constructor', 'not-a-function'], ['toString', 'plain']]
         if (s.typed) headers.push(['content-type', 'application/octet-stream'])
         if (s.sized) headers.push(['content-length', String(s.bytes)])
@@ -46,7 +41,7 @@ describe('answers read whole and answers streamed', () => {
         for (let o = 0; o < body.length; o += 16 * 1024) res.write(body.subarray(o, o + 16 * 1024))
         res.end()
       }
-      const r = await raw(gw.url, '/api/v1/flags/', { headers: { 'x-environment-key': KEY } })
+      const r = await raw(t.gw.url, '/api/v1/flags/', { headers: { 'x-environment-key': KEY } })
       expect(r.status).toBe(203)
       expect(r.body.length).toBe(s.bytes)
       expect(sha(r.body)).toBe(sha(body))
@@ -61,41 +56,41 @@ describe('answers read whole and answers streamed', () => {
   }
 
   it('HEAD: the headers Core gave, no body', async () => {
-    up.respond = (_c, res) => { res.writeHead(200, { 'content-type': 'application/json', 'content-length': '4096', 'x-answer': 'head' }).end() }
-    const r = await raw(gw.url, '/api/v1/flags/', { method: 'HEAD', headers: { 'x-environment-key': KEY } })
+    t.upstream.respond = (_c, res) => { res.writeHead(200, { 'content-type': 'application/json', 'content-length': '4096', 'x-answer': 'head' }).end() }
+    const r = await raw(t.gw.url, '/api/v1/flags/', { method: 'HEAD', headers: { 'x-environment-key': KEY } })
     expect(r.status).toBe(200)
     expect(r.headers['content-length']).toBe('4096')
     expect(r.headers['x-answer']).toBe('head')
     expect(r.body.length).toBe(0)
-    expect(up.calls[0]?.method).toBe('HEAD')
+    expect(t.upstream.calls[0]?.method).toBe('HEAD')
   })
 })
 
 describe('an answer read whole', () => {
   it('cut short after its headers: our 502, and Core asked once (no retry: the socket was not a stale keep-alive one)', async () => {
-    up.respond = (_c, res) => {
+    t.upstream.respond = (_c, res) => {
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' })
       res.write('{"partial":')
       // a FIN after the bytes written, not a reset that could overtake them: the headers arrive
       res.socket?.end()
     }
-    const r = await raw(gw.url, '/api/v1/flags/', { headers: { 'x-environment-key': KEY } })
+    const r = await raw(t.gw.url, '/api/v1/flags/', { headers: { 'x-environment-key': KEY } })
     expect(r.status).toBe(502)
-    expect(up.calls).toHaveLength(1)
+    expect(t.upstream.calls).toHaveLength(1)
   })
 
   it("the upstream's latency ends at its headers, not at the end of a body it was slow to send", async () => {
     const observed = async (stat: 'sum' | 'count'): Promise<number> => {
-      const m = await gw.metrics.upstreamDuration.get()
+      const m = await t.gw.metrics.upstreamDuration.get()
       return m.values.find((v) => v.metricName === `flaggate_upstream_request_duration_seconds_${stat}` && v.labels.route === 'flags' && v.labels.upstream === 'core')?.value ?? 0
     }
     const [sum0, count0] = [await observed('sum'), await observed('count')]
-    up.respond = (_c, res) => {
+    t.upstream.respond = (_c, res) => {
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': '11' })
       res.flushHeaders()
       setTimeout(() => { res.end('{"ok":true}') }, 1500)
     }
-    const r = await raw(gw.url, '/api/v1/flags/', { headers: { 'x-environment-key': KEY } })
+    const r = await raw(t.gw.url, '/api/v1/flags/', { headers: { 'x-environment-key': KEY } })
     expect(r.status).toBe(200)
     expect(r.body.toString()).toBe('{"ok":true}')
     expect(await observed('count')).toBe(count0 + 1)
@@ -109,7 +104,7 @@ describe('a client that leaves mid-stream', () => {
     let upstreamClosed!: () => void
     const closed = new Promise<void>((resolve) => { upstreamClosed = resolve })
     let timer: NodeJS.Timeout | undefined
-    up.respond = (_c, res) => {
+    t.upstream.respond = (_c, res) => {
       res.writeHead(200, { 'content-type': 'application/octet-stream' }) // chunked: streamed
       // an endless answer: only an abort from the gateway ends it
       const chunk = Buffer.alloc(16 * 1024, 1)
@@ -117,7 +112,7 @@ describe('a client that leaves mid-stream', () => {
       more()
       res.on('close', () => { clearTimeout(timer); if (!res.writableFinished) upstreamClosed() })
     }
-    const { hostname, port } = new URL(gw.url)
+    const { hostname, port } = new URL(t.gw.url)
     await new Promise<void>((resolve, reject) => {
       const req = httpRequest({ host: hostname, port, path: '/api/v1/flags/', headers: { 'x-environment-key': KEY } }, (res) => {
         let got = 0
@@ -134,8 +129,8 @@ describe('a client that leaves mid-stream', () => {
       setTimeout(() => { reject(new Error('no data')) }, 10_000).unref()
     })
     await closed
-    up.respond = (_c, res) => { res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}') }
-    const r = await raw(gw.url, '/api/v1/flags/', { headers: { 'x-environment-key': KEY } })
+    t.upstream.respond = (_c, res) => { res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}') }
+    const r = await raw(t.gw.url, '/api/v1/flags/', { headers: { 'x-environment-key': KEY } })
     expect(r.status).toBe(200)
     expect(r.body.toString()).toBe('{"ok":true}')
   })

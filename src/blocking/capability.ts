@@ -1,0 +1,161 @@
+/**
+ * Everything the composition (gateway.ts) needs from blocking, built in one call: the registry
+ * of blocks, where they persist (Redis when the policy has a store, else a state file), the
+ * automatic blocks, `top`, the request-path plugin and the admin extension.
+ */
+import { createHash } from 'node:crypto'
+import { dirname, isAbsolute, resolve } from 'node:path'
+import type { Logger } from 'pino'
+import type { Policy } from '../policy/compile.js'
+import type { Metrics } from '../metrics/registry.js'
+import type { AdminExtension, Capability, PluginEntry } from '../contracts/capability.js'
+import { redactKey } from '../shared/redact.js'
+import { keyDigest } from '../shared/key-digest.js'
+import { describeTarget, staticBlocks, type Block } from './core.js'
+import { BlockRegistry, type Clock } from './registry.js'
+import type { BlockBackend } from './backend.js'
+import { StateFileBackend } from './state-file.js'
+import { RedisBlockSync, type BlockSyncRedis, type RedisBlockSyncOptions } from './redis-sync.js'
+import { AbuseDetector, type AbuseEvent, type AbuseSettings } from './abuse.js'
+import blockingPlugin, { type BlockingPluginOptions } from './plugin.js'
+import { blockingAdminExtension } from './admin.js'
+import { TopClients } from '../top/top-clients.js'
+
+export interface BlockingDeps {
+  policy: () => Policy
+  /** the policy file, whose directory anchors a relative `blocking.stateFile` */
+  policyFile: string
+  redis?: BlockSyncRedis
+  metrics: Pick<Metrics, 'blocksActive'>
+  logger: Logger
+  clock?: Clock
+  /** how often expired blocks are dropped; default 1 s */
+  sweepMs?: number
+  sync?: RedisBlockSyncOptions
+  topCapacity?: number
+}
+
+export interface BlockingCapability extends Capability {
+  registry: BlockRegistry
+  top: TopClients
+  backend: BlockBackend
+  /** the `block` step; its onResponse hook also feeds `top` and the automatic blocks */
+  steps: { block: PluginEntry }
+  admin: AdminExtension
+  add: (block: Block) => void
+  remove: (id: string) => Block | undefined
+  /** resolves when the blocks of the previous run / the fleet are loaded (bounded) */
+  ready: () => Promise<void>
+  reload: (policy: Policy) => void
+  close: () => Promise<void>
+}
+
+/** `blocking.stateFile`, resolved against the policy file's directory when relative. */
+export function stateFilePath (policy: Policy, policyFile: string): string {
+  const f = policy.data.blocking.stateFile
+  return isAbsolute(f) ? f : resolve(dirname(policyFile), f)
+}
+
+function abuseSettings (policy: Policy): AbuseSettings | undefined {
+  const a = policy.data.abuse
+  return a === undefined ? undefined : { rejections: a.rejections.count, windowMs: a.rejections.windowMs, blockForMs: a.blockFor }
+}
+
+function seconds (ms: number): string {
+  return ms % 60_000 === 0 ? `${ms / 60_000}m` : `${Math.round(ms / 1000)}s`
+}
+
+export function createBlocking (deps: BlockingDeps): BlockingCapability {
+  const log = deps.logger.child({ component: 'blocking' })
+  const gauge = deps.metrics.blocksActive
+  const registry: BlockRegistry = new BlockRegistry({
+    ...(deps.clock !== undefined ? { clock: deps.clock } : {}),
+    onChange: () => {
+      const c = registry.counts()
+      gauge.set({ source: 'static' }, c.static)
+      gauge.set({ source: 'runtime' }, c.runtime)
+      gauge.set({ source: 'abuse' }, c.abuse)
+    }
+  })
+  const clock = registry.clock
+  registry.setStatic(staticBlocks(deps.policy().data.blocklist, clock.now()))
+
+  const backend: BlockBackend = deps.redis !== undefined
+    ? new RedisBlockSync(deps.redis, registry, log, deps.sync)
+    : new StateFileBackend(stateFilePath(deps.policy(), deps.policyFile), registry, log)
+  backend.start()
+
+  const add = (block: Block): void => {
+    if (registry.upsert(block)) backend.added(block)
+  }
+  const remove = (id: string): Block | undefined => {
+    const b = registry.delete(id)
+    if (b !== undefined) backend.removed(id)
+    return b
+  }
+
+  const onAbuse = (e: AbuseEvent): void => {
+    const id = 'a-' + createHash('sha256').update(e.target).digest('hex').slice(0, 12)
+    if (registry.has(id)) return // the same burst of 429s: already blocked
+    const now = clock.now()
+    const block: Block = {
+      id,
+      ...(e.client.key !== undefined ? { keyDigest: keyDigest(e.client.key), key: redactKey(e.client.key)! } : {}),
+      ...(e.client.ip !== undefined ? { ip: e.client.ip } : {}),
+      reason: `automatic: more than ${e.settings.rejections} requests refused with 429 within ${seconds(e.settings.windowMs)} (limit ${e.limit} on route ${e.route})`,
+      source: 'abuse',
+      createdAt: now,
+      expiresAt: now + e.settings.blockForMs,
+      actor: 'abuse'
+    }
+    add(block)
+    log.warn({ who: 'abuse', action: 'block', id, target: describeTarget(block), expiresAt: new Date(block.expiresAt!).toISOString(), reason: block.reason }, 'client blocked automatically')
+  }
+  const abuse = new AbuseDetector({ ...(deps.redis !== undefined ? { redis: deps.redis } : {}), logger: log, onAbuse })
+  abuse.configure(abuseSettings(deps.policy()))
+
+  const top = new TopClients({ ...(deps.topCapacity !== undefined ? { capacity: deps.topCapacity } : {}), ...(deps.clock !== undefined ? { clock: deps.clock } : {}) })
+
+  const sweeper = setInterval(() => {
+    top.tick()
+    const gone = registry.sweep()
+    if (gone.length === 0) return
+    backend.expired(gone)
+    for (const b of gone) log.info({ id: b.id, source: b.source, target: describeTarget(b) }, 'block expired')
+  }, deps.sweepMs ?? 1000)
+  sweeper.unref()
+
+  const pluginOpts: BlockingPluginOptions = { registry, top, abuse }
+  const status = (): Record<string, unknown> => {
+    const c = registry.counts()
+    const a = abuse.settings
+    return {
+      blocks: registry.size,
+      blocking: {
+        ...c,
+        store: backend.status(),
+        automatic: a === undefined ? null : { rejections: a.rejections, windowMs: a.windowMs, blockForMs: a.blockForMs }
+      }
+    }
+  }
+
+  return {
+    name: 'blocking',
+    registry,
+    top,
+    backend,
+    steps: { block: { plugin: blockingPlugin, opts: pluginOpts } },
+    admin: blockingAdminExtension({ registry, top, policy: deps.policy, logger: log, add, remove, status }),
+    add,
+    remove,
+    ready: () => backend.ready(),
+    reload: (policy) => {
+      registry.setStatic(staticBlocks(policy.data.blocklist, clock.now()))
+      abuse.configure(abuseSettings(policy))
+    },
+    close: async () => {
+      clearInterval(sweeper)
+      await backend.close()
+    }
+  }
+}
