@@ -73,7 +73,7 @@ export async function buildAdminApp (deps: AdminDeps): Promise<FastifyInstance> 
       }
       deps.logger.warn({ ip: request.ip, url: request.url }, 'admin request refused: bad or missing bearer token')
       return await reply.code(401).header('content-type', 'application/json').header('www-authenticate', 'Bearer')
-        .send(errorBody('FLAGGATE_UNAUTHORIZED', 'Send Authorization: Bearer <token> (admin.token in the policy).'))
+        .send(errorBody('FLAGGATE_UNAUTHORIZED', 'Send Authorization: Bearer <token> (admin.token in the policy; the flaggate CLI reads it from FLAGGATE_ADMIN_TOKEN).'))
     })
 
     admin.get('/admin/status', async () => {

@@ -22,6 +22,8 @@ export interface BlockingAdminOptions {
   /** lifts a block everywhere; the block, or undefined when unknown */
   remove: (id: string) => Block | undefined
   status: () => Record<string, unknown>
+  /** `fleet` when a shared store carries blocks to every replica, `replica` when they stay on this one */
+  scope: 'fleet' | 'replica'
 }
 
 class AdminError extends Error {
@@ -58,7 +60,7 @@ export function blockingAdminExtension (opts: BlockingAdminOptions): AdminExtens
         opts.add(block)
         const view = viewOf(block)
         logger.info({ who: actor, action: 'block', id: block.id, target: describeTarget(block), expiresAt: view.expiresAt ?? null, reason: block.reason }, 'admin: client blocked')
-        return await reply.code(201).send(view)
+        return await reply.code(201).send({ ...view, scope: opts.scope })
       })
 
       admin.delete('/admin/blocks/:id', async (request: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply) => {
@@ -66,7 +68,7 @@ export function blockingAdminExtension (opts: BlockingAdminOptions): AdminExtens
         if (registry.isStatic(id)) throw new AdminError(409, `Block ${id} comes from the policy file (blocklist): remove it there and reload.`)
         const actor = actorOf(request)
         const b = opts.remove(id)
-        if (b === undefined) throw new AdminError(404, `No block ${id} (it may have expired); GET /admin/blocks lists the blocks in force.`)
+        if (b === undefined) throw new AdminError(404, `No block ${id} (it may have expired); \`flaggate blocks\` (GET /admin/blocks) lists the blocks in force.`)
         logger.info({ who: actor, action: 'unblock', id, source: b.source, target: describeTarget(b), reason: b.reason }, 'admin: block lifted')
         return await reply.code(204).send()
       })

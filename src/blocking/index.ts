@@ -145,7 +145,7 @@ export function createBlockingRoom (deps: BlockingRoomDeps): BlockingRoom {
     top,
     backend,
     room: { plugin: blockingPlugin, opts: pluginOpts },
-    admin: blockingAdminExtension({ registry, top, policy: deps.policy, logger: log, add, remove, status }),
+    admin: blockingAdminExtension({ registry, top, policy: deps.policy, logger: log, add, remove, status, scope: deps.redis !== undefined ? 'fleet' : 'replica' }),
     add,
     remove,
     ready: () => backend.ready(),

@@ -77,7 +77,7 @@ export function createCacheRoom (deps: CacheRoomDeps): CacheRoom {
     room: { plugin: cachePlugin, opts: pluginOpts },
     hits: { plugin: cacheHitsPlugin, opts: { cache } },
     webhook: { plugin: webhooks, opts: webhookOpts },
-    admin: cacheAdminExtension({ cache, bus, logger: log }),
+    admin: cacheAdminExtension({ cache, bus, logger: log, scope: deps.redis !== undefined ? 'fleet' : 'replica' }),
     purge: (t) => bus.purge(t),
     reload: (policy) => { cache.resize(policy.data.cache.maxSize); metrics.cacheBytes.set(cache.bytes) },
     close: async () => { await bus.close() }
