@@ -49,7 +49,7 @@ export async function buildAdminApp (deps: AdminDeps): Promise<FastifyInstance> 
     const status = err.statusCode ?? 500
     if (status >= 500) request.log.error({ err }, 'admin request failed')
     return reply.code(status).header('content-type', 'application/json')
-      .send(errorBody(status === 401 ? 'FLAGGATE_UNAUTHORIZED' : status === 403 ? 'FLAGGATE_FORBIDDEN' : status === 404 ? 'FLAGGATE_NOT_FOUND' : status < 500 ? 'FLAGGATE_BAD_REQUEST' : 'FLAGGATE_INTERNAL_ERROR', status < 500 ? err.message : undefined))
+      .send(errorBody(status === 401 ? 'FLAGGATE_UNAUTHORIZED' : status === 403 ? 'FLAGGATE_FORBIDDEN' : status === 404 ? 'FLAGGATE_NOT_FOUND' : status === 503 ? 'FLAGGATE_STATE_UNAVAILABLE' : status < 500 ? 'FLAGGATE_BAD_REQUEST' : 'FLAGGATE_INTERNAL_ERROR', status < 500 || status === 503 ? err.message : undefined))
   })
   app.setNotFoundHandler((_req, reply) => reply.code(404).header('content-type', 'application/json').send(errorBody('FLAGGATE_NOT_FOUND', 'No such admin endpoint.')))
 

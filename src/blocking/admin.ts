@@ -17,8 +17,8 @@ export interface BlockingAdminOptions {
   top: TopClients
   policy: () => Policy
   logger: BlockLogger
-  /** adds a block everywhere (registry + backend) */
-  add: (block: Block) => void
+  /** adds a block everywhere (registry + backend); why it could not be stored (and was undone), or undefined */
+  add: (block: Block) => Promise<string | undefined>
   /** lifts a block everywhere; the block, or undefined when unknown */
   remove: (id: string) => Block | undefined
   status: () => Record<string, unknown>
@@ -57,7 +57,11 @@ export function blockingAdminExtension (opts: BlockingAdminOptions): AdminExtens
           actor,
           newId: newRuntimeId
         })
-        opts.add(block)
+        const problem = await opts.add(block)
+        if (problem !== undefined) {
+          logger.error({ who: actor, action: 'block', target: describeTarget(block), err: problem }, 'admin: block refused, the state file cannot be written')
+          throw new AdminError(503, `The block was not applied: it could not be saved (${problem}), so it would vanish at the next restart. Set blocking.stateFile (FLAGGATE_STATE_FILE in the shipped policy) to a writable path, or use a Redis store.`)
+        }
         const view = viewOf(block)
         logger.info({ who: actor, action: 'block', id: block.id, target: describeTarget(block), expiresAt: view.expiresAt ?? null, reason: block.reason }, 'admin: client blocked')
         return await reply.code(201).send({ ...view, scope: opts.scope })
