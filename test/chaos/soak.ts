@@ -154,7 +154,7 @@ function count (who: Who, status: number, code: string | undefined, what: string
   bump(w, kind)
   if (kind === 'unexpected') { unexpected(`${who.name}: ${what}: ${label}${broken.length > 0 ? ` breaks the contract: ${broken.join('; ')}` : ''}`); return }
   bump(tally.byKind, kind)
-  // shedding while Core is healthy is the adaptive limit measuring minRTT (README, maxInFlight: auto):
+  // shedding while Core is healthy is the adaptive limit measuring minRTT (docs/design.md, "maxInFlight: auto"):
   // expected, but shown second by second so that shedding at any other time stands out
   if (kind === 'shed' && !coreFault) bump(tally.shedHealthy, Math.floor((Date.now() - started) / 1000))
 }
@@ -402,7 +402,7 @@ async function policyState (gw: SpawnedGateway): Promise<PolicyState> {
 /**
  * How long until a request of DRILL_KEY on identities is refused by `gw`. SPEC: within one second
  * on every replica. Redis is the only way there, so a block made while Redis is away is in force on
- * the others once Redis answers again (README, Blocking): allow its reconnect and heartbeat too. A
+ * the others once Redis answers again (docs/design.md, "Blocking"): allow its reconnect and heartbeat too. A
  * block whose ttl ends first may never travel, and need not.
  */
 async function blockReaches (gw: SpawnedGateway, expiresAt: number): Promise<string> {
