@@ -26,7 +26,7 @@ export const ERRORS = {
 
 export type ErrorCode = keyof typeof ERRORS
 
-/** A rejection the gateway answers itself; thrown by rooms, rendered by the one error handler. */
+/** A rejection the gateway answers itself; thrown by the steps, rendered by the one error handler. */
 export class GatewayError extends Error {
   readonly code: ErrorCode
   readonly statusCode: number

@@ -3,7 +3,7 @@
  * Output is for people on call: one line per block or client, with the command to run next.
  */
 import type { BlockView } from '../blocking/core.js'
-import { parseClient, type TopResult } from '../top/index.js'
+import { parseClient, type TopResult } from '../top/top-clients.js'
 import { adminCall, answerError, fail, type AdminOptions } from './admin-client.js'
 
 function until (b: BlockView): string {

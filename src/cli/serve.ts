@@ -5,7 +5,7 @@
 import { setFlagsFromString } from 'node:v8'
 import { PolicyInvalidError } from '../policy/load.js'
 import { fail } from './admin-client.js'
-import { stateFilePath } from '../blocking/index.js'
+import { stateFilePath } from '../blocking/capability.js'
 import type { Gateway } from '../gateway.js'
 
 /** What the start-up line names: the first thing an operator reads when a gateway misbehaves. */

@@ -85,7 +85,7 @@ for (const storeKind of ['memory', 'redis'] as const) {
     })
     afterAll(async () => { await gw.close() })
 
-    it('answers 429 with the SPEC body and headers once the burst is spent, and Core never sees it', async () => {
+    it('answers 429 with the JSON error body and headers once the burst is spent, and Core never sees it', async () => {
       const ip = '198.51.100.1'
       const key = 'ser.prod_server_key'
       core.reset()
