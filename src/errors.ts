@@ -20,6 +20,7 @@ export const ERRORS = {
   FLAGGATE_UNAUTHORIZED: { status: 401, error: 'Unauthorized', message: 'Missing or invalid credentials.' },
   FLAGGATE_FORBIDDEN: { status: 403, error: 'Forbidden', message: 'This request may not use the admin API.' },
   FLAGGATE_POLICY_INVALID: { status: 422, error: 'Unprocessable Entity', message: 'The policy file is invalid; the previous policy stays in force.' },
+  FLAGGATE_STATE_UNAVAILABLE: { status: 503, error: 'Service Unavailable', message: 'The change could not be stored, so it was not applied.' },
   FLAGGATE_INTERNAL_ERROR: { status: 500, error: 'Internal Server Error', message: 'The gateway failed unexpectedly; this is a bug.' }
 } as const satisfies Record<string, { status: number; error: string; message: string }>
 

@@ -38,6 +38,8 @@ export interface RequestGateway {
   cacheStatus: CacheStatus | undefined
   /** ms spent waiting for the upstream (headers), when it was asked. Writer: whoever asked it (proxy, or the cache lookup's fill) */
   upstreamMs: number | undefined
+  /** why the upstream attempt failed, when the answer is a 502/504 of ours. Writer: the app's error handler, from the upstream module's cause */
+  upstreamError?: string
   /** the limit that refused this request, for the log. Writer: rate-limit */
   limitedBy: string | undefined
   /**

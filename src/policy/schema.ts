@@ -9,11 +9,16 @@ import { isValidCidrOrIp } from '../shared/ip.js'
 import { canonicalPath } from '../shared/path.js'
 import safeRegex from 'safe-regex2'
 
+/**
+ * A string in one of the policy's units. The messages say what the value must look like, in the
+ * file's own notation ("must look like `100/s` (a rate), not "fast""); load.ts puts the key's
+ * name in front.
+ */
 function unit<T> (what: string, example: string, parse: (s: string) => T | undefined, check?: (v: T) => string | undefined) {
-  return z.string({ error: (iss) => iss.input === undefined ? 'required' : `expected ${what} such as "${example}", got ${typeof iss.input}` })
+  return z.string({ error: (iss) => iss.input === undefined ? 'is required' : `must look like \`${example}\` (${what}), not ${typeof iss.input === 'number' ? `the number ${String(iss.input)}: write the unit too` : `a ${typeof iss.input}`}` })
     .transform((s, ctx) => {
       const v = parse(s)
-      if (v === undefined) { ctx.addIssue({ code: 'custom', message: `"${s}" is not ${what} (example: "${example}")` }); return z.NEVER }
+      if (v === undefined) { ctx.addIssue({ code: 'custom', message: `must look like \`${example}\` (${what}), not "${s}"` }); return z.NEVER }
       const problem = check?.(v)
       if (problem !== undefined) { ctx.addIssue({ code: 'custom', message: problem }); return z.NEVER }
       return v
@@ -24,7 +29,7 @@ const positive = (v: number) => v > 0 ? undefined : 'must be greater than zero'
 export const Duration = unit('a duration', '30s', parseDuration)
 export const PositiveDuration = unit('a duration', '30s', parseDuration, positive)
 export const Size = unit('a size', '512kb', parseSize, positive)
-export const Rate = unit('a rate', '100/s', parseRate, (r) => r.perSecond > 0 ? undefined : 'rate must be greater than zero')
+export const Rate = unit('a rate', '100/s', parseRate, (r) => r.perSecond > 0 ? undefined : 'must be greater than zero')
 export const Percent = unit('a percentage', '50%', parsePercent, (p) => p <= 1 ? undefined : 'must be at most 100%')
 export const Listen = unit('a listen address', '0.0.0.0:8080', parseListen)
 export const CountPerWindow = unit('a count per window', '300 per 1m', parseCountPerWindow)

@@ -22,6 +22,7 @@ import { proxyRequestHeaders, responseHeadersFromRaw, type HeaderSet } from './h
 import { Pools } from './pools.js'
 import { compressProxied } from '../compress/proxied.js'
 import { planFallback } from './fallback.js'
+import { UpstreamFailures } from './failures.js'
 
 export interface UpstreamResponse { statusCode: number; headers: Record<string, string | string[] | undefined>; body: Buffer }
 
@@ -86,11 +87,19 @@ export class UpstreamClient {
   #policy: Policy | undefined
   // prom-client hashes a label object on every observe(); resolve each child once instead
   readonly #histograms = new Map<string, { observe: (v: number) => void }>()
+  /** why attempts failed: the last one per upstream (status), a rate-limited warning, the cause for the access log */
+  readonly failures: UpstreamFailures
 
   constructor (opts: { metrics: Metrics; logger: Logger; gate?: UpstreamGate }) {
     this.#metrics = opts.metrics
     this.#logger = opts.logger
     this.gate = opts.gate ?? OPEN_GATE
+    this.failures = new UpstreamFailures(opts.logger)
+  }
+
+  /** each upstream's URL and its last failure, for `/admin/status` */
+  status (): Record<string, unknown> {
+    return { upstreams: this.failures.status(this.#policy) }
   }
 
   /** Every (re)load, before the policy serves requests: pool sizes and TLS settings apply live. */
@@ -147,7 +156,7 @@ export class UpstreamClient {
     try {
       res = await this.#proxy(name, target.origin, path, method, headers, body, timeoutMs)
     } catch (err) {
-      const ge = toGatewayError(err)
+      const ge = this.failures.record(toGatewayError(err), name, target)
       admission.finish(failure(ge, elapsedMs(t0)))
       return ge
     }
@@ -223,7 +232,7 @@ export class UpstreamClient {
     try {
       res = await this.#request(target.origin, req.path, req.method, req.headers, req.body, req.timeoutMs ?? target.timeoutMs)
     } catch (err) {
-      const ge = toGatewayError(err)
+      const ge = this.failures.record(toGatewayError(err), req.upstream, target)
       admission.finish(failure(ge, elapsedMs(t0)))
       throw ge
     }
@@ -239,7 +248,7 @@ export class UpstreamClient {
         admission.finish(err.answer !== undefined ? { kind: 'response', status: res.statusCode, latencyMs } : { kind: 'abandoned' })
         throw err
       }
-      const ge = toGatewayError(err)
+      const ge = this.failures.record(toGatewayError(err), req.upstream, target)
       admission.finish(failure(ge, elapsedMs(t0)))
       throw ge
     }
