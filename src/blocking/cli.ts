@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util'
 import type { BlockView } from './core.js'
 import { parseClient, type TopResult } from '../top/index.js'
+import { shellQuote } from '../shared/shell-quote.js'
 
 type AdminCall = (argv: string[], method: string, path: string, body?: unknown) => Promise<{ status: number; json: unknown }>
 type Fail = (message: string, code?: number) => never
@@ -85,7 +86,8 @@ export async function top (argv: string[], adminCall: AdminCall, fail: Fail): Pr
   if (t.clients.length === 0) { process.stdout.write('no traffic\n'); return }
   table(['REQUESTS', 'REJECTED', 'ROUTE', 'CLIENT'], t.clients.map((c) => [String(c.requests), String(c.rejections), c.route, c.client]))
   const first = t.clients[0]!
-  process.stdout.write(`\nto block the first one on every route for an hour:\n  flaggate block --client '${first.client}' --ttl 1h --reason '...'\n`)
+  // the client chose its key (and, behind a trusted proxy, its address): quoted for the shell it is pasted into
+  process.stdout.write(`\nto block the first one on every route for an hour:\n  flaggate block --client ${shellQuote(first.client)} --ttl 1h --reason '...'\n`)
 }
 
 function table (head: string[], rows: string[][]): void {

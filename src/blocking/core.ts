@@ -287,8 +287,9 @@ export class BlockIndex {
     }
     if (block.ip !== undefined && cidr === undefined) return false
     if (block.keyDigest === undefined && cidr === undefined && ua === undefined) return false
-    // a key with an ip is one client instance: exact address only
-    if (block.keyDigest !== undefined && cidr !== undefined && (cidr.prefix !== (cidr.family === 4 ? 32 : 128))) return false
+    // a key with an ip is one client instance: one address, or one counted IPv6 network
+    // (shared/ip-prefix.ts), looked up exactly
+    if (block.keyDigest !== undefined && cidr !== undefined && cidr.family === 4 && cidr.prefix !== 32) return false
     this.remove(block.id)
     const entry: Entry = {
       block,
@@ -337,9 +338,11 @@ export class BlockIndex {
 
   /**
    * The block that refuses this request, if any. `ip` is the client address after
-   * trustedProxies; a block past its `expiresAt` no longer matches even before it is swept.
+   * trustedProxies (CIDR blocks match it); `net` the address as counted (shared/ip-prefix.ts),
+   * which key-and-address blocks name. A block past its `expiresAt` no longer matches even
+   * before it is swept.
    */
-  match (route: string, envKey: string | undefined, ip: string, userAgent: string | undefined, now: number): Block | undefined {
+  match (route: string, envKey: string | undefined, ip: string, userAgent: string | undefined, now: number, net: string = ip): Block | undefined {
     const p = this.#probe
     p.route = route
     p.now = now
@@ -349,7 +352,7 @@ export class BlockIndex {
       const byKey = this.#keys.size === 0 ? undefined : this.#keys.get(d)
       if (byKey !== undefined) e = firstApplying(byKey, p)
       if (e === undefined && this.#keyIps.size > 0) {
-        const byKeyIp = this.#keyIps.get(`${d}\n${ip}`)
+        const byKeyIp = this.#keyIps.get(`${d}\n${net}`)
         if (byKeyIp !== undefined) e = firstApplying(byKeyIp, p)
       }
       if (e !== undefined) return e.block

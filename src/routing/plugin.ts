@@ -10,6 +10,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { PolicyStore } from '../policy/store.js'
 import { GatewayError } from '../errors.js'
 import { clientChain } from './client.js'
+import { countedAddress } from '../shared/ip-prefix.js'
 import { resolveTarget } from './match.js'
 import { oversizedHeader } from './header-limits.js'
 import type { RequestGateway } from '../shared/types.js'
@@ -33,6 +34,7 @@ async function routing (app: FastifyInstance, opts: RoutingOptions): Promise<voi
       upstreamUrl: '',
       envKey,
       clientIp: chain[0]!,
+      clientNet: countedAddress(chain[0]!, policy.data.server.ipv6Prefix),
       decision: 'allowed',
       cacheStatus: undefined,
       upstreamMs: undefined,

@@ -20,8 +20,10 @@ export interface RequestGateway {
   upstreamUrl: string
   /** the X-Environment-Key header, or undefined; never log it unredacted */
   envKey: string | undefined
-  /** client IP after trustedProxies */
+  /** client IP after trustedProxies: what blocks match by CIDR */
   clientIp: string
+  /** the client address as counted (shared/ip-prefix.ts): IPv4, or the IPv6 network of server.ipv6Prefix */
+  clientNet: string
   decision: Decision
   cacheStatus: CacheStatus | undefined
   /** ms spent waiting for the upstream (headers), when it was asked */
