@@ -7,7 +7,7 @@ import { z } from 'zod'
 import { parseCountPerWindow, parseDuration, parseListen, parsePercent, parseRate, parseSize } from '../shared/units.js'
 import { isValidCidrOrIp } from '../shared/ip.js'
 import { canonicalPath } from '../routing/path.js'
-import safeRegex from 'safe-regex2'
+import { compileUserAgentPattern } from '../blocking/ua-pattern.js'
 
 function unit<T> (what: string, example: string, parse: (s: string) => T | undefined, check?: (v: T) => string | undefined) {
   return z.string({ error: (iss) => iss.input === undefined ? 'required' : `expected ${what} such as "${example}", got ${typeof iss.input}` })
@@ -54,9 +54,11 @@ const RedisUrl = z.string().refine((s) => /^rediss?:\/\//.test(s), { message: 'm
 
 const Cidr = z.string().refine(isValidCidrOrIp, { message: 'must be an IP address or CIDR block such as 10.0.0.0/8' })
 
-const Regex = z.string().refine((s) => { try { new RegExp(s); return true } catch { return false } }, { message: 'is not a valid regular expression' })
-  // a User-Agent pattern runs against a header any client writes: refuse catastrophic backtracking
-  .refine((s) => { try { new RegExp(s) } catch { return true } return safeRegex(s) }, { message: 'could backtrack catastrophically (nested quantifiers such as (a+)+); rewrite it without a repeated group that itself repeats' })
+// a User-Agent pattern runs against a header any client writes, on a linear-time engine (RE2)
+const Regex = z.string().superRefine((s, ctx) => {
+  const p = compileUserAgentPattern(s)
+  if (typeof p === 'string') ctx.addIssue({ code: 'custom', message: p })
+})
 
 const Method = z.string().transform((s) => s.toUpperCase()).pipe(
   z.enum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], { error: 'must be an HTTP method (GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS)' }))
