@@ -17,6 +17,7 @@ import type { Metrics } from './metrics/registry.js'
 import { createAccessLog } from './shared/access-log.js'
 import { createRequestMetrics } from './shared/request-metrics.js'
 import { lazyChildLogger } from './shared/logger.js'
+import { installConnectionCap } from './routing/connection-cap.js'
 
 export interface Lifecycle { draining: boolean }
 
@@ -111,6 +112,7 @@ export async function buildPublicApp (deps: PublicAppDeps): Promise<FastifyInsta
   })
 
   applyListenerBounds(app.server, deps.store.current.data.server)
+  installConnectionCap(app.server, deps.store)
   const onReload = (policy: Policy): void => { applyListenerBounds(app.server, policy.data.server) }
   deps.store.on('reload', onReload)
   app.addHook('onClose', (_app, done) => { deps.store.off('reload', onReload); done() })
