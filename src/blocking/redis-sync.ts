@@ -14,6 +14,7 @@
  * it answers again. Hash fields cannot expire on Redis 7.0, so every replica deletes the blocks
  * whose time is up when it sweeps them (idempotent).
  */
+import { BlockMessageSchema, FleetMessageParser } from '../store/fleet-messages.js'
 import { randomUUID } from 'node:crypto'
 import type { Cluster, Redis } from 'ioredis'
 import { loggableError } from '../shared/redact.js'
@@ -65,6 +66,7 @@ export class RedisBlockSync implements BlockBackend {
   #resolveReady: () => void = () => {}
   readonly #ready: Promise<void>
   #subscriber: Redis | Cluster | undefined
+  #parser: FleetMessageParser<unknown> | undefined
   #subscribedOnce = false
   #timer: NodeJS.Timeout | undefined
   #running: Promise<void> | undefined
@@ -285,10 +287,10 @@ export class RedisBlockSync implements BlockBackend {
   }
 
   #receive (raw: string): void {
-    let msg: Partial<Message>
-    try { msg = JSON.parse(raw) as Partial<Message> } catch { return }
-    if (msg.v !== 1 || msg.from === this.#id) return
-    if (typeof msg.version === 'number') this.#advance(msg.version)
+    // anyone who can write to Redis can publish here: parsed against a schema, never trusted
+    const msg = (this.#parser ??= new FleetMessageParser(BlockMessageSchema, this.channel, this.#log)).parse(raw) as Message | undefined
+    if (msg === undefined || msg.from === this.#id) return
+    this.#advance(msg.version)
     if (msg.op === 'add') {
       const b = blockFromJson(msg.block)
       if (b === undefined || this.#pendingRemoves.has(b.id)) return

@@ -9,6 +9,7 @@
  * - a replica whose subscription dropped may have missed purges meanwhile, so when it is
  *   subscribed again it drops its whole cache (one upstream request per key follows, no more).
  */
+import { FleetMessageParser, PurgeMessageSchema } from '../store/fleet-messages.js'
 import { loggableError } from '../shared/redact.js'
 import { randomUUID } from 'node:crypto'
 import type { Redis, Cluster } from 'ioredis'
@@ -61,6 +62,7 @@ export class PurgeBus {
   readonly #id = randomUUID()
   readonly #retryForMs: number
   #subscriber: Redis | Cluster | undefined
+  #parser: FleetMessageParser<unknown> | undefined
   #pending: Array<{ message: string; until: number }> = []
   #timer: NodeJS.Timeout | undefined
   #subscribedOnce = false
@@ -111,9 +113,9 @@ export class PurgeBus {
   }
 
   #receive (raw: string): void {
-    let msg: Partial<PurgeMessage>
-    try { msg = JSON.parse(raw) as Partial<PurgeMessage> } catch { return }
-    if ((msg.v !== 1 && msg.v !== 2) || msg.from === this.#id || !isPurgeTarget(msg.target)) return
+    // anyone who can write to Redis can publish here: parsed against a schema, never trusted
+    const msg = (this.#parser ??= new FleetMessageParser(PurgeMessageSchema, this.channel ?? 'purge', this.#log)).parse(raw) as PurgeMessage | undefined
+    if (msg === undefined || msg.from === this.#id || !isPurgeTarget(msg.target)) return
     const n = this.#cache.purge(msg.target)
     this.#log.info({ purged: n, target: describeTarget(msg.target) }, 'cache purge from another replica')
   }
