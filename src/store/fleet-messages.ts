@@ -14,7 +14,7 @@ const ID = z.string().min(1).max(200)
 export const PurgeTargetSchema = z.union([
   z.object({ all: z.literal(true) }),
   z.object({ key: z.string().min(1).max(8192) }),
-  z.object({ keyDigest: z.string().regex(/^[0-9a-f]{8,128}$/) }),
+  z.object({ keyDigest: z.string().regex(/^[A-Za-z0-9_-]{8,128}$/) }),  // base64url SHA-256 (cache/core.ts keyDigestOf)
   z.object({ envId: z.number().int().safe() }),
   z.object({ projectId: z.number().int().safe() })
 ])
