@@ -12,18 +12,18 @@
  * one regex test per User-Agent block (those are few: a regex cannot be indexed).
  */
 import { createHash } from 'node:crypto'
-import { compileUserAgentPattern, MAX_USER_AGENT_CHARS, MAX_PATTERN_CHARS, type UserAgentPattern } from './ua-pattern.js'
-import { keyDigest } from '../rate-limit/keys.js'
+import { compileUserAgentPattern, MAX_USER_AGENT_CHARS, MAX_PATTERN_CHARS, type UserAgentPattern } from '../shared/ua-pattern.js'
+import { keyDigest } from '../shared/key-digest.js'
 import { redactKey } from '../shared/redact.js'
 import { parseDuration } from '../shared/units.js'
-import { parseCidr, PrefixIndex, type Cidr } from './ip-index.js'
+import { parseCidr, PrefixIndex, type Cidr } from '../shared/ip-index.js'
 
 export type BlockSource = 'static' | 'runtime' | 'abuse'
 
 /** A block as stored (Redis, state file) and exchanged between replicas: plain JSON. */
 export interface Block {
   id: string
-  /** digest of the environment key (see rate-limit/keys.ts keyDigest) */
+  /** digest of the environment key (shared/key-digest.ts) */
   keyDigest?: string
   /** the key redacted, for people */
   key?: string

@@ -3,7 +3,7 @@
  * on the injected clock when a request asks (admit) or reports (finish). The plugin wraps it into
  * the {@link UpstreamGate} the upstream client calls.
  *
- * States (SPEC section 5):
+ * States:
  *
  *     closed ──trip──▶ open ──openFor elapsed──▶ half-open ──all trials good──▶ closed (recovery ramp)
  *                       ▲                            │

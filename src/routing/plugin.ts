@@ -14,7 +14,7 @@ import { countedAddress } from '../shared/ip-prefix.js'
 import { resolveTarget } from './match.js'
 import { oversizedHeader } from './header-limits.js'
 import { BodyBudget } from './body-budget.js'
-import type { RequestGateway } from '../shared/types.js'
+import type { RequestGateway } from '../contracts/request.js'
 
 export interface RoutingOptions { store: PolicyStore }
 

@@ -5,10 +5,10 @@
  * it at will, so counting single IPv6 addresses would give one attacker 2^64 budgets. IPv4-mapped
  * forms (`::ffff:1.2.3.4`) are IPv4. Blocks are not counted: they match the real address by CIDR.
  *
- * The text is the canonical CIDR text of the blocking index (blocking/ip-index.ts: `2001:db8::/64`),
+ * The text is the canonical CIDR text of the blocking index (shared/ip-index.ts: `2001:db8::/64`),
  * so an automatic block of a counted client is a CIDR block of exactly that network.
  */
-import { parseCidr } from '../blocking/ip-index.js'
+import { parseCidr } from './ip-index.js'
 
 export const DEFAULT_IPV6_PREFIX = 64
 

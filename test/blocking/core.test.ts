@@ -5,9 +5,9 @@
 import { describe, expect, it } from 'vitest'
 import { BlockIndex, blockFromJson, compileUserAgent, parseBlockRequest, staticBlocks, BlockRequestError, type Block, type BlockRequestContext } from '../../src/blocking/core.js'
 import { BlockRegistry } from '../../src/blocking/registry.js'
-import { parseCidr, parseV4, parseV6 } from '../../src/blocking/ip-index.js'
+import { parseCidr, parseV4, parseV6 } from '../../src/shared/ip-index.js'
 import { isIP } from 'node:net'
-import { keyDigest } from '../../src/rate-limit/keys.js'
+import { keyDigest } from '../../src/shared/key-digest.js'
 
 let n = 0
 const ctx = (over: Partial<BlockRequestContext> = {}): BlockRequestContext => ({

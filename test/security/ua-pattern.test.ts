@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startRecordingUpstream, type RecordingUpstream } from '../support/recording-upstream.js'
 import { policyYaml, startTestGateway, type TestGateway } from '../support/gateway.js'
 import { json, raw } from '../support/http.js'
-import { compileUserAgentPattern } from '../../src/blocking/ua-pattern.js'
+import { compileUserAgentPattern } from '../../src/shared/ua-pattern.js'
 
 const PATTERN = '^([a-z]|[0-9a-f])*-bot$'
 const HOSTILE_UA = 'a'.repeat(27) + '!'
