@@ -58,7 +58,10 @@ describe('attack 16: malformed messages on the replicas\' channels', () => {
       expect(r.process.exitCode, r.stderr.join('')).toBeNull()
       expect((await raw(r.url, '/api/v1/flags/')).status).toBe(200)
       expect(list).toContain('r-sec16')
-      expect(JSON.stringify(r.logs.slice(-8)) + r.stderr.join('')).toContain('ignored a malformed message from Redis')
+      // the log line comes through the child's stdout pipe: wait for it
+      const logDeadline = Date.now() + 5000
+      while (Date.now() < logDeadline && !r.logs.some((l) => l.msg === 'ignored a malformed message from Redis')) await new Promise((resolve) => setTimeout(resolve, 50))
+      expect(r.logs.map((l) => l.msg)).toContain('ignored a malformed message from Redis')
     }
   })
 })
