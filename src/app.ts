@@ -22,6 +22,7 @@ import { createRequestMetrics } from './observe/request-metrics.js'
 import type { DecisionRates } from './observe/decision-rates.js'
 import { causeOf } from './upstream/failures.js'
 import { lazyChildLogger } from './shared/logger.js'
+import { installConnectionCap } from './routing/connection-cap.js'
 
 export interface PublicAppDeps {
   store: PolicyStore
@@ -124,6 +125,7 @@ export async function buildPublicApp (deps: PublicAppDeps): Promise<FastifyInsta
   })
 
   applyListenerBounds(app.server, deps.store.current.data.server)
+  installConnectionCap(app.server, deps.store)
   const onReload = (policy: Policy): void => { applyListenerBounds(app.server, policy.data.server) }
   deps.store.on('reload', onReload)
   app.addHook('onClose', (_app, done) => { deps.store.off('reload', onReload); done() })

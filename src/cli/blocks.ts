@@ -80,7 +80,8 @@ export async function top (opts: AdminOptions & { by: string; limit: number }): 
   if (t.clients.length === 0) { process.stdout.write('no traffic\n'); return }
   table(['REQUESTS', 'REJECTED', 'ROUTE', 'CLIENT'], t.clients.map((c) => [String(c.requests), String(c.rejections), c.route, c.client]))
   const first = t.clients[0]!
-  process.stdout.write(`\nto block the first one on every route for an hour:\n  flaggate block --client '${first.client}' --ttl 1h --reason '...'\n`)
+  // the client chose its key (and, behind a trusted proxy, its address): quoted for the shell it is pasted into
+  process.stdout.write(`\nto block the first one on every route for an hour:\n  flaggate block --client ${shellQuote(first.client)} --ttl 1h --reason '...'\n`)
 }
 
 function table (head: string[], rows: string[][]): void {

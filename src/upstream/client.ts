@@ -237,6 +237,12 @@ export class UpstreamClient {
       throw ge
     }
     const latencyMs = elapsedMs(t0)
+    if (res.statusCode > 599) {
+      res.body.on('error', () => {})
+      res.body.destroy()
+      admission.finish({ kind: 'unreachable', latencyMs })
+      throw toGatewayError(invalidStatus(res.statusCode))
+    }
     this.#observe(req.upstream, req.route, latencyMs)
     try {
       const body = await readBody(res, req.maxBodyBytes ?? Infinity, req.handOverLargeBody === true)
@@ -300,6 +306,8 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
 
   onHeaders (statusCode: number, rawHeaders: Buffer[] | string[] | null, resume: () => void): boolean {
     if (statusCode < 200) return true // 1xx: informational, the answer follows
+    // a status no HTTP client may relay (999): the upstream is broken, a 502, never our 500
+    if (statusCode > 599) { this.reject(invalidStatus(statusCode)); this.#abort?.(invalidStatus(statusCode)); return false }
     this.answered = true
     const headersAt = this.#headersAt = process.hrtime.bigint()
     // the client's headers, under the one header policy, built once from the raw pairs
@@ -318,13 +326,23 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
         cb(err)
       }
     })
-    this.resolve({ statusCode, headers, body: this.#stream, headersAt })
+    // handed over with its first bytes (or its end): a framing error before them (a bad chunk
+    // size) is still the upstream's 502, not a stream that fails under fastify's 500
+    this.#pending = { statusCode, headers, body: this.#stream, headersAt }
     return true
+  }
+
+  #pending: ProxiedResponse | undefined
+  #handOver (): void {
+    const p = this.#pending
+    if (p !== undefined) { this.#pending = undefined; this.resolve(p) }
   }
 
   onData (chunk: Buffer): boolean {
     if (this.#chunks !== undefined) { this.#chunks.push(chunk); this.#size += chunk.length; return true }
-    return this.#stream?.push(chunk) ?? true
+    const more = this.#stream?.push(chunk) ?? true
+    this.#handOver()
+    return more
   }
 
   onComplete (): void {
@@ -334,15 +352,20 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
       this.resolve({ statusCode: this.#status, headers: this.#headers!, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.#size), headersAt: this.#headersAt })
     } else {
       this.#stream?.push(null)
+      this.#handOver()
     }
   }
 
   onError (err: Error): void {
     this.#done = true
     // before the answer was handed over (or while a small one was read): the promise says it
-    if (this.#stream === undefined) this.reject(err)
-    else this.#stream.destroy(err)
+    if (this.#stream === undefined || this.#pending !== undefined) { this.#pending = undefined; this.#stream?.on('error', () => {}); this.#stream?.destroy(); this.reject(err) } else this.#stream.destroy(err)
   }
+}
+
+/** An upstream status outside 100-599: mapped to 502 FLAGGATE_UPSTREAM_UNREACHABLE by toGatewayError. */
+function invalidStatus (status: number): Error {
+  return Object.assign(new Error(`the upstream answered with an invalid status code ${status}`), { code: 'FLAGGATE_INVALID_UPSTREAM_STATUS' })
 }
 
 async function readBody (res: Dispatcher.ResponseData, max: number, handOver: boolean): Promise<Buffer> {

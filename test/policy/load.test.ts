@@ -147,7 +147,7 @@ describe('flaggate explain', () => {
     expect(r.stdout.split('\n')).toEqual([
       'request:  GET /api/v1/environment-document  key ser.abc  ip 203.0.113.7',
       'path:     /api/v1/environment-document (canonical)',
-      'route:    environment-document (#1 of 7, first match wins)',
+      'route:    environment-document (#1 of 9, first match wins)',
       'upstream: core → http://core.internal:8000/api/v1/environment-document/  (timeout 10s)',
       '          trailing slash added: /api/v1/environment-document → /api/v1/environment-document/',
       'client:   key ser.abc, ip 203.0.113.7',
@@ -159,7 +159,7 @@ describe('flaggate explain', () => {
   })
 
   it('matches the decoded path and HEAD like the gateway, and shows shadow limits as such', () => {
-    expect(explain('--path', '/api/v1/%66lags/', '--method', 'HEAD').stdout).toContain('route:    flags (#2 of 7')
+    expect(explain('--path', '/api/v1/%66lags/', '--method', 'HEAD').stdout).toContain('route:    flags (#2 of 9')
     const other = explain('--path', '/api/v1/projects/')
     expect(other.stdout).toContain('route:    default')
     expect(other.stdout).toContain('shadow: counted and logged, never rejects')
@@ -168,7 +168,7 @@ describe('flaggate explain', () => {
   it('uses the gateway\'s canonical path: the incident spelling is the document route, ambiguous ones are 400', () => {
     const dot = explain('--path', '/api/v1/./environment-document/?cb=1&page_id=p2')
     expect(dot.stdout).toContain('path:     /api/v1/environment-document/ (canonical)')
-    expect(dot.stdout).toContain('route:    environment-document (#1 of 7')
+    expect(dot.stdout).toContain('route:    environment-document (#1 of 9')
     expect(dot.stdout).toContain('upstream: core → http://core.internal:8000/api/v1/environment-document/?page_id=p2  (timeout 10s)')
     const slash = explain('--path', '/api/v1%2Fflags/')
     expect(slash.status).toBe(0)
