@@ -5,6 +5,7 @@
 import type { BlockView } from '../blocking/core.js'
 import { parseClient, type TopResult } from '../top/top-clients.js'
 import { adminCall, answerError, fail, type AdminOptions } from './admin-client.js'
+import { shellQuote } from '../shared/shell-quote.js'
 
 function until (b: BlockView): string {
   if (b.expiresAt === undefined) return 'until lifted'
