@@ -16,7 +16,7 @@ import { errors as undiciErrors, type Dispatcher } from 'undici'
 import { GatewayError } from '../errors.js'
 import type { Metrics } from '../metrics/registry.js'
 import type { Policy, UpstreamTarget } from '../policy/compile.js'
-import { OPEN_GATE, type Admission, type UpstreamGate } from './gate.js'
+import { OPEN_GATE, type Admission, type GateClient, type UpstreamGate } from './gate.js'
 import { BodyTooLarge, diedUnanswered, toGatewayError } from './errors.js'
 import { proxyRequestHeaders, responseHeadersFromRaw, type HeaderSet } from './headers.js'
 import { Pools } from './pools.js'
@@ -40,6 +40,8 @@ export interface FetchRequest {
    * abandoning it, so the caller can send it on rather than make the same request again.
    */
   handOverLargeBody?: boolean
+  /** who the request is for (a cache fill: the client whose request started it); see GateClient */
+  client?: GateClient
 }
 
 export function elapsedMs (since: bigint): number {
@@ -137,8 +139,8 @@ export class UpstreamClient {
   }
 
   /** One gated attempt of a proxied request: the answer (a small body read, a larger one unread), or the error to send. */
-  async #attempt (name: string, target: UpstreamTarget, route: string, method: string, path: string, headers: HeaderSet, body: Buffer | undefined, timeoutMs: number): Promise<Answer | GatewayError> {
-    const admission = this.gate.admit(name, route)
+  async #attempt (name: string, target: UpstreamTarget, route: string, client: GateClient, method: string, path: string, headers: HeaderSet, body: Buffer | undefined, timeoutMs: number): Promise<Answer | GatewayError> {
+    const admission = this.gate.admit(name, route, client)
     if (admission instanceof GatewayError) return admission
     const t0 = process.hrtime.bigint()
     let res: ProxiedResponse
@@ -169,7 +171,8 @@ export class UpstreamClient {
     const first = gw.policy.targets[gw.upstream]
     if (first === undefined) throw new GatewayError('FLAGGATE_UPSTREAM_UNREACHABLE', `No upstream named '${gw.upstream}' in the policy.`)
     const started = gw.upstreamStartedAt = process.hrtime.bigint()
-    let result = await this.#attempt(gw.upstream, first, route, method, gw.upstreamUrl, proxyRequestHeaders(request, first), body, first.timeoutMs)
+    const client: GateClient = { key: gw.envKey, ip: gw.clientIp }
+    let result = await this.#attempt(gw.upstream, first, route, client, method, gw.upstreamUrl, proxyRequestHeaders(request, first), body, first.timeoutMs)
 
     const fallback = gw.fallbackUpstream
     if (fallback !== undefined && fallback !== gw.upstream && (method === 'GET' || method === 'HEAD') && worthFallback(result)) {
@@ -184,7 +187,7 @@ export class UpstreamClient {
         this.#logger.debug({ route, from: gw.upstream, to: fallback, status: result instanceof GatewayError ? result.code : (result as Answer).res.statusCode }, 'upstream fallback')
         this.#metrics.upstreamFallbacks.labels(route, gw.upstream, fallback).inc()
         const path = target.basePath + gw.upstreamUrl.slice(first.basePath.length)
-        result = await this.#attempt(fallback, target, route, method, path, proxyRequestHeaders(request, target), body, Math.min(target.timeoutMs, remainingMs))
+        result = await this.#attempt(fallback, target, route, client, method, path, proxyRequestHeaders(request, target), body, Math.min(target.timeoutMs, remainingMs))
       }
     }
     gw.upstreamMs = elapsedMs(started)
@@ -201,7 +204,7 @@ export class UpstreamClient {
   async fetch (req: FetchRequest): Promise<UpstreamResponse> {
     const target = this.#policy?.targets[req.upstream]
     if (target === undefined) throw new GatewayError('FLAGGATE_UPSTREAM_UNREACHABLE', `No upstream named '${req.upstream}' in the policy.`)
-    const admission: Admission | GatewayError = this.gate.admit(req.upstream, req.route)
+    const admission: Admission | GatewayError = this.gate.admit(req.upstream, req.route, req.client)
     if (admission instanceof GatewayError) throw admission
     const t0 = process.hrtime.bigint()
     let res: Dispatcher.ResponseData

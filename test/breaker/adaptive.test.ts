@@ -12,27 +12,43 @@ const OPTS: AdaptiveLimitOptions = { ...ADAPTIVE_DEFAULTS, max: 200, random: () 
 function measured (minRtt: number, opts: Partial<AdaptiveLimitOptions> = {}) {
   const l = new AdaptiveLimit({ ...OPTS, ...opts })
   let t = 0
-  for (let i = 0; i < OPTS.minRttSamples; i++) l.sample(t, minRtt, t)
+  for (let i = 0; i < OPTS.minRttSamples; i++) l.sample(t, minRtt, t, 1)
   expect(l.measuring).toBe(false)
   expect(l.minRttMs).toBe(minRtt)
+  // as after a latency trip: the rules below are easiest to see growing from `min`
+  l.drop()
   /** one interval of `n` samples at `latency` ms, with `inFlight` requests in flight */
   const interval = (latency: number, inFlight = l.limit(t), n = 20): number => {
     l.noteInFlight(inFlight)
-    for (let i = 0; i < n; i++) { t += OPTS.sampleIntervalMs / n; l.sample(t, latency, t - latency) }
+    for (let i = 0; i < n; i++) { t += OPTS.sampleIntervalMs / n; l.sample(t, latency, t - latency, inFlight) }
     return l.limit(t)
   }
   return { l, interval, at: () => t, set: (ms: number) => { t = ms } }
 }
 
 describe('adaptive limit: the gradient rules', () => {
-  it('starts pinned at min and measures minRTT as the median of the first samples', () => {
+  it('starts generous (max) and takes minRTT from no-load samples only, shedding nothing to measure it', () => {
     const l = new AdaptiveLimit(OPTS)
-    expect(l.limit(0)).toBe(3)
-    for (let i = 0; i < OPTS.minRttSamples - 1; i++) l.sample(i, 40 + (i % 5), i)
+    expect(l.limit(0)).toBe(200)
+    // requests admitted with more than `min` in flight may have queued: not no-load samples
+    for (let i = 0; i < OPTS.minRttSamples - 5; i++) l.sample(i, 400, i, 10)
     expect(l.measuring).toBe(true)
-    l.sample(100, 42, 100)
+    for (let i = 0; i < OPTS.minRttSamples - 1; i++) l.sample(i, 40 + (i % 5), i, 1 + (i % 3))
+    expect(l.measuring).toBe(true)
+    expect(l.limit(100)).toBe(200)
+    l.sample(100, 42, 100, 3)
     expect(l.measuring).toBe(false)
     expect(l.minRttMs).toBe(42)
+    expect(l.limit(100)).toBe(200)
+  })
+
+  it('a latency trip drops the limit to min (drop), and it grows back on measured latency', () => {
+    const { l, interval, at } = measured(50)
+    for (let i = 0; i < 12; i++) interval(50)
+    expect(l.limit(at())).toBeGreaterThan(60)
+    l.drop()
+    expect(l.limit(at())).toBe(3)
+    expect([interval(50), interval(50)]).toEqual([5, 9])
   })
 
   it('grows while latency stays at minRTT and the limit is in use, up to max', () => {
@@ -82,7 +98,7 @@ describe('adaptive limit: the gradient rules', () => {
     const { l, interval } = measured(50)
     const before = interval(50)
     let t = 10_000
-    for (let i = 0; i < MIN_SAMPLES - 1; i++) l.sample(t += 100, 5000, t)
+    for (let i = 0; i < MIN_SAMPLES - 1; i++) l.sample(t += 100, 5000, t, 10)
     expect(l.limit(t)).toBe(before)
   })
 
@@ -92,7 +108,7 @@ describe('adaptive limit: the gradient rules', () => {
     expect(l.measuring).toBe(true)
     expect(l.limit(at())).toBe(3)
     let t = at()
-    for (let i = 0; i < OPTS.minRttSamples; i++) l.sample(t += 50, 900, t)
+    for (let i = 0; i < OPTS.minRttSamples; i++) l.sample(t += 50, 900, t, 3)
     expect(l.measuring).toBe(false)
     expect(l.minRttMs).toBe(900)
     // at the new minRTT the limit climbs again
@@ -100,28 +116,26 @@ describe('adaptive limit: the gradient rules', () => {
     expect(again(900)).toBeGreaterThan(3)
   })
 
-  it('re-measures minRTT every minRttInterval, then returns to the limit it had', () => {
+  it('refreshes minRTT every minRttInterval from the no-load samples it saw, up or down, shedding nothing for it', () => {
     const { l, interval, at } = measured(50)
-    for (let i = 0; i < 6; i++) interval(50)
-    const before = l.limit(at())
-    // random() = 0.5: no jitter; the next measurement is due 60 s after the first one ended
-    expect(l.limit(60_000 - 1)).toBe(before)
-    expect(l.limit(60_000)).toBe(3)
-    // requests admitted before the measurement began ran at the old concurrency: ignored
-    for (let i = 0; i < 50; i++) l.sample(60_001, 500, 59_000)
-    expect(l.measuring).toBe(true)
-    for (let i = 0; i < OPTS.minRttSamples; i++) l.sample(60_100 + i, 48, 60_050)
-    expect(l.minRttMs).toBe(48)
-    expect(l.limit(61_000)).toBe(before)
+    for (let i = 0; i < 6; i++) interval(50, 40)
+    expect(l.limit(at())).toBeGreaterThan(20)
+    // quiet moments: a few requests admitted with at most `min` in flight, at 70 ms now
+    for (let i = 0; i < 5; i++) l.sample(30_000 + i, 70, 30_000 + i - 70, 2)
+    expect(l.minRttMs).toBe(50)
+    // random() = 0.5: no jitter; the refresh is due 60 s after minRTT was taken
+    l.sample(60_001, 70, 59_990, 1)
+    expect(l.minRttMs).toBe(70)
+    expect(l.measuring).toBe(false)
   })
 
   it('ends a measurement after minRttMaxMs with at least 3 samples (slow upstream, few samples)', () => {
     const l = new AdaptiveLimit(OPTS)
-    l.sample(0, 1500, 0)
-    l.sample(1500, 1500, 0)
-    l.sample(1999, 1500, 0)
+    l.sample(0, 1500, 0, 1)
+    l.sample(1500, 1500, 0, 2)
+    l.sample(1999, 1500, 0, 3)
     expect(l.measuring).toBe(true)
-    l.sample(2000, 1600, 500)
+    l.sample(2000, 1600, 500, 1)
     expect(l.measuring).toBe(false)
     expect(l.minRttMs).toBe(1500)
   })
@@ -140,7 +154,7 @@ function measuredFrom (l: AdaptiveLimit, t0: number): (latency: number) => numbe
   let t = t0
   return (latency) => {
     l.noteInFlight(l.limit(t))
-    for (let i = 0; i < 20; i++) { t += 20; l.sample(t, latency, t - latency) }
+    for (let i = 0; i < 20; i++) { t += 20; l.sample(t, latency, t - latency, 3) }
     return l.limit(t)
   }
 }
