@@ -28,7 +28,7 @@ export interface CompiledRoute {
   readonly upstream: string
   readonly limits: readonly CompiledLimit[]
   readonly cache: CacheRuleData | undefined
-  readonly edge: { readonly percent: number; readonly keys: ReadonlySet<string> } | undefined
+  readonly edge: { readonly percent: number; readonly keys: ReadonlySet<string>; readonly whenOpen: boolean } | undefined
 }
 
 export interface CompiledOverride { readonly routes: ReadonlySet<string> | null; readonly limits: readonly CompiledLimit[] }
@@ -125,7 +125,7 @@ function compileRoute (r: RouteData): CompiledRoute {
     upstream: r.upstream,
     limits: Object.freeze(compileLimits(r.limit, r.name, '')),
     cache: r.cache === undefined ? undefined : Object.freeze({ ...r.cache }),
-    edge: r.edge === undefined ? undefined : Object.freeze({ percent: r.edge.percent, keys: new Set(r.edge.keys) })
+    edge: r.edge === undefined ? undefined : Object.freeze({ percent: r.edge.percent, keys: new Set(r.edge.keys), whenOpen: r.edge.whenOpen })
   })
 }
 
@@ -140,7 +140,7 @@ export function compilePolicy (data: PolicyData, version: string, now = new Date
     if (!upstreamNames.has(r.upstream)) {
       problems.push({ path: ['routes', i, 'upstream'], message: `unknown upstream '${r.upstream}' (defined: ${[...upstreamNames].join(', ')})` })
     }
-    if (r.edge !== undefined && (r.edge.percent > 0 || r.edge.keys.length > 0) && !upstreamNames.has('edge')) {
+    if (r.edge !== undefined && (r.edge.percent > 0 || r.edge.keys.length > 0 || r.edge.whenOpen) && !upstreamNames.has('edge')) {
       problems.push({ path: ['routes', i, 'edge'], message: "edge routing needs an upstream named 'edge'" })
     }
     // edge routing: only routes whose paths and methods the Edge API serves (src/edge/served.ts)
