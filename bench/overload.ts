@@ -14,12 +14,22 @@
  * and ≥ 3× the bare proxy.
  *
  * Usage: npm run bench:overload [-- --rounds 3 --duration 15 --pool 4 --query-ms 50 --factor 4]
+ *        npm run bench:overload -- --core model [--workers 2] [--query-ms 30]
+ *        npm run bench:overload -- --core http://127.0.0.1:18500 --client-key … --server-key ser.… \
+ *          --db-delay-proxy http://127.0.0.1:15433 [--query-ms 30]
+ * With `--core model` or a Core URL (bench/core-target.ts), `--query-ms` is the latency of each
+ * database round trip (default 30), Core's capacity is measured with a closed-loop client
+ * (bench/closed-loop.ts, 2× workers connections; gunicorn closes every connection, which
+ * autocannon miscounts), and a Core given by URL is the same one in every phase: the run waits
+ * for it to drain between phases. `--breaker '{…}'` replaces flaggate's `breakers.core`
+ * (YAML flow mapping; default `{ maxInFlight: auto }`).
  */
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { autocannonCli, Children, runNode } from './support.js'
+import { CORE_OPTIONS, coreTarget, type RunningCore } from './core-target.js'
 import type { Second } from './load-client.js'
 
 const { values } = parseArgs({
@@ -27,31 +37,42 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '3' },
     duration: { type: 'string', default: '15' },
     pool: { type: 'string', default: '4' },
-    'query-ms': { type: 'string', default: '50' },
+    'query-ms': { type: 'string' },
     factor: { type: 'string', default: '4' },
-    'timeout-ms': { type: 'string', default: '1000' }
+    'timeout-ms': { type: 'string', default: '1000' },
+    breaker: { type: 'string', default: '{ maxInFlight: auto }' },
+    'capacity-s': { type: 'string', default: '5' },
+    ...CORE_OPTIONS
   }
 })
+const target = coreTarget(values)
 const ROUNDS = Number(values.rounds)
 const DURATION_S = Number(values.duration)
 const POOL = Number(values.pool)
-const QUERY_MS = Number(values['query-ms'])
+const QUERY_MS = Number(values['query-ms'] ?? (target.kind === 'fake' ? 50 : 30))
+const WORKERS = Number(values.workers)
 const FACTOR = Number(values.factor)
 const TIMEOUT_MS = Number(values['timeout-ms'])
 const STEADY_FROM_S = 3
 const FLAGS = '/api/v1/flags/'
-const HEADERS = { 'x-environment-key': 'dev_client_key' }
+const HEADERS = { 'x-environment-key': target.clientKey }
 
-interface Core { url: string; control: string }
-
-async function startCore (children: Children): Promise<Core> {
-  const line = await children.start(['--import', 'tsx', 'bench/upstream.ts'], { POOL_SIZE: String(POOL), QUERY_LATENCY_MS: String(QUERY_MS) },
-    (l) => typeof l.control === 'string' ? JSON.stringify(l) : undefined)
-  return JSON.parse(line) as Core
+async function startCore (children: Children): Promise<RunningCore> {
+  await target.settle()
+  return await target.start(children, QUERY_MS, { poolSize: POOL })
 }
 
-async function coreStats (core: Core): Promise<{ maxBusySeen: number; requests: number }> {
-  return await (await fetch(`${core.control}/stats`)).json() as { maxBusySeen: number; requests: number }
+async function coreStats (core: RunningCore): Promise<{ maxBusySeen: number | string; requests: number | string }> {
+  return await core.stats() ?? { maxBusySeen: '?', requests: '?' }
+}
+
+/** Closed-loop capacity: the fake keeps its connections (autocannon); a gunicorn-like Core closes each one. */
+async function capacityOf (url: string, durationS: number): Promise<number> {
+  if (target.kind === 'fake') return (await autocannonCli(`${url}${FLAGS}`, { connections: 2 * POOL, durationS, headers: HEADERS })).rps
+  const out = await runNode(['--import', 'tsx', 'bench/closed-loop.ts'], {
+    URL: url, PATHS: FLAGS, HEADERS: JSON.stringify(HEADERS), CONNECTIONS: String(2 * WORKERS), DURATION_S: String(durationS)
+  })
+  return (JSON.parse(out) as { rps: number }).rps
 }
 
 function flaggatePolicy (coreUrl: string): string {
@@ -67,7 +88,7 @@ routes:
     match: { pathPrefix: / }
     upstream: core
 breakers:
-  core: { maxInFlight: auto }
+  core: ${values.breaker}
 `
 }
 
@@ -96,9 +117,8 @@ async function roundIn (i: number, all: Children[]): Promise<{ capacity: number;
   // 1. Core alone
   let children = fresh()
   let core = await startCore(children)
-  await autocannonCli(`${core.url}${FLAGS}`, { connections: 2 * POOL, durationS: 2, headers: HEADERS }) // warm up
-  const direct = await autocannonCli(`${core.url}${FLAGS}`, { connections: 2 * POOL, durationS: 5, headers: HEADERS })
-  const capacity = direct.rps
+  await capacityOf(core.url, 2) // warm up
+  const capacity = await capacityOf(core.url, Number(values['capacity-s']))
   children.stopAll()
   const rate = Math.round(FACTOR * capacity)
 
@@ -120,8 +140,9 @@ async function roundIn (i: number, all: Children[]): Promise<{ capacity: number;
   const gateCore = await coreStats(core)
   children.stopAll()
 
-  console.log(`round ${i}: Core capacity ${capacity.toFixed(0)} req/s (pool ${POOL}, ${QUERY_MS} ms/query); offered ${rate} req/s, clients give up after ${TIMEOUT_MS} ms`)
-  for (const [name, r, c] of [['bare @fastify/http-proxy', bare, bareCore], ['flaggate maxInFlight: auto', gate, gateCore]] as const) {
+  const coreIs = target.kind === 'fake' ? `pool ${POOL}, ${QUERY_MS} ms/query` : `${target.describe()}, ${QUERY_MS} ms/database round trip`
+  console.log(`round ${i}: Core capacity ${capacity.toFixed(0)} req/s (${coreIs}); offered ${rate} req/s, clients give up after ${TIMEOUT_MS} ms`)
+  for (const [name, r, c] of [['bare @fastify/http-proxy', bare, bareCore], [`flaggate ${values.breaker}`, gate, gateCore]] as const) {
     const s = r.summary as { sent: number; timeouts: number; errors: number; status: Record<string, number>; p50: number | null; p99: number | null }
     console.log(`  ${name.padEnd(28)} goodput ${f0(r.goodput)} req/s   sent ${s.sent}  status ${JSON.stringify(s.status)}  gave up ${s.timeouts}  errors ${s.errors}  2xx p50 ${s.p50} ms p99 ${s.p99} ms  Core received ${c.requests}, at most ${c.maxBusySeen} at once`)
     console.log(`  ${''.padEnd(28)} good/s by second: ${r.seconds.map((x) => x.good).join(' ')}`)
@@ -130,7 +151,12 @@ async function roundIn (i: number, all: Children[]): Promise<{ capacity: number;
 }
 
 const results = []
-for (let i = 1; i <= ROUNDS; i++) results.push(await round(i))
+try {
+  for (let i = 1; i <= ROUNDS; i++) results.push(await round(i))
+} finally {
+  // a Core that outlives this run gets its normal database back (start() sets the latency given)
+  if (target.kind === 'external') await target.start(new Children(), 0)
+}
 const capacity = median(results.map((r) => r.capacity))
 const bare = median(results.map((r) => r.bare))
 const gate = median(results.map((r) => r.flaggate))
