@@ -8,26 +8,31 @@
  * idle partitions are forgotten by a sweep once a second). With `n` partitions active, each one's
  * *share* is `limit / n`, and at least 1.
  *
- *   - a partition under its share is admitted while the total is under the limit; when the total
- *     is at the limit, it is still admitted as long as the requests of all partitions, each counted
- *     only up to its share, stay under the limit (the guarantee: a key that wants no more than its
- *     share is never refused because another key is storming);
- *   - a partition at or over its share is admitted only if the slots the other active partitions
- *     have not yet used of their shares stay free: `total + reserved < limit`, where `reserved` is
- *     the sum over the other active partitions of `share − their in flight` (never below 0). That
- *     is what keeps it work-conserving: a key may use capacity nobody else wants, and only that.
+ *   - under the limit, every request is admitted: work-conserving, a key may use capacity nobody
+ *     else wants, however much;
+ *   - at the limit, a partition under its share is still admitted, as long as what all partitions
+ *     hold, each counted only up to its share, stays under the limit; a partition at or over its
+ *     share is refused. So a storm that filled the limit while it was alone cannot keep another
+ *     key out: the newcomer gets its share at once, on top, and the storm gets no new slot until
+ *     the total is back under the limit.
  *
- * The price of never queueing: a partition under its share is let in even when a storm already
- * holds the whole limit (the storm took it while it was alone, and holds it for as long as its
- * requests take). The total in flight can then exceed the limit by at most the newcomers' shares
- * (together at most the limit itself; {@link HARD_CAP_FACTOR} bounds it absolutely), and only
- * until the storm's requests finish: none of its new ones is admitted while the total is over.
- * Netflix concurrency-limits' AbstractPartitionedLimiter makes the same choice (a partition under
- * its guaranteed share is admitted whatever the total); unlike its fixed percentages, shares here
- * follow whoever is active, since environment keys come and go.
+ * The price of never queueing is that overshoot: the total can exceed the limit by what the
+ * partitions under their share hold (together at most the limit; {@link HARD_CAP_FACTOR} bounds it
+ * absolutely), for as long as the storm's requests take. Netflix concurrency-limits'
+ * AbstractPartitionedLimiter makes the same choice (a partition under its guaranteed share is
+ * admitted whatever the total); unlike its fixed percentages, shares here follow whoever is active,
+ * since environment keys come and go. With `maxInFlight: auto` the overshoot corrects itself: the
+ * extra concurrency shows in the latency, and the adaptive limit comes down by as much, so the
+ * storm's part of it shrinks, not the others'.
  *
- * Cost: a Map lookup per admission; the `reserved` sum walks the partitions with requests in
- * flight (at most `limit` of them) and only when a partition is over its share.
+ * Alternative written first and dropped: refusing an over-share partition unless the unused
+ * shares of every other active partition stay free (strict max-min fairness, no overshoot). With
+ * Core's small limits (a handful of gunicorn workers) and many light keys, each key's whole share
+ * is held back for a request it sends a few times a second: nine keys at 5 % of capacity would
+ * reserve nine slots of a limit of four, and the storm's key — also a customer — would get one.
+ *
+ * Cost: a Map lookup per admission; at the limit, the excess sum walks the partitions with
+ * requests in flight (at most twice the limit of them).
  */
 
 /** A partition is active this long after its last request (plus up to one sweep period). */
@@ -42,7 +47,7 @@ interface Partition { inFlight: number; seenAt: number }
 
 export class FairShare {
   readonly #parts = new Map<string, Partition>()
-  /** partitions with requests in flight: what the `reserved` sum walks */
+  /** partitions with requests in flight: what the excess sum walks */
   readonly #busy = new Set<Partition>()
   #total = 0
   #sweptAt = -Infinity
@@ -80,29 +85,14 @@ export class FairShare {
 
   /** The rule itself (see the file comment); `p` is already counted active. */
   #admissible (p: Partition, limit: number): boolean {
+    if (this.#total < limit) return true
     if (this.#total >= limit * HARD_CAP_FACTOR) return false
     // at least one each: with more partitions active than slots, a slot is a whole request, and
     // a partition holding one is at its share (else shares under 1 would let the total run away)
     const share = Math.max(1, limit / this.#parts.size)
-    if (this.#total < limit) {
-      if (p.inFlight < share) return true
-    } else {
-      // full: only a partition under its share gets in, and only past what partitions over their
-      // share hold beyond it (their excess); among fair users the limit holds
-      return p.inFlight < share && this.#total - this.#excess(share) < limit
-    }
-    return this.#total + this.#reservedForOthers(p, share) < limit
-  }
-
-  /** Σ over the other active partitions of what is left of their share. */
-  #reservedForOthers (p: Partition, share: number): number {
-    // partitions with nothing in flight have their whole share left; busy ones what remains of it
-    const idle = this.#parts.size - this.#busy.size
-    let reserved = idle * share
-    for (const q of this.#busy) {
-      if (q !== p && q.inFlight < share) reserved += share - q.inFlight
-    }
-    return reserved
+    // full: only a partition under its share gets in, and only past what partitions over their
+    // share hold beyond it (their excess); among fair users the limit holds
+    return p.inFlight < share && this.#total - this.#excess(share) < limit
   }
 
   /** Σ over the busy partitions of what they hold beyond their share. */

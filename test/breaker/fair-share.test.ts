@@ -84,10 +84,10 @@ describe('fair share: properties', () => {
 })
 
 describe('fair share: a storm beside light keys (stepped clock)', () => {
-  it('the storm gets the share the others leave; the others are never refused; idle keys stop claiming after a second', () => {
+  it('light keys always get in beside a storm; the storm refills only what is free under the limit', () => {
     const LIMIT = 20
     const fs = new FairShare()
-    let t = 0
+    const t = 0
     // alone, the storm takes the whole limit
     let storm = 0
     while (fs.tryAcquire('storm', LIMIT, t)) storm++
@@ -95,16 +95,30 @@ describe('fair share: a storm beside light keys (stepped clock)', () => {
     // four light keys arrive: each gets in at once, above the limit, by at most their shares
     for (let k = 0; k < 4; k++) expect(fs.tryAcquire(`light${k}`, LIMIT, t)).toBe(true)
     expect(fs.total).toBe(LIMIT + 4)
-    // as the storm's requests finish, it gets no new slot while others' shares are unclaimed
-    for (let i = 0; i < 10; i++) { fs.release('storm'); storm-- ; expect(fs.tryAcquire('storm', LIMIT, t)).toBe(false) }
-    // the light keys answer; now they hold nothing but are still active: 4 × share 4 reserved
-    for (let k = 0; k < 4; k++) fs.release(`light${k}`)
-    expect(fs.total).toBe(10)
-    expect(fs.tryAcquire('storm', LIMIT, t)).toBe(false) // 10 + 16 reserved ≥ 20
-    // a second later they have gone quiet: the storm may use the whole limit again
-    t += ACTIVE_MS
-    while (fs.tryAcquire('storm', LIMIT, t)) storm++
-    expect(storm).toBe(LIMIT)
+    // as the storm's requests finish, it gets no new slot while the total is over the limit
+    for (let i = 0; i < 4; i++) { fs.release('storm'); storm--; expect(fs.tryAcquire('storm', LIMIT, t)).toBe(false) }
+    fs.release('storm'); storm--
+    expect(fs.tryAcquire('storm', LIMIT, t)).toBe(true)
+    storm++
+    // the light keys ask again, many times each: each is held to its share (20 / 5 = 4)
+    for (let k = 0; k < 4; k++) for (let i = 0; i < 10; i++) fs.tryAcquire(`light${k}`, LIMIT, t)
+    for (let k = 0; k < 4; k++) expect(fs.inFlightOf(`light${k}`)).toBe(4)
+    expect(fs.total).toBeLessThanOrEqual(HARD_CAP_FACTOR * LIMIT)
+  })
+
+  it('idle keys stop counting after a second: shares follow whoever is active', () => {
+    const fs = new FairShare()
+    for (let k = 0; k < 9; k++) { fs.tryAcquire(`light${k}`, 10, 0); fs.release(`light${k}`) }
+    while (fs.tryAcquire('storm', 10, 0));
+    expect(fs.active).toBe(10)
+    // at the limit, a tenth of it is each one's share: a light key with one in flight is at it
+    expect(fs.tryAcquire('light0', 10, 0)).toBe(true)
+    expect(fs.tryAcquire('light0', 10, 0)).toBe(false)
+    fs.release('light0')
+    for (let k = 1; k < 9; k++) expect(fs.inFlightOf(`light${k}`)).toBe(0)
+    // a second on, only the storm and light0 asked: the eight others are forgotten
+    fs.tryAcquire('light0', 10, ACTIVE_MS)
+    expect(fs.active).toBe(2)
   })
 
   it('random keys cannot grow its memory past MAX_PARTITIONS: the rest share one partition', () => {
