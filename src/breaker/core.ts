@@ -17,9 +17,10 @@
  *   5xx, timeouts and unreachable are failures, any other status a success; `abandoned` (the
  *   gateway gave up for its own reasons) counts nowhere. The gateway's own 429/403/503 never get
  *   here: they are answered before any admission.
- * - open: with `maxInFlight` set and a latency trip, a trickle goes on at the limit's floor
- *   (`min` of `auto`; of a fixed limit, what the recovery ramp starts from): a slow Core still
- *   serves what it can, and the trip costs the queue, not the service. Otherwise (an error trip, or
+ * - open: with `maxInFlight` set and a latency trip, a trickle goes on at the limit's floor: a
+ *   fixed limit's ramp start, or `auto`'s `min`, from which the adaptive limit grows again as far
+ *   as measured latency allows: a slow Core still serves what it can, and the trip costs the
+ *   queue, not the service. Otherwise (an error trip, or
  *   no `maxInFlight`) everything is shed with Retry-After = the time left. The cache serves stale
  *   and Edge takes what the policy sends there either way (`isOpen`).
  * - half-open: up to `halfOpenRequests` trial requests at a time, at most one per client. Trials
@@ -31,9 +32,10 @@
  * - recovery ramp (Traefik's recoveryDuration): for `recovery` after closing, traffic comes back
  *   gradually instead of the whole backlog at once. We ramp the *concurrency limit* rather than a
  *   random share of requests: a share of a large backlog can still be more than a recovering
- *   database takes, a concurrency cap cannot. The cap starts at the floor and grows linearly to the
- *   full limit; `maxInFlight: auto` was dropped to its `min` by the latency trip and grows back on
- *   measured latency as well. An upstream with no `maxInFlight` has no limit to ramp, so there the
+ *   database takes, a concurrency cap cannot. A fixed limit's cap starts at the floor and grows
+ *   linearly to the full limit; `maxInFlight: auto` needs no ramp on top: the latency trip dropped
+ *   it to `min`, and it grows back on measured latency (a ramp would hold in flight under it, and
+ *   a limit that is not in use does not grow: the two would hold each other down). An upstream with no `maxInFlight` has no limit to ramp, so there the
  *   share of admitted requests ramps from 10 % to 100 % instead (deterministic: an accumulator, not
  *   a coin toss). The windows start empty on closing, so the figures that opened the breaker cannot
  *   open it again, and requests admitted before it opened do not count.
@@ -230,13 +232,13 @@ export class Breaker {
       case 'open':
         if (now < this.#openUntil) {
           if (!this.#trickle) return Math.max(1, Math.ceil((this.#openUntil - now) / 1000))
-          limit = this.#floor()!
+          limit = this.#limit(now)!
           break
         }
         this.#toHalfOpen()
         // falls through: the first request after openFor is a trial
       case 'half-open':
-        limit = this.#trickle ? this.#floor()! : 0
+        limit = this.#trickle ? this.#limit(now)! : 0
         if (this.#trialClients.size < this.#config.halfOpenRequests && !this.#trialClients.has(id)) {
           trial = true
           // a trial is let through whatever the trickle holds: it is what decides
@@ -341,8 +343,13 @@ export class Breaker {
   #limit (now: number): number | null {
     const max = this.#config.maxInFlight
     if (max === undefined) return null
-    if (this.#state !== 'closed') return this.#trickle ? this.#floor() : 0
-    const full = typeof max === 'number' ? max : this.#adaptive!.limit(now)
+    if (this.#state !== 'closed' && !this.#trickle) return 0
+    // `auto`: the adaptive limit, which a latency trip dropped to its floor and which grows back
+    // only as fast as measured latency allows (at most ×2 an interval) — open, half-open and the
+    // recovery alike; a ramp on top would hold in flight under what the limit could learn from
+    if (typeof max === 'object') return this.#adaptive!.limit(now)
+    if (this.#state !== 'closed') return this.#floor()
+    const full = max
     const elapsed = now - this.#recoveryStart
     if (elapsed >= this.#config.recoveryMs) return full
     // − 1e-9: 100 × 55 % is 55, not the 56 that floating point would round up to

@@ -86,7 +86,7 @@ function p99 (xs: number[]): number {
 }
 
 describe('breaker end to end: a database brownout under steady load', () => {
-  it('opens on latency, serves stale documents and 503s the rest at once, never exceeds maxInFlight, closes when the database recovers and stays closed', async () => {
+  it('opens on latency, serves stale documents and 503s the rest at once, keeps to maxInFlight (and fair shares), closes when the database recovers and stays closed', async () => {
     const { core, gw } = await setup(`latency: { percentile: 95, above: 1s, window: 4s, minRequests: 8 }
 errorRate: { above: 50%, window: 4s, minRequests: 8 }
 maxInFlight: 6
@@ -155,8 +155,10 @@ recovery: 1s`)
     expect(flags.answers.every((a) => a.status === 200 || a.status === 503)).toBe(true)
     const sent = flags.answers.slice(shedFrom).length
     expect(core.counts(FLAGS) - coreFlagsBefore).toBeLessThan(sent - shedWhileOpen.length + 10)
-    // Core never worked on more requests at once than maxInFlight, clients that gave up included
-    expect(core.maxBusySeen()).toBeLessThanOrEqual(6)
+    // Core never worked on more requests at once than maxInFlight, clients that gave up included,
+    // plus what fair admission lets a key under its share add at the limit (two keys here: the
+    // documents' key may add its share, 6 / 2, while the flags key holds the limit)
+    expect(core.maxBusySeen()).toBeLessThanOrEqual(6 + 3)
 
     // no flapping: one open, one close, and closed at the end
     const transitions = gw.logs.lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('breaker core:')).map((l) => `${String(l.from)}→${String(l.to)}`)
