@@ -15,7 +15,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { BlockIndex, staticBlocks } from '../src/blocking/core.js'
 import { autocannonCli, Children, type LoadResult } from './support.js'
-import { TopClients } from '../src/top/index.js'
+import { TopClients } from '../src/top/top-clients.js'
 
 const { values } = parseArgs({ options: { e2e: { type: 'boolean', default: false }, duration: { type: 'string', default: '5' }, connections: { type: 'string', default: '50' } } })
 

@@ -1,26 +1,25 @@
 /**
  * The public listener: health routes at the root, and one encapsulated scope for proxied traffic
- * whose hooks run in this order (STYLE.md 4.3): routing → cache conditional (304) → rate limit →
- * cache lookup → proxy. Health routes sit outside that scope, so no limit or upstream ever
- * touches /healthz.
+ * whose steps are registered from the pipeline table (contracts/pipeline.ts), in its order. Health
+ * routes sit outside that scope, so no limit or upstream ever touches /healthz.
  */
-import Fastify, { LogController, type FastifyReply, type FastifyRequest, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyPluginAsync } from 'fastify'
+import Fastify, { LogController, type FastifyReply, type FastifyRequest, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
 import type { Socket } from 'node:net'
 import type { Server } from 'node:http'
 import type { Logger } from 'pino'
 import { ERRORS, GatewayError, errorBody, type ErrorCode } from './errors.js'
 import routing from './routing/plugin.js'
-import { UPSTREAM_HEADER, type UpstreamClient } from './upstream/index.js'
+import type { UpstreamClient } from './upstream/index.js'
+import { UPSTREAM_HEADER } from './contracts/wire.js'
+import { PIPELINE } from './contracts/pipeline.js'
+import type { Lifecycle, PluginEntry, Steps } from './contracts/capability.js'
+import { registerHealth } from './contracts/health.js'
 import type { PolicyStore } from './policy/store.js'
 import type { Policy } from './policy/compile.js'
 import type { Metrics } from './metrics/registry.js'
-import { createAccessLog } from './shared/access-log.js'
-import { createRequestMetrics } from './shared/request-metrics.js'
+import { createAccessLog } from './observe/access-log.js'
+import { createRequestMetrics } from './observe/request-metrics.js'
 import { lazyChildLogger } from './shared/logger.js'
-
-export interface Lifecycle { draining: boolean }
-
-export interface RoomPlugin { plugin: FastifyPluginAsync<never>; opts: unknown }
 
 export interface PublicAppDeps {
   store: PolicyStore
@@ -29,10 +28,10 @@ export interface PublicAppDeps {
   metrics: Metrics
   logger: Logger
   lifecycle: Lifecycle
-  /** capability plugins for the proxied scope, in hook order (after routing, before the proxy) */
-  rooms?: RoomPlugin[]
+  /** the capabilities' plugins for the steps of the pipeline; registered in the table's order */
+  steps?: Steps
   /** routes outside the proxied scope (e.g. the Flagsmith webhook) */
-  extraRoutes?: RoomPlugin[]
+  routes?: PluginEntry[]
 }
 
 const ALL_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const
@@ -76,7 +75,7 @@ export function renderError (err: FastifyError | GatewayError | Error): GatewayE
   return new GatewayError('FLAGGATE_INTERNAL_ERROR', undefined, undefined, { cause: err })
 }
 
-/** The wire answer of SPEC section 3; a bug's own message never reaches the client. */
+/** The JSON error answer (`{error, code, message}`); a bug's own message never reaches the client. */
 function sendGatewayError (reply: FastifyReply, ge: GatewayError): FastifyReply {
   reply.code(ge.statusCode).header('content-type', 'application/json; charset=utf-8').header(UPSTREAM_HEADER, 'none')
   if (ge.headers !== undefined) reply.headers(ge.headers)
@@ -125,28 +124,24 @@ export async function buildPublicApp (deps: PublicAppDeps): Promise<FastifyInsta
 
   registerHealth(app, deps.lifecycle)
 
-  for (const r of deps.extraRoutes ?? []) await app.register(r.plugin, r.opts as never)
+  for (const r of deps.routes ?? []) await app.register(r.plugin, r.opts as never)
 
+  const client = deps.client
+  const proxyHandler = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => await client.forward(request, reply)
   await app.register(async (scope) => {
-    await scope.register(routing, { store: deps.store })
-    for (const r of deps.rooms ?? []) await scope.register(r.plugin, r.opts as never)
+    for (const { step } of PIPELINE) {
+      if (step === 'routing') await scope.register(routing, { store: deps.store })
+      else if (step === 'proxy') {
+        scope.route({ method: [...ALL_METHODS], url: '/*', handler: proxyHandler })
+        scope.route({ method: [...ALL_METHODS], url: '/', handler: proxyHandler })
+      } else {
+        const entry = deps.steps?.[step]
+        if (entry !== undefined) await scope.register(entry.plugin, entry.opts as never)
+      }
+    }
+    // observers, after the answer: they read the per-request record and write nothing on it
     scope.addHook('onResponse', createRequestMetrics(deps.metrics))
     scope.addHook('onResponse', createAccessLog(deps.logger))
-    const client = deps.client
-    const proxyHandler = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => await client.forward(request, reply)
-    scope.route({ method: [...ALL_METHODS], url: '/*', handler: proxyHandler })
-    scope.route({ method: [...ALL_METHODS], url: '/', handler: proxyHandler })
   })
   return app
-}
-
-/** `/healthz` never depends on an upstream or Redis; `/readyz` turns 503 while draining. */
-export function registerHealth (app: FastifyInstance, lifecycle: Lifecycle): void {
-  const ok = '{"status":"ok"}'
-  app.get('/healthz', (_req, reply) => { void reply.header('content-type', 'application/json').header(UPSTREAM_HEADER, 'none').send(ok) })
-  app.get('/readyz', (_req, reply) => {
-    void reply.header('content-type', 'application/json').header(UPSTREAM_HEADER, 'none')
-    if (lifecycle.draining) return reply.code(503).send('{"status":"draining"}')
-    return reply.send('{"status":"ready"}')
-  })
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `flaggate <command>` (SPEC section 1). Operator commands talk to the admin API; `serve` is the
+ * `flaggate <command>`. Operator commands talk to the admin API; `serve` is the
  * only one that touches process signals.
  */
 import { parseArgs } from 'node:util'

@@ -1,6 +1,6 @@
 /**
- * The one table of answers the gateway gives on its own behalf (SPEC section 3). A test checks
- * that README.md lists every code here.
+ * The one table of answers the gateway gives on its own behalf. A test checks that
+ * docs/operations.md ("Errors") lists every code here with its status.
  *
  * Not @fastify/error: it makes one Error class per code from a message template, while what we
  * need is this table (status, reason phrase, default message) and one wire-body writer for it;
@@ -25,7 +25,7 @@ export const ERRORS = {
 
 export type ErrorCode = keyof typeof ERRORS
 
-/** A rejection the gateway answers itself; thrown by rooms, rendered by the one error handler. */
+/** A rejection the gateway answers itself; thrown by the steps, rendered by the one error handler. */
 export class GatewayError extends Error {
   readonly code: ErrorCode
   readonly statusCode: number
@@ -39,7 +39,7 @@ export class GatewayError extends Error {
   }
 }
 
-/** The wire body of SPEC section 3. */
+/** The wire body of every answer the gateway gives itself: `{statusCode, code, error, message}`. */
 export function errorBody (code: ErrorCode, message?: string): string {
   const e = ERRORS[code]
   return JSON.stringify({ statusCode: e.status, code, error: e.error, message: message ?? e.message })

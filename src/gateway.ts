@@ -1,6 +1,8 @@
 /**
- * Composition: builds every part from the policy file, listens on both ports, reloads on file
- * change / SIGHUP / admin call, and drains on close. The only place that wires rooms together.
+ * Composition root: builds every capability from the policy file, wires them (the only place
+ * that does), listens on both ports, reloads on file change / SIGHUP / admin call, and drains on
+ * close. The order of the request's steps is not decided here: the public app registers the
+ * capabilities' steps in the order of the pipeline table (contracts/pipeline.ts).
  */
 import { readFileSync } from 'node:fs'
 import type { FastifyInstance } from 'fastify'
@@ -9,16 +11,18 @@ import { PolicyStore } from './policy/store.js'
 import { formatPolicyError } from './policy/load.js'
 import { createMetrics, type Metrics } from './metrics/registry.js'
 import { UpstreamClient } from './upstream/index.js'
-import { buildPublicApp, type Lifecycle, type RoomPlugin } from './app.js'
-import { buildAdminApp, type AdminExtension } from './admin/app.js'
+import { buildPublicApp } from './app.js'
+import { buildAdminApp } from './admin/app.js'
+import type { Capability, Lifecycle, Steps } from './contracts/capability.js'
 import { createLogger } from './shared/logger.js'
 import { createRedisStore } from './store/redis.js'
-import { createCacheRoom } from './cache/index.js'
-import { createRateLimitRoom } from './rate-limit/plugin.js'
-import edgeRouting, { type EdgePluginOptions } from './edge/plugin.js'
-import { createBlockingRoom } from './blocking/index.js'
-import { createProbesRoom } from './probes/index.js'
-import { createBreakerRoom } from './breaker/index.js'
+import { TOKEN_BUCKET_SCRIPT } from './rate-limit/redis-store.js'
+import { createCache } from './cache/capability.js'
+import { createRateLimit } from './rate-limit/capability.js'
+import { createEdge } from './edge/capability.js'
+import { createBlocking } from './blocking/capability.js'
+import { createProbes } from './probes/capability.js'
+import { createBreakers } from './breaker/capability.js'
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
 
@@ -34,7 +38,7 @@ export interface Gateway {
   store: PolicyStore
   metrics: Metrics
   logger: Logger
-  /** the upstream module; a breaker sets `client.gate` */
+  /** the upstream module; its gate is the breakers' */
   client: UpstreamClient
   app: FastifyInstance
   admin: FastifyInstance
@@ -64,56 +68,43 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   const lifecycle: Lifecycle = { draining: false }
   const closers: Array<() => Promise<void> | void> = []
 
-  const rooms: RoomPlugin[] = []
-  const extraRoutes: RoomPlugin[] = []
-  const extensions: AdminExtension[] = []
-
-  // One Redis connection (and breaker) for every room that shares state between replicas;
-  // closed after all of them.
+  // One Redis connection (and breaker) for every capability that shares state between replicas;
+  // closed after all of them. The limiter's script batches its own commands: keep it out of
+  // ioredis's auto-pipelining.
   const redisConfig = store.current.data.store?.redis
-  const redis = redisConfig === undefined ? undefined : createRedisStore(redisConfig, logger)
+  const redis = redisConfig === undefined ? undefined : createRedisStore(redisConfig, logger, { selfBatchedCommands: [TOKEN_BUCKET_SCRIPT] })
   if (redis !== undefined) closers.push(() => redis.close())
 
-  // Blocking first of all the rooms: a blocked client costs no token, no cache work, no upstream.
-  const blocking = createBlockingRoom({ policy: () => store.current, policyFile: store.file, metrics, logger, ...(redis !== undefined ? { redis } : {}) })
-  rooms.push(blocking.room)
-  extensions.push(blocking.admin)
-  closers.push(() => blocking.close())
-  // Edge routing first (onRequest, right after routing): the cache key, the fill, the limits'
-  // view and the proxy all see the upstream the request really goes to.
-  rooms.push({ plugin: edgeRouting, opts: { metrics, isOpen: (upstream) => client.gate.isOpen(upstream) } satisfies EdgePluginOptions })
+  // Breakers and maxInFlight per upstream: their gate is what every upstream attempt asks first
+  // (proxy, cache fill, probe); Edge and the cache read gate.isOpen; the load gauges read it.
+  const breakers = createBreakers({ policy: () => store.current, client, metrics, logger, version: VERSION })
+  client.gate = breakers.gate
+  metrics.upstreamLoad.read = breakers.upstreamLoad
 
-  // Rooms in hook order (STYLE.md 4.3): cache conditional 304 (onRequest) → rate limit
-  // (onRequest) → fresh cache HIT (onRequest) → cache lookup (preHandler) → proxy. The cache
-  // registers first so that a 304 from the cache costs no token.
-  const cache = createCacheRoom({ policy: () => store.current, client, metrics, logger, ...(redis !== undefined ? { redis } : {}) })
-  rooms.push(cache.room)
-  extraRoutes.push(cache.webhook)
-  extensions.push(cache.admin)
-  closers.push(() => cache.close())
-
-  const rateLimit = createRateLimitRoom({ redis, metrics })
-  rooms.push({ plugin: rateLimit.plugin, opts: rateLimit.opts })
-  // fresh HITs in onRequest, once the limiter has decided (a HIT costs a token, a 304 does not)
-  rooms.push(cache.hits)
-  extensions.push({ status: rateLimit.status })
-  closers.push(() => rateLimit.close())
-
+  const blocking = createBlocking({ policy: () => store.current, policyFile: store.file, metrics, logger, ...(redis !== undefined ? { redis } : {}) })
+  const edge = createEdge({ metrics, isOpen: (upstream) => client.gate.isOpen(upstream) })
+  const cache = createCache({ policy: () => store.current, client, metrics, logger, ...(redis !== undefined ? { redis } : {}) })
+  const rateLimit = createRateLimit({ redis, metrics })
   // Synthetic probes call the public listener, so they start once it listens (below)
-  const probes = createProbesRoom({ metrics, logger, version: VERSION })
-  extensions.push(probes.admin)
-  store.on('reload', (policy) => { probes.reload(policy) })
-  // Breakers and maxInFlight per upstream: the room sets `client.gate`, which every upstream
-  // attempt asks first (proxy, cache fill, probe); the cache reads gate.isOpen to serve stale.
-  const breakers = createBreakerRoom({ policy: () => store.current, client, metrics, logger, version: VERSION })
-  extensions.push(breakers.admin)
-  closers.push(() => breakers.close())
+  const probes = createProbes({ metrics, logger, version: VERSION })
+
+  // in the order of creation; closed in reverse. Where each step runs is the pipeline table's business.
+  const capabilities: Capability[] = [breakers, blocking, edge, cache, rateLimit, probes]
+  const steps: Steps = {}
+  for (const c of capabilities) {
+    for (const [step, entry] of Object.entries(c.steps ?? {}) as Array<[keyof Steps, NonNullable<Steps[keyof Steps]>]>) {
+      if (steps[step] !== undefined) throw new Error(`two capabilities claim the pipeline step '${step}'`)
+      steps[step] = entry
+    }
+  }
+  const routes = capabilities.flatMap((c) => c.routes ?? [])
+  const extensions = capabilities.flatMap((c) => c.admin === undefined ? [] : [c.admin])
+  // the probes stop before the drain (close, below): a probe of a closing listener would only report it
+  for (const c of capabilities) if (c.close !== undefined && c !== probes) closers.push(c.close)
 
   store.on('reload', (policy, previous) => {
     client.configure(policy)
-    breakers.reload(policy)
-    cache.reload(policy)
-    blocking.reload(policy)
+    for (const c of capabilities) c.reload?.(policy)
     metrics.policyReloads.inc({ result: 'ok' })
     logger.info({ version: policy.version, previous: previous.version, restartRequired: store.restartRequired }, 'policy reloaded')
   })
@@ -123,7 +114,7 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   })
   const reload = (): ReturnType<PolicyStore['reload']> => store.reload()
 
-  const app = await buildPublicApp({ store, client, metrics, logger, lifecycle, rooms, extraRoutes })
+  const app = await buildPublicApp({ store, client, metrics, logger, lifecycle, steps, routes })
   const admin = await buildAdminApp({ store, metrics, logger, lifecycle, version: VERSION, extensions, reload })
 
   // the blocks of the previous run (state file) or of the fleet (Redis), bounded: serve anyway

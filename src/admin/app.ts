@@ -1,5 +1,5 @@
 /**
- * The operators' listener (SPEC section 4), its own Fastify instance on its own port: no proxy
+ * The operators' listener, its own Fastify instance on its own port: no proxy
  * hook reaches it. Everything under /admin needs `Authorization: Bearer <admin.token>`, compared
  * in constant time; the token is read from the policy in force, so rotating it is a reload.
  */
@@ -10,15 +10,9 @@ import { errorBody } from '../errors.js'
 import type { PolicyStore } from '../policy/store.js'
 import { formatPolicyError } from '../policy/load.js'
 import type { Metrics } from '../metrics/registry.js'
-import { registerHealth, type Lifecycle } from '../app.js'
+import { registerHealth } from '../contracts/health.js'
+import type { AdminExtension, Lifecycle } from '../contracts/capability.js'
 import { adminRefusal, bearerToken, reasonOf } from './guard.js'
-
-export interface AdminExtension {
-  /** adds routes under /admin; they run after the token check */
-  routes?: (admin: FastifyInstance) => void | Promise<void>
-  /** contributes a section of GET /admin/status */
-  status?: () => Record<string, unknown> | Promise<Record<string, unknown>>
-}
 
 export interface AdminDeps {
   store: PolicyStore

@@ -6,7 +6,7 @@
  * a DNS name rebound to 127.0.0.1 makes such a page same-origin with the listener (DNS rebinding).
  * Browsers always send the Host they aimed at and an Origin on cross-origin and state-changing
  * requests, so without a token the listener accepts only a loopback Host and, when there is one,
- * a loopback Origin (SPEC section 4). A bearer token is never attached by a browser on its own, so
+ * a loopback Origin. A bearer token is never attached by a browser on its own, so
  * with a token only the Fetch-metadata rule applies: a browser that says `Sec-Fetch-Site:
  * cross-site` on a state-changing request is refused in both modes.
  */

@@ -2,7 +2,7 @@
  * Automatic blocks (`abuse`): a client whose requests keep being refused with 429 past
  * `rejections` in the window is blocked for `blockFor`.
  *
- * The client is what the refusing limit counted (the rate-limit room records it on the request):
+ * The client is what the refusing limit counted (the rate-limit step records it on the request):
  * the key, the key from one IP for an `[environmentKey, ip]` limit, or the IP for an `ip` limit.
  * So a runaway SDK instance is blocked without blocking its colleagues behind the same key, and a
  * NAT address is blocked only when a limit counted that address as the client.
@@ -11,10 +11,10 @@
  * `rejections`, `duration` = the window): in Redis (RateLimiterRedis) so that rejections on every
  * replica add up, with an in-memory insurance limiter while Redis fails; in memory alone without
  * Redis. Counter keys hold the key's digest, never the key. RateLimiterRedis floors durations to
- * whole seconds (LIBRARIES.md section 5), so the window is rounded to at least 1 s.
+ * whole seconds (its `duration` is in seconds), so the window is rounded to at least 1 s.
  */
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible'
-import { keyDigest } from '../rate-limit/keys.js'
+import { keyDigest } from '../shared/key-digest.js'
 import { loggableError } from '../shared/redact.js'
 import type { BlockLogger } from './backend.js'
 import type { BlockSyncRedis } from './redis-sync.js'

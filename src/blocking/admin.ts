@@ -1,16 +1,16 @@
 /**
- * The blocking room's part of the admin API (SPEC section 4): `GET/POST /admin/blocks`,
+ * Blocking's part of the admin API: `GET/POST /admin/blocks`,
  * `DELETE /admin/blocks/:id`, `GET /admin/top`, and the `blocks` of `/admin/status`. Routes run
  * after the admin token check; every change is logged with who, what and why.
  */
 import { randomBytes } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { AdminExtension } from '../admin/app.js'
+import type { AdminExtension } from '../contracts/capability.js'
 import type { Policy } from '../policy/compile.js'
 import { describeTarget, parseBlockRequest, viewOf, type Block } from './core.js'
 import type { BlockRegistry } from './registry.js'
 import type { BlockLogger } from './backend.js'
-import type { TopBy, TopClients } from '../top/index.js'
+import type { TopBy, TopClients } from '../top/top-clients.js'
 
 export interface BlockingAdminOptions {
   registry: BlockRegistry

@@ -1,6 +1,6 @@
 /**
  * Where runtime and automatic blocks live beyond this process: a state file (one replica) or
- * Redis (a fleet). The room calls these after changing the registry; a backend never blocks a
+ * Redis (a fleet). The blocking capability calls these after changing the registry; a backend never blocks a
  * request and never throws at the caller.
  */
 import type { Block } from './core.js'

@@ -1,10 +1,10 @@
 /**
- * `flaggate block | unblock | blocks | top` (SPEC section 1): thin clients of the admin API.
+ * `flaggate block | unblock | blocks | top`: thin clients of the admin API.
  * Output is for people on call: one line per block or client, with the command to run next.
  */
 import { parseArgs } from 'node:util'
 import type { BlockView } from './core.js'
-import { parseClient, type TopResult } from '../top/index.js'
+import { parseClient, type TopResult } from '../top/top-clients.js'
 
 type AdminCall = (argv: string[], method: string, path: string, body?: unknown) => Promise<{ status: number; json: unknown }>
 type Fail = (message: string, code?: number) => never

@@ -13,7 +13,7 @@
  */
 import { createHash } from 'node:crypto'
 import safeRegex from 'safe-regex2'
-import { keyDigest } from '../rate-limit/keys.js'
+import { keyDigest } from '../shared/key-digest.js'
 import { redactKey } from '../shared/redact.js'
 import { parseDuration } from '../shared/units.js'
 import { parseCidr, PrefixIndex, type Cidr } from './ip-index.js'
@@ -23,7 +23,7 @@ export type BlockSource = 'static' | 'runtime' | 'abuse'
 /** A block as stored (Redis, state file) and exchanged between replicas: plain JSON. */
 export interface Block {
   id: string
-  /** digest of the environment key (see rate-limit/keys.ts keyDigest) */
+  /** digest of the environment key (shared/key-digest.ts) */
   keyDigest?: string
   /** the key redacted, for people */
   key?: string

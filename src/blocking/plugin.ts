@@ -1,7 +1,6 @@
 /**
- * The blocking room's hooks, first of the rooms (STYLE.md 4.3: routing → block → cache 304 →
- * rate limit → cache lookup → proxy), so a blocked request costs no token, no cache work and no
- * upstream request.
+ * The `block` step (contracts/pipeline.ts), first after routing, so a blocked request costs no
+ * token, no cache work and no upstream request.
  *
  * onRequest: with no block in force the cost is one branch; otherwise the in-memory index (see
  * core.ts), never Redis. onResponse: feeds `top` and the abuse counter after the answer is sent.
@@ -12,7 +11,7 @@ import { GatewayError } from '../errors.js'
 import type { Block } from './core.js'
 import type { BlockRegistry } from './registry.js'
 import type { AbuseDetector } from './abuse.js'
-import type { TopClients } from '../top/index.js'
+import type { TopClients } from '../top/top-clients.js'
 
 export interface BlockingPluginOptions {
   registry: BlockRegistry
@@ -20,7 +19,7 @@ export interface BlockingPluginOptions {
   abuse: AbuseDetector
 }
 
-/** The 403 of SPEC section 3: Retry-After until the block ends (none for a permanent one). */
+/** The 403 of a blocked client: Retry-After until the block ends (none for a permanent one). */
 export function blockedError (b: Block, now: number): GatewayError {
   const text = b.publicReason === undefined ? 'This client is blocked.' : `This client is blocked: ${b.publicReason}${/[.!?]$/.test(b.publicReason) ? '' : '.'}`
   if (b.expiresAt === undefined) return new GatewayError('FLAGGATE_BLOCKED', text)

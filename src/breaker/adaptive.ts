@@ -28,9 +28,11 @@
  * (*no-load samples*: fewer than Core's database pool, so nothing queued ahead of them) are what
  * minRTT is made of. They come for free: the first requests after start are admitted to an idle
  * upstream, quiet moments give more, and a limit sitting at `min` gives nothing else.
- *   - at start the limit is generous (`max`, the upstream's connection count) until minRTT is
- *     known from `minRttSamples` no-load samples (or 3, once `minRttMaxMs` has passed or as many
- *     loaded requests have finished: a start under overload gives no more than the first few);
+ *   - at start the limit is generous ({@link INITIAL_LIMIT}, grown at once by the gradient) until minRTT is
+ *     known from `minRttSamples` no-load samples (or 3, once `minRttMaxMs` has passed or
+ *     {@link MIN_SAMPLES} loaded requests have finished: a start under overload gives no more than
+ *     the first few, and every second spent waiting lets the queue grow); the first interval
+ *     that shows a real queue then cuts from what was in flight, not from `max`;
  *   - every `minRttInterval` (± 15 % jitter) minRTT is replaced by the median of the no-load
  *     samples gathered since the last time, when there are at least 3 — up or down;
  *   - an interval whose median is lower than minRTT lowers it at once (a measurement taken during
@@ -90,6 +92,8 @@ export const ADAPTIVE_DEFAULTS = Object.freeze({
   jitter: 0.15
 })
 
+/** The limit before minRTT is known (at most `max`, at least `min`). */
+export const INITIAL_LIMIT = 20
 /** Fewer samples than this in an interval: wait for more before judging. */
 export const MIN_SAMPLES = 5
 /** Updates in a row at `min` after which minRTT is measured again. */
@@ -139,8 +143,10 @@ export class AdaptiveLimit {
 
   constructor (options: AdaptiveLimitOptions) {
     this.#o = options
-    // generous at start: until minRTT is known, nothing says the upstream needs protecting
-    this.#limit = options.max
+    // generous at start (Netflix's initialLimit, 20): until minRTT is known nothing says the
+    // upstream needs protecting, but `max` (128) let a slow Core's queue grow to seconds before
+    // the first answers came back (measured: 53 in flight, 4 s without a 2xx, on the model)
+    this.#limit = Math.min(options.max, Math.max(options.min, INITIAL_LIMIT))
   }
 
   /** The limit in force. */
@@ -187,7 +193,7 @@ export class AdaptiveLimit {
         // enough no-load samples; or at least 3 when no more are coming: the time is up, or as many
         // loaded ones have finished (a busy start: the first requests found the upstream idle, the
         // rest will not)
-        if (n >= this.#o.minRttSamples || (n >= 3 && (now - this.#measureStartedAt >= this.#o.minRttMaxMs || this.#measureLoaded >= this.#o.minRttSamples))) this.#takeMinRtt(now)
+        if (n >= this.#o.minRttSamples || (n >= 3 && (now - this.#measureStartedAt >= this.#o.minRttMaxMs || this.#measureLoaded >= MIN_SAMPLES))) this.#takeMinRtt(now)
       } else if (now >= this.#nextRefreshAt) {
         if (this.#nNoLoad >= 3) this.#takeMinRtt(now)
         else this.#nextRefreshAt = now + this.#o.minRttIntervalMs
@@ -213,7 +219,10 @@ export class AdaptiveLimit {
     const appLimited = this.#maxInFlight < this.#limit / 2
     let next = this.#limit
     if (gradient < 1 || !appLimited) {
-      const scaled = gradient * this.#limit
+      // at the clamp the queue is real, not noise: scale what was actually in flight, not a limit
+      // that was never reached (the generous start: 128 allowed, 20 sent, a queue already)
+      const base = gradient <= GRADIENT_MIN ? Math.min(this.#limit, Math.max(this.#o.min, this.#maxInFlight)) : this.#limit
+      const scaled = gradient * base
       next = scaled + Math.sqrt(scaled)
       // down by half the way per interval (Gradient2's smoothing) unless the gradient is at its
       // clamp: one noisy interval costs a quarter at most, a real queue halves the limit at once

@@ -5,13 +5,15 @@
  */
 import { hash } from 'node:crypto'
 import type { Admission as GateAdmission, GateClient, UpstreamOutcome } from '../upstream/gate.js'
-import type { Breaker } from './core.js'
 
 /** The ticket of one admitted request: report its outcome with {@link Admission.finish}, exactly once. */
+/** What an admission reports to (the breaker): an interface here, so that this file needs no import of it. */
+export interface Settler { settle: (a: Admission, outcome: UpstreamOutcome) => void }
+
 export class Admission implements GateAdmission {
   #done = false
   constructor (
-    private readonly breaker: Breaker,
+    private readonly breaker: Settler,
     /** clock time at admission */
     readonly admittedAt: number,
     /** the breaker's epoch at admission: outcomes from before the last close are not recorded */

@@ -1,9 +1,9 @@
 /**
- * The cache's part of the admin API (SPEC section 4): `POST /admin/cache/purge {key?}` and the
+ * The cache's part of the admin API: `POST /admin/cache/purge {key?}` and the
  * `cache` section of `/admin/status`. Routes run after the admin token check.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify'
-import type { AdminExtension } from '../admin/app.js'
+import type { AdminExtension } from '../contracts/capability.js'
 import type { DocumentCache } from './core.js'
 import { describeTarget, type PurgeBus, type PurgeLogger } from './purge.js'
 

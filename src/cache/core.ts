@@ -1,5 +1,5 @@
 /**
- * The environment-document cache (SPEC section 3), with no HTTP framework in it: the plugin
+ * The environment-document cache, with no HTTP framework in it: the plugin
  * turns a {@link LookupResult} into a reply, tests drive it with a fake fill and a fake clock.
  *
  * Built on lru-cache's `fetch()`, which gives us single flight: while one fill for a key is in
@@ -14,150 +14,20 @@
  * a fetch in flight: the first caller's fill function (its headers, its upstream) and its rule's
  * lifetime are the ones used; later callers only choose whether they wait (`allowStale`).
  */
-import { createHash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import { systemClock, type Clock } from '../shared/clock.js'
 import { cacheKey } from './key.js'
 import { ClientStrings } from '../shared/client-memo.js'
+import type { CacheEvent, CacheRule, CacheStats, CachedDocument, DocumentCacheOptions, Fill, LookupRequest, LookupResult, PurgeTarget, UpstreamAnswer } from './document.js'
+import { TooLargeToCache } from './document.js'
+import { clientHasCurrent, etagOf } from './validators.js'
+import { documentIds, matches } from './purge-target.js'
 
 export { cacheKey }
 
-/** A route's `cache` rule, already in ms and bytes (policy/schema.ts). */
-export interface CacheRule {
-  readonly ttl: number
-  readonly staleWhileRevalidate: number
-  readonly staleIfError: number
-  readonly maxEntrySize: number
-}
-
-export interface UpstreamAnswer {
-  statusCode: number
-  headers: Record<string, string | string[] | undefined>
-  body: Buffer
-}
-
-/**
- * Performs the one upstream request of a fill. `ifModifiedSince` is set for a conditional
- * revalidation. Throwing means the upstream failed (unreachable, timeout, breaker refused):
- * stale-if-error applies.
- */
-export type Fill = (conditional: { ifModifiedSince?: string }) => Promise<UpstreamAnswer>
-
-/**
- * The upstream answer of a fill that passed `maxEntrySize`, still streaming. The request that
- * started the fill takes it and sends it on, so Core builds such a document once per client
- * request, not twice; everyone else waiting on that fill makes its own upstream request.
- */
-export interface OversizeAnswer {
-  readonly statusCode: number
-  /** the body for `owner` (the request that started the fill), once; undefined for anyone else */
-  take (owner: unknown): unknown
-}
-
-/** Thrown by a fill that stopped buffering a body larger than the rule's `maxEntrySize`. */
-export class TooLargeToCache extends Error {
-  constructor (readonly answer?: OversizeAnswer) { super('document larger than maxEntrySize') }
-}
-
-export interface CachedDocument {
-  readonly envKey: string
-  readonly body: Buffer
-  /** strong validator: a hash of the body, quoted */
-  readonly etag: string
-  /** Last-Modified as clients see it (HTTP date); moves forward whenever the body changes */
-  readonly lastModified: string
-  readonly lastModifiedMs: number
-  /** Core's own Last-Modified, sent back as If-Modified-Since when revalidating */
-  readonly upstreamLastModified: string | undefined
-  /** when the upstream last confirmed this body (200 or 304) */
-  readonly storedAt: number
-  /** the document's `id` (Flagsmith environment id), for webhook purges */
-  readonly envId: number | undefined
-  /** the document's `project.id`, for organisation-webhook purges of project-wide changes */
-  readonly projectId: number | undefined
-  /** upstream headers replayed to clients (content-type, X-Flagsmith-Document-Updated-At, Link) */
-  readonly headers: Readonly<Record<string, string>>
-  /** revalidations before this time are unconditional (see {@link CORE_LAST_MODIFIED_LAG_MS}) */
-  readonly unconditionalUntil: number
-}
-
-export type CacheStatus = 'HIT' | 'MISS' | 'STALE' | 'UPDATING'
-
-export type LookupResult =
-  /** a document from the cache or from the shared fill; `freshForMs` is 0 when stale */
-  | { kind: 'document'; status: CacheStatus; document: CachedDocument; freshForMs: number }
-  /**
-   * An upstream answer that is not stored (non-200, not JSON, larger than `maxEntrySize`), given
-   * to every waiter of the fill (MISS), or Core's 403 for a bad key from the negative cache (HIT).
-   */
-  | { kind: 'response'; status: 'HIT' | 'MISS'; response: UpstreamAnswer }
-  /** the caller said the breaker is open and nothing servable is cached: the breaker answers */
-  | { kind: 'unavailable' }
-  /**
-   * The document is larger than `maxEntrySize`: not stored, not buffered. `answer` is the fill's
-   * answer still streaming, for the request that started the fill to take; everyone else (and
-   * every request for this key within the rule's ttl, which is remembered) streams it from the
-   * upstream itself: one upstream request per client request.
-   */
-  | { kind: 'pass'; answer?: OversizeAnswer }
-
-export interface LookupRequest {
-  envKey: string
-  /** canonical upstream path plus `?page_id=…` when given (key.ts documentQuery): what the fill requests */
-  url: string
-  /** the upstream the fill goes to: part of the key, so Edge's and Core's documents never mix */
-  upstream?: string
-  rule: CacheRule
-  /** the upstream's breaker is open: serve stale within staleIfError, never call the upstream */
-  breakerOpen?: boolean
-  /** used only if this call starts the upstream request */
-  fill: Fill
-}
-
-export type PurgeTarget =
-  | { all: true }
-  /** every document of this environment key (all paths and pages) */
-  | { key: string }
-  /**
-   * the same, naming the key by {@link keyDigestOf}: how a key purge travels between replicas, so
-   * Redis pub/sub never carries an environment key in clear
-   */
-  | { keyDigest: string }
-  /** every document whose `id` is this environment id */
-  | { envId: number }
-  | { projectId: number }
-
-export type CacheEvent = 'hit' | 'miss' | 'stale' | 'updating' | 'store' | 'evict' | 'purge' | 'revalidated' | 'negative_hit'
-
-export interface DocumentCacheOptions {
-  /** `cache.maxSize`: all cached documents together, in bytes */
-  maxSize: number
-  clock?: Clock
-  /** how long Core's 403 for a key is answered from memory */
-  negativeTtlMs?: number
-  /** all remembered 403s together (keys, bodies, headers), in bytes: they are keyed by client input */
-  negativeMaxBytes?: number
-  /** called for every event, for metrics */
-  onEvent?: (event: CacheEvent, count: number) => void
-}
-
-export interface CacheStats {
-  entries: number
-  bytes: number
-  maxSize: number
-  hits: number
-  misses: number
-  stale: number
-  negativeEntries: number
-  /** keys remembered as too large to cache */
-  tooLargeEntries: number
-  /** bytes the negative cache holds, as counted against `negativeMaxBytes` */
-  negativeBytes: number
-}
-
 /**
  * Core reads Last-Modified from a per-process environment cache that a change does not clear
- * (FLAGSMITH.md 3.3): for about a minute after a change a worker can still answer an
+ * (Flagsmith Core caches it per worker process): for about a minute after a change a worker can still answer an
  * If-Modified-Since with 304. So after a purge we revalidate unconditionally for this long.
  */
 export const CORE_LAST_MODIFIED_LAG_MS = 60_000
@@ -216,67 +86,11 @@ function headerValue (headers: UpstreamAnswer['headers'], name: string): string 
   return Array.isArray(v) ? v.join(', ') : v
 }
 
-export function etagOf (body: Buffer): string {
-  return `"${createHash('sha256').update(body).digest('base64url')}"`
-}
-
-function documentIds (body: Buffer): { envId: number | undefined; projectId: number | undefined } | undefined {
-  let doc: unknown
-  try { doc = JSON.parse(body.toString('utf8')) } catch { return undefined }
-  if (typeof doc !== 'object' || doc === null) return { envId: undefined, projectId: undefined }
-  const d = doc as { id?: unknown; project?: { id?: unknown } }
-  return {
-    envId: typeof d.id === 'number' ? d.id : undefined,
-    projectId: typeof d.project === 'object' && d.project !== null && typeof d.project.id === 'number' ? d.project.id : undefined
-  }
-}
 
 function entrySize (doc: CachedDocument, key: string): number {
   let n = doc.body.length + Buffer.byteLength(key)
   for (const name in doc.headers) n += name.length + doc.headers[name]!.length
   return Math.max(1, n)
-}
-
-/** sha256 of an environment key, base64url: names a key on the purge bus without revealing it */
-export function keyDigestOf (envKey: string): string {
-  return createHash('sha256').update(envKey).digest('base64url')
-}
-
-/** `digests` memoises keyDigestOf over one purge, where many entries share a key */
-function matches (target: PurgeTarget, envKey: string, doc: CachedDocument | undefined, digests?: Map<string, string>): boolean {
-  if ('all' in target) return true
-  if ('key' in target) return target.key === envKey
-  if ('keyDigest' in target) {
-    let d = digests?.get(envKey)
-    if (d === undefined) { d = keyDigestOf(envKey); digests?.set(envKey, d) }
-    return d === target.keyDigest
-  }
-  if ('envId' in target) return doc?.envId === target.envId
-  return doc?.projectId === target.projectId
-}
-
-/**
- * Does the client's copy match? If-None-Match wins over If-Modified-Since (RFC 9110 13.1.3);
- * entity tags compare weakly, as RFC 9110 13.1.2 requires for If-None-Match.
- * Not `fresh`: it wants a response-headers object built per request and re-parses Last-Modified,
- * where we hold the validators precomputed; and it says "not fresh" to any `Cache-Control:
- * no-cache` request, turning a 304 that our own cache can vouch for into the whole document.
- */
-export function clientHasCurrent (doc: CachedDocument, ifNoneMatch: string | undefined, ifModifiedSince: string | undefined): boolean {
-  if (ifNoneMatch !== undefined) {
-    if (ifNoneMatch.trim() === '*') return true
-    const own = doc.etag
-    for (const raw of ifNoneMatch.split(',')) {
-      const t = raw.trim()
-      if ((t.startsWith('W/') ? t.slice(2) : t) === own) return true
-    }
-    return false
-  }
-  if (ifModifiedSince !== undefined) {
-    const since = Date.parse(ifModifiedSince)
-    return Number.isFinite(since) && Math.floor(doc.lastModifiedMs / 1000) <= Math.floor(since / 1000)
-  }
-  return false
 }
 
 export class DocumentCache {
@@ -591,7 +405,7 @@ export class DocumentCache {
     } else {
       const upstreamMs = upstreamLastModified === undefined ? NaN : Date.parse(upstreamLastModified)
       lastModifiedMs = Number.isFinite(upstreamMs) ? upstreamMs : now
-      // the body changed but Core's Last-Modified did not move (it lags, FLAGSMITH.md 3.3): move
+      // the body changed but Core's Last-Modified did not move (it lags by up to a minute, CORE_LAST_MODIFIED_LAG_MS): move
       // ours, or a client's If-Modified-Since would get a 304 for a document it does not have
       if (stale !== undefined && lastModifiedMs <= stale.lastModifiedMs) lastModifiedMs = Math.max(now, stale.lastModifiedMs + 1000)
       lastModifiedMs = Math.floor(lastModifiedMs / 1000) * 1000

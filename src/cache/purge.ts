@@ -1,5 +1,5 @@
 /**
- * Purges on every replica (SPEC section 3: within one second). The replica that receives the purge
+ * Purges on every replica (within one second). The replica that receives the purge
  * (admin API, CLI, webhook) applies it at once, then publishes it on `<keyPrefix>purge`; every other
  * replica applies it when the message arrives, which on a healthy Redis is milliseconds.
  *
@@ -12,7 +12,9 @@
 import { loggableError } from '../shared/redact.js'
 import { randomUUID } from 'node:crypto'
 import type { Redis, Cluster } from 'ioredis'
-import { keyDigestOf, type DocumentCache, type PurgeTarget } from './core.js'
+import type { DocumentCache } from './core.js'
+import type { PurgeTarget } from './document.js'
+import { keyDigestOf } from './purge-target.js'
 import { redactKey } from '../shared/redact.js'
 
 /** What the bus needs from `src/store/redis.ts`'s RedisStore. */

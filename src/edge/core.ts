@@ -1,5 +1,5 @@
 /**
- * Edge routing (SPEC section 6), with no HTTP in it: which environment keys go to the Flagsmith
+ * Edge routing, with no HTTP in it: which environment keys go to the Flagsmith
  * Edge API instead of Core, and why. The request path (plugin.ts) and `flaggate explain` call the
  * same {@link decideEdge}, so what the CLI prints is what the gateway does.
  *

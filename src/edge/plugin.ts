@@ -1,5 +1,5 @@
 /**
- * Edge routing on the request path (SPEC section 6): one onRequest hook right after routing and
+ * Edge routing on the request path: one onRequest hook right after routing and
  * before the cache and the limits, so that everything after it (the cache key, the fill, the
  * proxy, `X-Flaggate-Upstream`, the upstream metrics) sees the upstream the request really goes
  * to. It reads the route's `edge` section from the request's policy snapshot, so the split

@@ -1,11 +1,11 @@
 /**
- * Every metric of SPEC section 7, defined once per gateway instance (a Registry per app, so
+ * Every metric, defined once per gateway instance (a Registry per app, so
  * several gateways in one test process do not collide). Labels never carry a client key.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import { HotChildren } from './hot-counter.js'
 
-/** One upstream's load, read at scrape time (set by the breaker room; the hot path never touches a gauge). */
+/** One upstream's load, read at scrape time (set by the composition from the breakers; the hot path never touches a gauge). */
 export interface UpstreamLoad { upstream: string; state: 'closed' | 'open' | 'half-open'; inFlight: number; limit: number | null }
 /** flaggate_breaker_state: ordered by severity, so `max by (upstream)` over replicas shows the worst */
 export const BREAKER_STATE_VALUE = { closed: 0, 'half-open': 1, open: 2 } as const
@@ -49,7 +49,7 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}) {
       registers,
       collect () { this.reset(); for (const u of upstreamLoad.read()) if (u.limit !== null) this.set({ upstream: u.upstream }, u.limit) }
     }),
-    /** the breaker room sets `read`; the three gauges above call it at scrape time */
+    /** the composition sets `read` (from the breakers); the three gauges above call it at scrape time */
     upstreamLoad,
     cacheEvents: new Counter({ name: 'flaggate_cache_events_total', help: 'Cache events: hit, miss, stale, updating, bypass, store, evict, purge, revalidated, negative_hit', labelNames: ['event'] as const, registers, collect () { hot.cacheEvents.flush(this) } }),
     cacheBytes: new Gauge({ name: 'flaggate_cache_bytes', help: 'Bytes held by the document cache', registers }),

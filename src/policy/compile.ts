@@ -4,7 +4,7 @@
  */
 import type { CacheRuleData, Dimension, LimitData, PolicyData, RouteData, UpstreamData } from './schema.js'
 import { IpSet } from '../shared/ip.js'
-import { edgeRouteProblems } from '../edge/served.js'
+import { edgeRouteProblems } from './edge-served.js'
 
 export interface CompiledLimit {
   /** stable id of this limit: `<route>` for a route's only limit, `<route>.<i>` otherwise (`.o` for overrides) */
@@ -22,7 +22,7 @@ export interface CompiledRoute {
   readonly name: string
   readonly methods: ReadonlySet<string> | null
   readonly path: string | undefined
-  /** `path` (or `pathPrefix`) without its trailing slash, matched as if it had one (SDK routes, SPEC section 3) */
+  /** `path` (or `pathPrefix`) without its trailing slash, matched as if it had one (SDK routes) */
   readonly pathNoSlash: string | undefined
   readonly pathPrefix: string | undefined
   readonly upstream: string
@@ -57,29 +57,6 @@ export interface Policy {
 
 export interface CompileProblem { path: Array<string | number>; message: string }
 export type CompileResult = { ok: true; policy: Policy } | { ok: false; problems: CompileProblem[] }
-
-/**
- * Honest policy (issue 7): a section whose capability does not exist yet is a validation error,
- * never silently accepted; an operator who adds a block during an incident must not believe it
- * works. The branch that builds a capability deletes its entry here (and its check below goes
- * quiet with it).
- */
-export const NOT_BUILT: Partial<Record<'blocklist' | 'abuse' | 'breakers' | 'probes' | 'edge', string>> = {
-}
-
-function notBuilt (data: PolicyData): CompileProblem[] {
-  const out: CompileProblem[] = []
-  const say = (what: string | undefined, path: Array<string | number>): void => {
-    if (what !== undefined) out.push({ path, message: `${what} is not built yet: this section would do nothing, remove it` })
-  }
-  if (data.blocklist.length > 0) say(NOT_BUILT.blocklist, ['blocklist'])
-  if (data.abuse !== undefined) say(NOT_BUILT.abuse, ['abuse'])
-  if (Object.keys(data.breakers).length > 0) say(NOT_BUILT.breakers, ['breakers'])
-  if (data.probes.length > 0) say(NOT_BUILT.probes, ['probes'])
-  // even `{ percent: 0, keys: [] }`: it sends nothing to Edge, and reads as if it could
-  data.routes.forEach((r, i) => { if (r.edge !== undefined) say(NOT_BUILT.edge, ['routes', i, 'edge']) })
-  return out
-}
 
 /** Hosts where an admin listener may go without a token: only this machine can reach it. */
 export const LOOPBACK: ReadonlySet<string> = new Set(['127.0.0.1', '::1', 'localhost'])
@@ -130,7 +107,7 @@ function compileRoute (r: RouteData): CompiledRoute {
 }
 
 export function compilePolicy (data: PolicyData, version: string, now = new Date()): CompileResult {
-  const problems: CompileProblem[] = notBuilt(data)
+  const problems: CompileProblem[] = []
   const upstreamNames = new Set(Object.keys(data.upstreams))
   const routeNames = new Set<string>()
 

@@ -1,12 +1,12 @@
 /**
- * The policy file's schema (SPEC section 2). Every field is parsed into the unit the code uses
+ * The policy file's schema. Every field is parsed into the unit the code uses
  * (durations → ms, sizes → bytes, rates → tokens/s), so nothing downstream parses strings on the
  * hot path. Objects are strict: an unknown key is an error, never silently ignored.
  */
 import { z } from 'zod'
 import { parseCountPerWindow, parseDuration, parseListen, parsePercent, parseRate, parseSize } from '../shared/units.js'
 import { isValidCidrOrIp } from '../shared/ip.js'
-import { canonicalPath } from '../routing/path.js'
+import { canonicalPath } from '../shared/path.js'
 import safeRegex from 'safe-regex2'
 
 function unit<T> (what: string, example: string, parse: (s: string) => T | undefined, check?: (v: T) => string | undefined) {

@@ -1,5 +1,5 @@
 /**
- * Synthetic probes (SPEC section 2, `probes:`): real SDK-style calls made through the gateway's
+ * Synthetic probes (the policy's `probes:`): real SDK-style calls made through the gateway's
  * OWN public listener on an interval, so status and alerts see what a client sees (rate limits,
  * cache, breaker and upstream included), not what a health endpoint claims. Flagsmith's `/health`
  * said 200 while flags were broken; a probe of `/api/v1/flags/` would not have.

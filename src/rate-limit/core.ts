@@ -1,5 +1,5 @@
 /**
- * Token buckets (GCRA), decided in one step for all the limits of a request: the rate-limit room's
+ * Token buckets (GCRA), decided in one step for all the limits of a request: the rate-limit step's
  * pure core, one mechanism per file (algorithm.ts, lua.ts, memory-store.ts, redis-store.ts,
  * limiter.ts, fallback.ts, describe.ts), re-exported here as one surface.
  *
@@ -7,7 +7,7 @@
  * arithmetic runs under a test clock (memory) and inside Redis (Lua), and one test table proves
  * both give the same answers.
  *
- * Why GCRA and our own Lua instead of rate-limiter-flexible (LIBRARIES.md section 5): RLF has no
+ * Why GCRA and our own Lua instead of rate-limiter-flexible: RLF has no
  * token bucket (its limiters are fixed windows), RateLimiterRedis floors durations to whole
  * seconds (so `3/s` with burst 10 cannot be expressed, and a sub-second duration becomes a key
  * that never expires), and one RLF limiter is one key and one round trip: a route with two limits
@@ -30,5 +30,5 @@ export * from './lua.js'
 export * from './memory-store.js'
 export * from './redis-store.js'
 export * from './limiter.js'
-export * from './fallback.js'
+export * from './redis-limiter.js'
 export * from './describe.js'

@@ -14,8 +14,8 @@
  * - Identities longer than {@link MAX_IDENTITY_CHARS} (or containing braces, which would confuse
  *   the hash tag) are replaced by a hash, so keys stay short whatever a client sends.
  */
-import { createHash } from 'node:crypto'
-import { BoundedMemo, MEMO_ENTRY_OVERHEAD } from '../shared/memo.js'
+import { MEMO_ENTRY_OVERHEAD } from '../shared/memo.js'
+import { digest22, keyDigest } from '../shared/key-digest.js'
 import { ClientMemo } from '../shared/client-memo.js'
 import type { CompiledLimit } from '../policy/compile.js'
 import type { Dimension } from '../policy/schema.js'
@@ -49,16 +49,6 @@ function valueOf (a: DimAccessor, f: ClientFacts): string {
   const v = f.headers[a.header]
   if (v === undefined) return ''
   return typeof v === 'string' ? v : v.join(',')
-}
-
-// Bucket keys live in Redis, where anyone with SCAN would read them: an environment key (a
-// server key is a secret) goes in as a digest. 128 bits: no two keys share a bucket by chance.
-// Memoised, since one busy key is hashed once, not once per request; bounded in bytes, since
-// keys are client input (8 MiB: ~70,000 keys of a Flagsmith key's length).
-const digest22 = (s: string): string => createHash('sha256').update(s).digest('base64url').slice(0, 22)
-export const keyDigests = new BoundedMemo(digest22, 8 * 1024 * 1024)
-export function keyDigest (envKey: string): string {
-  return keyDigests.get(envKey)
 }
 
 /** `\n` cannot occur in a header value or an IP, so joined parts never collide. */

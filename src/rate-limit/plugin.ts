@@ -1,5 +1,5 @@
 /**
- * The rate-limit room's only hook (onRequest, after routing): find the limits in force for this
+ * The `rate-limit` step (onRequest; contracts/pipeline.ts): find the limits in force for this
  * client on this route, decide them all in one call, answer 429 or let the request go on with
  * `RateLimit-Policy` / `RateLimit` headers (draft-ietf-httpapi-ratelimit-headers).
  *
@@ -14,9 +14,8 @@ import { effectiveLimits } from '../policy/compile.js'
 import { GatewayError } from '../errors.js'
 import type { Metrics } from '../metrics/registry.js'
 import type { HotChild } from '../metrics/hot-counter.js'
-import { createMemoryLimiter, createRedisLimiter, type BucketDecision, type RateLimitDecision, type RateLimiter, type MemoryLimiterOptions } from './core.js'
+import type { BucketDecision, RateLimitDecision, RateLimiter } from './core.js'
 import { bucketRequests, planFor, type LimitPlan } from './keys.js'
-import type { RedisStore } from '../store/redis.js'
 
 export const RATELIMIT_POLICY_HEADER = 'ratelimit-policy'
 export const RATELIMIT_HEADER = 'ratelimit'
@@ -25,13 +24,6 @@ export const RETRY_AFTER_HEADER = 'retry-after'
 export interface RateLimitPluginOptions {
   limiter: RateLimiter
   metrics: Pick<Metrics, 'hot' | 'storeFallback'>
-}
-
-/** The limiter for a gateway: fleet-wide through the shared Redis store when there is one. */
-export function createLimiter (redis: RedisStore | undefined, opts: MemoryLimiterOptions = {}): RateLimiter {
-  return redis === undefined
-    ? createMemoryLimiter(opts)
-    : createRedisLimiter(redis, { fallbackMaxKeys: opts.maxKeys, clock: opts.clock })
 }
 
 /** Seconds for `Retry-After` / `t`: rounded up, so a client never comes back before a token exists. */
@@ -158,26 +150,3 @@ async function rateLimit (app: FastifyInstance, opts: RateLimitPluginOptions): P
 
 const rateLimitPlugin = fp(rateLimit, { name: 'gateway-rate-limit', fastify: '5.x', dependencies: ['gateway-routing'] })
 export default rateLimitPlugin
-
-/**
- * Everything the composition root needs from this room, so wiring it is a few lines:
- * register `plugin` with `opts` among the rooms (after routing and the conditional-304 check,
- * before the cache lookup), merge `status()` into `/admin/status`, and call `close()` on shutdown
- * (the Redis store itself belongs to whoever created it, since other rooms share it).
- */
-export function createRateLimitRoom (deps: { redis: RedisStore | undefined; metrics: RateLimitPluginOptions['metrics']; maxKeys?: number }) {
-  const limiter = createLimiter(deps.redis, { maxKeys: deps.maxKeys })
-  const opts: RateLimitPluginOptions = { limiter, metrics: deps.metrics }
-  return {
-    plugin: rateLimitPlugin,
-    opts,
-    limiter,
-    /** `store` section of `/admin/status`: `{kind, healthy, mode, liveReplicas?}` */
-    status: (): { store: Record<string, unknown> } => ({
-      store: deps.redis === undefined
-        ? { kind: 'memory', healthy: true, mode: 'memory' }
-        : deps.redis.status()
-    }),
-    close: () => limiter.close()
-  }
-}

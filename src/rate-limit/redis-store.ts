@@ -7,7 +7,7 @@ type ScriptClient = (Redis | Cluster) & {
   flaggateTokenBucket (numKeys: number, ...keysAndArgs: Array<string | number>): Promise<unknown>
 }
 
-/** the script's command name on the client (store/redis.ts leaves it out of auto-pipelining) */
+/** the script's command name on the client; the composition keeps it out of auto-pipelining (store/redis.ts selfBatchedCommands) */
 export const TOKEN_BUCKET_SCRIPT = 'flaggateTokenBucket'
 const scriptDefined = new WeakSet<object>()
 

@@ -6,7 +6,7 @@
  *   app.ts answers that overflow 431 too.
  * - One header line: {@link MAX_HEADER_BYTES}, as NGINX's `large_client_header_buffers 4 8k`.
  * - `X-Environment-Key`: {@link MAX_KEY_BYTES}. Flagsmith keys are a random id of a few dozen
- *   characters, `ser.`-prefixed for server keys (FLAGSMITH.md 1.1); 256 leaves room for any
+ *   characters, `ser.`-prefixed for server keys; 256 leaves room for any
  *   future format.
  */
 export const MAX_KEY_BYTES = 256

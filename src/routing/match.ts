@@ -3,8 +3,8 @@
  * gateway (routing/plugin.ts) and `flaggate explain` alike. Pure: the policy in, a verdict out.
  */
 import { matchRoute, type CompiledRoute, type Policy } from '../policy/compile.js'
-import { documentQuery } from '../cache/key.js'
-import { canonicalTarget } from './path.js'
+import { documentQuery } from '../shared/document-query.js'
+import { canonicalTarget } from '../shared/path.js'
 
 export type Resolution =
   /** answered 400 FLAGGATE_BAD_REQUEST */

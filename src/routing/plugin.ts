@@ -12,7 +12,7 @@ import { GatewayError } from '../errors.js'
 import { clientChain } from './client.js'
 import { resolveTarget } from './match.js'
 import { oversizedHeader } from './header-limits.js'
-import type { RequestGateway } from '../shared/types.js'
+import type { RequestGateway } from '../contracts/request.js'
 
 export interface RoutingOptions { store: PolicyStore }
 

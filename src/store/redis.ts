@@ -1,8 +1,8 @@
 /**
- * The gateway's one Redis connection (standalone, Sentinel or Cluster), shared by every room that
+ * The gateway's one Redis connection (standalone, Sentinel or Cluster), shared by every capability that
  * keeps fleet-wide state (rate limits, runtime blocks, cache purges over pub/sub).
  *
- * Redis sits on the request path, so it must fail fast and fail once (LIBRARIES.md section 8):
+ * Redis sits on the request path, so it must fail fast and fail once (ioredis queues and retries by default):
  * - `enableOfflineQueue: false`: while disconnected a command fails at once instead of queueing;
  * - `maxRetriesPerRequest: 1` and `commandTimeout` from the policy: a hung server (SIGSTOP,
  *   CLIENT PAUSE) costs at most one timeout, since `connectTimeout` only covers the TCP connect;
@@ -21,7 +21,6 @@ import { randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
 import { Redis, Cluster, type RedisOptions, type ClusterOptions } from 'ioredis'
 import type { RedisData } from '../policy/schema.js'
-import { TOKEN_BUCKET_SCRIPT } from '../rate-limit/redis-store.js'
 
 /** The subset of pino (and fastify's logger) this module writes to. */
 export interface StoreLogger {
@@ -42,6 +41,8 @@ export interface RedisStoreOptions {
   minBackoffMs?: number
   maxBackoffMs?: number
   connectTimeoutMs?: number
+  /** scripts that batch their own calls (the rate limiter's): kept out of auto-pipelining */
+  selfBatchedCommands?: readonly string[]
 }
 
 const HEARTBEAT_LUA = `
@@ -64,7 +65,7 @@ function hostPort (s: string): { host: string; port: number } {
 }
 
 /** Builds the ioredis client for `store.redis`; fail-fast options for every topology. */
-export function createRedisClient (config: RedisData, opts: { connectTimeoutMs?: number; subscriber?: boolean } = {}): Redis | Cluster {
+export function createRedisClient (config: RedisData, opts: { connectTimeoutMs?: number; subscriber?: boolean; selfBatchedCommands?: readonly string[] } = {}): Redis | Cluster {
   // A subscriber waits for messages by design: no command timeout, and SUBSCRIBE issued while
   // connecting is queued (ioredis resubscribes by itself after a reconnect).
   const sub = opts.subscriber === true
@@ -74,10 +75,10 @@ export function createRedisClient (config: RedisData, opts: { connectTimeoutMs?:
     ...(sub ? {} : { commandTimeout: config.commandTimeout }),
     // Commands of concurrent requests leave in one write per tick instead of one each: fewer
     // syscalls for the gateway and for Redis, which matters more than the round trip here. The
-    // rate limiter's script batches and corks by itself (rate-limit/fallback.ts), cheaper than the
+    // rate limiter's script batches and corks by itself (rate-limit/redis-limiter.ts), cheaper than the
     // Pipeline ioredis builds per tick; on a cluster it keeps auto-pipelining (a socket per node).
     enableAutoPipelining: !sub,
-    ...(sub || config.cluster !== undefined ? {} : { autoPipeliningIgnoredCommands: [TOKEN_BUCKET_SCRIPT] }),
+    ...(sub || config.cluster !== undefined || opts.selfBatchedCommands === undefined ? {} : { autoPipeliningIgnoredCommands: [...opts.selfBatchedCommands] }),
     connectTimeout: opts.connectTimeoutMs ?? 1000,
     // Reconnect quickly at first, then every 2 s: never give up (returning null would leave the
     // gateway on local state until a restart).
@@ -133,7 +134,7 @@ export class RedisStore {
     this.#minBackoffMs = opts.minBackoffMs ?? 250
     this.#maxBackoffMs = opts.maxBackoffMs ?? 2000
     this.#backoffMs = this.#minBackoffMs
-    this.client = createRedisClient(config, { connectTimeoutMs: opts.connectTimeoutMs })
+    this.client = createRedisClient(config, { connectTimeoutMs: opts.connectTimeoutMs, ...(opts.selfBatchedCommands !== undefined ? { selfBatchedCommands: opts.selfBatchedCommands } : {}) })
     this.client.defineCommand('flaggateHeartbeat', { lua: HEARTBEAT_LUA, numberOfKeys: 1 })
     // Without a listener an ioredis error event would crash the process.
     this.client.on('error', (err: Error) => { this.#noteError(err) })
@@ -163,7 +164,7 @@ export class RedisStore {
 
   /**
    * A command failed or timed out: stop using Redis until a probe succeeds. Call it from any
-   * room; it is cheap and idempotent while already open.
+   * capability; it is cheap and idempotent while already open.
    */
   reportFailure (err: unknown): void {
     this.#trip(err)

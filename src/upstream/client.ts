@@ -78,7 +78,7 @@ function worthFallback (r: Answer | GatewayError): boolean {
 }
 
 export class UpstreamClient {
-  /** settable after construction: the breaker room puts itself here */
+  /** settable after construction: the composition sets the breakers' gate here */
   gate: UpstreamGate
   readonly #pools = new Pools()
   readonly #metrics: Metrics

@@ -1,5 +1,5 @@
 /**
- * Upstream failures as the gateway's wire answers (SPEC section 3), and as gate outcomes.
+ * Upstream failures as the gateway's wire answers, and as gate outcomes.
  */
 import type { Readable } from 'node:stream'
 import { errors as undiciErrors } from 'undici'

@@ -1,5 +1,5 @@
 /**
- * The one header policy, both directions (SPEC section 3), for the proxy and the cache alike:
+ * The one header policy, both directions, for the proxy and the cache alike:
  *
  * - hop-by-hop headers (RFC 9110 7.6.1) and the headers a `Connection` header names are removed
  *   both ways, except that a client's `Connection` can never remove a header the gateway keys on
@@ -14,9 +14,10 @@
 import type { FastifyRequest } from 'fastify'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Policy, UpstreamTarget } from '../policy/compile.js'
-import type { RequestGateway } from '../shared/types.js'
+import type { RequestGateway } from '../contracts/request.js'
+import { UPSTREAM_HEADER } from '../contracts/wire.js'
 
-export const UPSTREAM_HEADER = 'x-flaggate-upstream'
+export { UPSTREAM_HEADER }
 export const VIA = '1.1 flaggate'
 
 export type HeaderSet = Record<string, string | string[]>

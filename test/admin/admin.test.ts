@@ -37,7 +37,7 @@ describe('admin listener', () => {
     expect(Object.keys(s)).toEqual(expect.arrayContaining(['cache']))
   })
 
-  it('/admin/status shows the sections the rooms compute, with the SPEC section 4 shapes', async () => {
+  it('/admin/status shows the sections the capabilities compute, with their documented shapes', async () => {
     const s = json(await raw(gw.adminUrl, '/admin/status', { headers: { authorization: `Bearer ${TOKEN}` } })) as Record<string, unknown>
     expect(Object.keys(s).sort()).toEqual(['blocking', 'blocks', 'breakers', 'cache', 'policy', 'probes', 'store', 'version'])
     expect(s.blocks).toBe(0)

@@ -7,7 +7,7 @@ import { BlockIndex, blockFromJson, compileUserAgent, parseBlockRequest, staticB
 import { BlockRegistry } from '../../src/blocking/registry.js'
 import { parseCidr, parseV4, parseV6 } from '../../src/blocking/ip-index.js'
 import { isIP } from 'node:net'
-import { keyDigest } from '../../src/rate-limit/keys.js'
+import { keyDigest } from '../../src/shared/key-digest.js'
 
 let n = 0
 const ctx = (over: Partial<BlockRequestContext> = {}): BlockRequestContext => ({

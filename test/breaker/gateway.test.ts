@@ -242,7 +242,7 @@ describe('load shedding end to end', () => {
     const { gw } = await setup('maxInFlight: { auto: { min: 2, max: 50 } }', { db: { poolSize: 4, queryLatencyMs: 5 } })
     const first = await breakerStatus(gw)
     // generous at start: nothing is shed while minRTT is unknown
-    expect(first).toMatchObject({ state: 'closed', limit: 50, inFlight: 0 })
+    expect(first).toMatchObject({ state: 'closed', limit: 20, inFlight: 0 })
     const flags = load(gw.url, FLAGS, { 'x-environment-key': CLIENT_KEY }, 8, 0)
     onTestFinished(flags.stop)
     // minRTT is taken from answers to requests admitted with at most `min` in flight

@@ -1,9 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
-import {
-  CORE_LAST_MODIFIED_LAG_MS, DocumentCache, TooLargeToCache, clientHasCurrent, etagOf,
-  type CacheRule, type OversizeAnswer, type Fill, type LookupResult, type UpstreamAnswer
-} from '../../src/cache/core.js'
+import { CORE_LAST_MODIFIED_LAG_MS, DocumentCache } from '../../src/cache/core.js'
+import { TooLargeToCache, type CacheRule, type OversizeAnswer, type Fill, type LookupResult, type UpstreamAnswer } from '../../src/cache/document.js'
+import { clientHasCurrent, etagOf } from '../../src/cache/validators.js'
 
 const RULE: CacheRule = { ttl: 30_000, staleWhileRevalidate: 60_000, staleIfError: 600_000, maxEntrySize: 1024 * 1024 }
 const KEY = 'ser.test-key'

@@ -9,7 +9,7 @@ import { Redis } from 'ioredis'
 import { startFakeCore, type FakeCore } from '../support/fake-flagsmith.js'
 import { policyYaml, startTestGateway, type TestGateway } from '../support/gateway.js'
 import { json, raw } from '../support/http.js'
-import { keyDigestOf } from '../../src/cache/core.js'
+import { keyDigestOf } from '../../src/cache/purge-target.js'
 import { DEV_KEY, PROD_KEY, cachedRoutes, envDoc, eventually } from './support.js'
 
 describe('purges between replicas name keys by digest', () => {

@@ -1,6 +1,6 @@
 /**
  * Two gateway processes sharing the suite's Redis: a purge on one reaches the other within one
- * second (SPEC section 3), whichever path it came in by (admin API or signed webhook).
+ * second, whichever path it came in by (admin API or signed webhook).
  */
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest'

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { purgeTargetsOf, signatureMatches } from '../../src/webhooks/plugin.js'
+import { purgeTargetsOf, signatureMatches } from '../../src/cache/webhook.js'
 import { pythonJsonDumps, signWebhook, webhookBody } from '../support/fake-flagsmith.js'
 
 describe('Flagsmith webhook payloads → purge targets', () => {

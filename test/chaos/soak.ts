@@ -11,7 +11,7 @@
  * 403 FLAGGATE_BLOCKED only for those, the scraper (always) and the drill key on identities while
  * the drill's block is in force; 503 FLAGGATE_UPSTREAM_OVERLOADED (shown second by second when Core
  * is healthy); 5xx from Core and 502/504 only while Core is being broken on purpose. Every answer
- * must also keep SPEC section 3 (X-Flaggate-Upstream, the JSON body, Retry-After, RateLimit
+ * must also keep the wire contract (X-Flaggate-Upstream, the JSON body, Retry-After, RateLimit
  * headers). Anything else (a 500, a connection error, a client timeout, a 502 with Core healthy, a
  * reload not applied, a block that does not reach the other replica, an admin call refused, replicas
  * that disagree on their blocks at the end) is an unexpected error.
@@ -154,7 +154,7 @@ function count (who: Who, status: number, code: string | undefined, what: string
   bump(w, kind)
   if (kind === 'unexpected') { unexpected(`${who.name}: ${what}: ${label}${broken.length > 0 ? ` breaks the contract: ${broken.join('; ')}` : ''}`); return }
   bump(tally.byKind, kind)
-  // shedding while Core is healthy is the adaptive limit measuring minRTT (README, maxInFlight: auto):
+  // shedding while Core is healthy is the adaptive limit measuring minRTT (docs/design.md, "maxInFlight: auto"):
   // expected, but shown second by second so that shedding at any other time stands out
   if (kind === 'shed' && !coreFault) bump(tally.shedHealthy, Math.floor((Date.now() - started) / 1000))
 }
@@ -168,7 +168,7 @@ interface Answer { status: number; headers: Record<string, string | string[] | u
 const header = (a: Answer, name: string): string | undefined => { const v = a.headers[name]; return Array.isArray(v) ? v.join(', ') : v }
 const wholeSeconds = (v: string | undefined): boolean => v !== undefined && /^[1-9]\d*$/.test(v)
 
-/** What SPEC section 3 promises on the wire; a breach is an unexpected error whatever the status. */
+/** What the gateway promises on the wire; a breach is an unexpected error whatever the status. */
 function breaches (who: Who, a: Answer, code: string | undefined, text: string): string[] {
   const out: string[] = []
   if (!['core', 'edge', 'none'].includes(header(a, 'x-flaggate-upstream') ?? '')) out.push(`X-Flaggate-Upstream ${String(header(a, 'x-flaggate-upstream'))}`)
@@ -400,9 +400,9 @@ async function policyState (gw: SpawnedGateway): Promise<PolicyState> {
 }
 
 /**
- * How long until a request of DRILL_KEY on identities is refused by `gw`. SPEC: within one second
+ * How long until a request of DRILL_KEY on identities is refused by `gw`. The contract: within one second
  * on every replica. Redis is the only way there, so a block made while Redis is away is in force on
- * the others once Redis answers again (README, Blocking): allow its reconnect and heartbeat too. A
+ * the others once Redis answers again (docs/design.md, "Blocking"): allow its reconnect and heartbeat too. A
  * block whose ttl ends first may never travel, and need not.
  */
 async function blockReaches (gw: SpawnedGateway, expiresAt: number): Promise<string> {

@@ -6,7 +6,7 @@
  * the alerts use only metrics the gateway exports (test/ops/metric-names.ts).
  */
 import { spawnSync } from 'node:child_process'
-import { readFileSync, readdirSync, statSync } from 'node:fs'
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseAllDocuments, parse as parseYaml } from 'yaml'
 import { describe, expect, it } from 'vitest'
@@ -181,12 +181,14 @@ describe('Prometheus alert rules', () => {
   it('cover breaker open, probe failing, Redis fallback, the 5xx ratio and an automatic block, each with a runbook', () => {
     const names = rules.map((r) => r.alert as string)
     expect(names).toEqual(expect.arrayContaining(['FlaggateBreakerOpen', 'FlaggateProbeFailing', 'FlaggateRedisFallback', 'FlaggateHigh5xxRatio', 'FlaggateKeyAutoBlocked']))
-    const readme = readFileSync('README.md', 'utf8')
-    const anchors = new Set([...readme.matchAll(/^#+ (.+)$/gm)].map((m) => m[1]!.toLowerCase().replace(/[^a-z0-9 -]/g, '').replace(/ /g, '-')))
+    // a runbook annotation is `docs/<page>.md#<heading>`, the heading's anchor as GitHub makes it
+    const anchorsOf = (file: string): Set<string> => new Set([...readFileSync(file, 'utf8').matchAll(/^#+ (.+)$/gm)]
+      .map((m) => m[1]!.toLowerCase().replace(/[^a-z0-9 _-]/g, '').replace(/ /g, '-')))
     for (const r of rules) {
       expect(['page', 'warning', 'ticket']).toContain(r.labels.severity)
-      const anchor = /^README\.md#(.+)$/.exec(r.annotations.runbook as string)?.[1]
-      expect(anchors.has(anchor!), `${r.alert as string}: README has a heading for #${anchor}`).toBe(true)
+      const [, file, anchor] = /^(docs\/[a-z-]+\.md)#(.+)$/.exec(r.annotations.runbook as string) ?? []
+      expect(file, `${r.alert as string}: runbook ${r.annotations.runbook as string} names a page of docs/`).toBeDefined()
+      expect(existsSync(file!) && anchorsOf(file!).has(anchor!), `${r.alert as string}: ${file} has a heading for #${anchor}`).toBe(true)
       for (const m of metricsIn(r.expr as string)) expect(EXPORTED.has(m), `${r.alert as string} uses ${m}`).toBe(true)
     }
   })
@@ -211,7 +213,7 @@ describe('Grafana dashboard', () => {
   const panels = (dash.panels as Obj[]).filter((p) => p.type !== 'row')
   const exprs = panels.flatMap((p) => (p.targets as Obj[]).map((t) => t.expr as string))
 
-  it('shows every metric of SPEC section 7, and only metrics the gateway exports', () => {
+  it('shows every metric of docs/operations.md ("Metrics"), and only metrics the gateway exports', () => {
     const used = new Set(exprs.flatMap(metricsIn).map(baseMetricName))
     for (const m of [...SECTION7_METRICS, ...PENDING_METRICS]) expect(used.has(m), `a panel shows ${m}`).toBe(true)
     for (const m of used) expect(EXPORTED.has(m), `${m} is exported`).toBe(true)

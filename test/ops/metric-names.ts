@@ -1,5 +1,5 @@
 /**
- * The metrics of SPEC section 7 (prefix `flaggate_`), in one place for the scrape test, the
+ * The gateway's metrics (prefix `flaggate_`), in one place for the scrape test, the
  * Grafana dashboard and the alert rules.
  *
  * SECTION7_METRICS: those this branch produces; test/ops/metrics.test.ts scrapes each after real

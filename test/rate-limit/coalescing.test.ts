@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { inject } from 'vitest'
 import { Redis } from 'ioredis'
 import { MemoryBuckets, bucketParams, createRedisLimiter, takeRedis } from '../../src/rate-limit/core.js'
-import { takeRedisBatch } from '../../src/rate-limit/redis-store.js'
+import { takeRedisBatch, TOKEN_BUCKET_SCRIPT } from '../../src/rate-limit/redis-store.js'
 import type { LimiterRedisStore } from '../../src/rate-limit/redis-store.js'
 import { createRedisClient } from '../../src/store/redis.js'
 
@@ -122,7 +122,7 @@ describe('the limiter coalesces concurrent requests per client', () => {
 
   it('calls of many clients ready in one turn leave in one write to the socket', async () => {
     // the gateway's own client options (auto-pipelining off for the script on one connection)
-    const client = createRedisClient({ url: inject('redisUrl'), commandTimeout: 1000 } as never)
+    const client = createRedisClient({ url: inject('redisUrl'), commandTimeout: 1000 } as never, { selfBatchedCommands: [TOKEN_BUCKET_SCRIPT] })
     await new Promise<void>((resolve, reject) => { client.once('ready', resolve); client.once('error', reject) })
     const socket = (client as Redis).stream as unknown as { _write: (...a: unknown[]) => void; _writev: (...a: unknown[]) => void }
     let writes = 0

@@ -72,7 +72,7 @@ for (const storeKind of ['memory', 'redis'] as const) {
       const redis = storeKind === 'redis' ? { url: inject('redisUrl'), keyPrefix: `test-${randomUUID()}:` } : undefined
       gw = await startTestGateway(policy(core.url, redis), { watch: false })
       const wired = (json(await raw(gw.adminUrl, '/admin/status')) as { store: { mode?: string } }).store.mode !== undefined
-      if (!wired) throw new Error('the rate-limit room is not wired into src/gateway.ts (see README-ratelimit.md, "Wiring")')
+      if (!wired) throw new Error('the rate-limit room is not wired into src/gateway.ts (docs/design.md, "The request pipeline")')
       if (storeKind === 'redis') {
         // the store connects in the background; until then decisions are local
         const deadline = Date.now() + 5000
@@ -85,7 +85,7 @@ for (const storeKind of ['memory', 'redis'] as const) {
     })
     afterAll(async () => { await gw.close() })
 
-    it('answers 429 with the SPEC body and headers once the burst is spent, and Core never sees it', async () => {
+    it('answers 429 with the JSON error body and headers once the burst is spent, and Core never sees it', async () => {
       const ip = '198.51.100.1'
       const key = 'ser.prod_server_key'
       core.reset()

@@ -1,5 +1,5 @@
 /**
- * The gateway's own answers: never a 500, never a hang, always the JSON body of SPEC section 3.
+ * The gateway's own answers: never a 500, never a hang, always the JSON body `{statusCode, code, error, message}`.
  */
 import { readFileSync } from 'node:fs'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -48,7 +48,7 @@ describe('upstream failures', () => {
       const r = await raw(gw.url, '/api/v1/flags/', { headers: { 'x-environment-key': 'dev_client_key' } })
       expect(r.status).toBe(504)
       expect(json(r)).toMatchObject(bodyOf('FLAGGATE_UPSTREAM_TIMEOUT'))
-      // undici's timers tick coarsely (LIBRARIES.md: 1 s fired within ~1.5 s); bound it loosely
+      // undici's timers tick coarsely (a 1 s timer fires within ~1.5 s); bound it loosely
       expect(Date.now() - started).toBeLessThan(5000)
     } finally { core.db.hang = false }
   })
@@ -132,11 +132,11 @@ describe('no matching route', () => {
   })
 })
 
-describe('the error table and the README agree', () => {
-  it('README.md lists every code with its status', () => {
-    const readme = readFileSync('README.md', 'utf8')
+describe('the error table and the documentation agree', () => {
+  it('docs/operations.md lists every code with its status', () => {
+    const doc = readFileSync('docs/operations.md', 'utf8')
     for (const [code, e] of Object.entries(ERRORS)) {
-      expect(readme, `README.md must document ${code}`).toMatch(new RegExp(`\\|\\s*${e.status}\\s*\\|\\s*\`${code}\``))
+      expect(doc, `docs/operations.md must document ${code}`).toMatch(new RegExp(`\\|\\s*${e.status}\\s*\\|\\s*\`${code}\``))
     }
   })
 })

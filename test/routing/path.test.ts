@@ -3,8 +3,8 @@
  * refused. The gateway-level proof, over raw sockets, is canonical-path.test.ts.
  */
 import { describe, expect, it } from 'vitest'
-import { canonicalPath, canonicalTarget, REJECT } from '../../src/routing/path.js'
-import { documentQuery } from '../../src/cache/key.js'
+import { canonicalPath, canonicalTarget, REJECT } from '../../src/shared/path.js'
+import { documentQuery } from '../../src/shared/document-query.js'
 import { loadPolicy } from '../../src/policy/load.js'
 import { resolveTarget } from '../../src/routing/match.js'
 

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import pino from 'pino'
 import { Writable } from 'node:stream'
-import { accessLine, type AccessLogFields } from '../../src/shared/access-log.js'
+import { accessLine, type AccessLogFields } from '../../src/observe/access-log.js'
 
 function pinoLine (fields: AccessLogFields, time: number): string {
   let out = ''

@@ -9,8 +9,9 @@
  * take ten times longer on a shared machine (V8 hashes a 15 KB string whole for every Map lookup).
  */
 import { describe, expect, it } from 'vitest'
-import { CLIENT_MEMO_BYTES, bucketKeys, bucketRequests, keyDigests, planFor } from '../../src/rate-limit/keys.js'
-import { loggableQuery, loggableUrl, redactions } from '../../src/shared/access-log.js'
+import { CLIENT_MEMO_BYTES, bucketKeys, bucketRequests, planFor } from '../../src/rate-limit/keys.js'
+import { keyDigests } from '../../src/shared/key-digest.js'
+import { loggableQuery, loggableUrl, redactions } from '../../src/observe/access-log.js'
 import { DocumentCache } from '../../src/cache/core.js'
 import { loadPolicy } from '../../src/policy/load.js'
 

@@ -1,7 +1,7 @@
 /**
  * Fake Flagsmith upstreams on real sockets: a Core API (Django/DRF) and an Edge API.
  *
- * Every gateway test and the demo put these behind the gateway, so they follow FLAGSMITH.md
+ * Every gateway test and the demo put these behind the gateway, so they follow Flagsmith's documented behaviour
  * (§0, §1, §3, §4.1, §6) closely enough that the real `flagsmith-nodejs` SDK works against them, in
  * remote and in local-evaluation mode (test/support/fake-flagsmith.test.ts proves it).
  *
@@ -255,7 +255,7 @@ export async function startFakeEdge (opts: FakeEdgeOptions = {}): Promise<FakeEd
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Webhooks (FLAGSMITH.md §6)
+// Webhooks
 // ---------------------------------------------------------------------------------------------------
 
 /** `X-Flagsmith-Signature`: hex HMAC-SHA256 of the raw body, keyed with the secret's UTF-8 bytes. */
@@ -713,7 +713,7 @@ function header (ex: Exchange, name: string): string | undefined {
 
 /**
  * Core resolves keys through a 60 s locmem cache, so a known key costs no query; an unknown one
- * costs one every time (the bad-key negative cache is off by default, FLAGSMITH.md §1.1).
+ * costs one every time (the bad-key negative cache is off by default).
  */
 async function authenticate (ex: Exchange, fake: FakeUpstreamServer, serverOnly = false): Promise<Auth> {
   const env = ex.key === undefined || ex.key === '' ? undefined : fake.findEnv(ex.key)
@@ -791,7 +791,7 @@ function traitList (traits: Map<string, TraitValue>): Array<{ trait_key: string;
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Core (FLAGSMITH.md §1, §3)
+// Core
 // ---------------------------------------------------------------------------------------------------
 
 const CORE_ROUTES = new Set([
@@ -806,7 +806,7 @@ const CORE_ROUTES = new Set([
 ])
 const VARY_ON_KEY = { Vary: 'X_ENVIRONMENT_KEY' }
 
-/** Added by Core's middleware to every response, errors and redirects included (FLAGSMITH.md §1.3). */
+/** Added by Core's middleware to every response, errors and redirects included. */
 function coreMiddlewareHeaders (): Record<string, string> {
   return {
     'Cache-Control': CORE_NEVER_CACHE,
@@ -926,7 +926,7 @@ async function coreEnvironmentDocument (ex: Exchange, fake: FakeUpstreamServer):
   return { status: 200, headers: { ...lastModified, ...updatedAtHeader(env) }, body: fake.documentJson(env) }
 }
 
-/** Core's SDK flag shape (`SDKFeatureStateSerializer`, FLAGSMITH.md §1.2). */
+/** Core's SDK flag shape (`SDKFeatureStateSerializer`). */
 function coreFlag (env: FakeEnvironment, state: FlagState): Record<string, unknown> {
   const f = state.feature
   return {
@@ -949,11 +949,11 @@ function coreFlag (env: FakeEnvironment, state: FlagState): Record<string, unkno
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Edge API (FLAGSMITH.md §3.3, §5, §9)
+// Edge API
 // ---------------------------------------------------------------------------------------------------
 
 /**
- * The Edge API's source is not public, so beyond what FLAGSMITH.md states this is a guess, kept plain:
+ * The Edge API's source is not public, so beyond what Flagsmith documents this is a guess, kept plain:
  * no Core middleware headers, no Last-Modified or 304, paths accepted with or without the trailing slash,
  * 403 with Core's body for bad keys, one "DynamoDB" query per request (or per env-doc page).
  * Only the endpoints of Flagsmith's SDK OpenAPI (server edge.api.flagsmith.com: flags/, identities/ GET
@@ -1099,7 +1099,7 @@ interface EnvironmentDocument {
   identity_overrides: IdentityOverrideDocument[]
 }
 
-/** Core's SDK document (`map_environment_to_sdk_document`, FLAGSMITH.md §3.1), which flagsmith-nodejs 8.1.2 can load. */
+/** Core's SDK document (`map_environment_to_sdk_document`), which flagsmith-nodejs 8.1.2 can load. */
 function buildEnvironmentDocument (env: FakeEnvironment): EnvironmentDocument {
   const featureState = (f: FakeFeature, enabled: boolean, value: FlagValue, djangoId: number, uuidSeed: string, priority?: number): FeatureStateDocument => ({
     feature: { id: f.id, name: f.name, type: 'STANDARD' },

@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { SpaceSaving } from '../../src/top/space-saving.js'
-import { TopClients, parseClient } from '../../src/top/index.js'
+import { TopClients, parseClient } from '../../src/top/top-clients.js'
 
 /** mulberry32: a small seeded PRNG, so the stream is the same on every run */
 function rng (seed: number): () => number {

@@ -26,7 +26,7 @@ class RecordingGate implements UpstreamGate {
   isOpen (): boolean { return false }
 }
 
-/** Test room: requests with `x-test-edge` go to edge first; with `x-test-edge: 1`, core is the fallback. */
+/** Test edge step: requests with `x-test-edge` go to edge first; with `x-test-edge: 1`, core is the fallback. */
 const viaEdge = fp(async (scope: FastifyInstance) => {
   scope.addHook('onRequest', (request, _reply, done) => {
     const mode = request.headers['x-test-edge']
@@ -59,7 +59,7 @@ beforeAll(async () => {
   const logger = pino({ level: 'silent' })
   client = new UpstreamClient({ metrics, logger, gate })
   client.configure(store.current)
-  app = await buildPublicApp({ store, client, metrics, logger, lifecycle: { draining: false }, rooms: [{ plugin: viaEdge as never, opts: {} }] })
+  app = await buildPublicApp({ store, client, metrics, logger, lifecycle: { draining: false }, steps: { edge: { plugin: viaEdge as never, opts: {} } } })
   await app.listen({ host: '127.0.0.1', port: 0 })
   url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
 })

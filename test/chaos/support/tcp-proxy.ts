@@ -1,7 +1,7 @@
 /**
  * A loopback TCP proxy that makes a healthy server misbehave on the wire: every chunk from the
- * target can be held back for a delay (a slow Redis: "a slow Redis is worse than a dead one",
- * ANCHORS.md 2.2), forwarding can be paused (a hung link) and every connection reset. Chunks keep
+ * target can be held back for a delay (a slow Redis: "a slow Redis is worse than a dead one"),
+ * forwarding can be paused (a hung link) and every connection reset. Chunks keep
  * their order whatever the delay, as on a real congested link.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net'

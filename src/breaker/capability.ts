@@ -1,24 +1,25 @@
 /**
- * Everything the composition (gateway.ts) needs from the breaker room, built in one call: the
- * {@link BreakerGate} (set as `client.gate`, so every proxied request, cache fill and probe asks
- * it), the `breakers` section of /admin/status, the gauges read at scrape time, the transition
- * log and the optional active probe per upstream.
+ * Everything the composition (gateway.ts) needs from the breakers, built in one call: the
+ * {@link BreakerGate} (which the composition sets as `client.gate`, so every proxied request,
+ * cache fill and probe asks it), what the load gauges read at scrape time, the `breakers` section
+ * of /admin/status, the transition log and the optional active probe per upstream.
  *
- * The room adds no hook to the request path: the upstream client calls the gate, the cache reads
+ * No step on the request path: the upstream client calls the gate, the cache and Edge read
  * `gate.isOpen`, and the app's error handler marks a shed request's decision.
  */
 import type { Logger } from 'pino'
-import type { Metrics } from '../metrics/registry.js'
 import type { Policy } from '../policy/compile.js'
 import type { UpstreamClient } from '../upstream/index.js'
-import type { AdminExtension } from '../admin/app.js'
+import type { AdminExtension, Capability } from '../contracts/capability.js'
+import type { Metrics, UpstreamLoad } from '../metrics/registry.js'
 import { BreakerGate } from './gate.js'
 import type { BreakerTransition, Clock } from './core.js'
 
-export interface BreakerRoomDeps {
+export interface BreakerDeps {
   /** the policy in force (PolicyStore.current) */
   policy: () => Policy
-  client: Pick<UpstreamClient, 'gate' | 'fetch'>
+  /** probes go through its `fetch`, hence through the gate once the composition has set it */
+  client: Pick<UpstreamClient, 'fetch'>
   metrics: Metrics
   logger: Logger
   clock?: Clock
@@ -26,8 +27,11 @@ export interface BreakerRoomDeps {
   version?: string
 }
 
-export interface BreakerRoom {
+export interface BreakerCapability extends Capability {
+  /** for `client.gate` (set by the composition) */
   gate: BreakerGate
+  /** for `metrics.upstreamLoad.read` (set by the composition): each upstream's state, in-flight count and limit */
+  upstreamLoad: () => Iterable<UpstreamLoad>
   /** for the admin listener: the `breakers` section of /admin/status */
   admin: AdminExtension
   /** call on every policy reload, before the policy serves requests */
@@ -41,8 +45,8 @@ export const PROBE_ROUTE = 'breaker-probe'
 
 const MONOTONIC: Clock = { now: () => performance.now() }
 
-export function createBreakerRoom (deps: BreakerRoomDeps): BreakerRoom {
-  const log = deps.logger.child({ room: 'breaker' })
+export function createBreakers (deps: BreakerDeps): BreakerCapability {
+  const log = deps.logger.child({ component: 'breaker' })
   const clock = deps.clock ?? MONOTONIC
   const onTransition = (t: BreakerTransition): void => {
     const fields = { upstream: t.upstream, from: t.from, to: t.to, reason: t.reason, p95Ms: t.p95Ms, errorRate: t.errorRate, requests: t.requests, inFlight: t.inFlight, limit: t.limit, ...(t.openForMs !== undefined ? { openForMs: t.openForMs } : {}) }
@@ -51,9 +55,7 @@ export function createBreakerRoom (deps: BreakerRoomDeps): BreakerRoom {
   }
   const gate = new BreakerGate({ clock, onTransition })
   gate.configure(deps.policy())
-  deps.client.gate = gate
-
-  deps.metrics.upstreamLoad.read = function * () {
+  const upstreamLoad = function * (): Iterable<UpstreamLoad> {
     for (const b of gate.all()) yield { upstream: b.upstream, state: b.state(), inFlight: b.inFlight, limit: b.limit() }
   }
 
@@ -99,7 +101,9 @@ export function createBreakerRoom (deps: BreakerRoomDeps): BreakerRoom {
   configureProbes(deps.policy())
 
   return {
+    name: 'breaker',
     gate,
+    upstreamLoad,
     admin: { status: () => ({ breakers: gate.status(deps.policy()) }) },
     reload: (policy) => { gate.configure(policy); configureProbes(policy) },
     close: () => { for (const p of probes.values()) clearInterval(p.timer); probes.clear() }

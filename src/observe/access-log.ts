@@ -1,5 +1,5 @@
 /**
- * One access-log line per response (SPEC section 7). What a client sends that names a secret or a
+ * One access-log line per response. What a client sends that names a secret or a
  * person is redacted (first characters and a short hash, shared/redact.ts) before it is written:
  * the `X-Environment-Key`, an environment key in a dashboard API path
  * (`/api/v1/environments/<key>/…`), and user identifiers (`identifier=` in any query, and the
@@ -8,13 +8,13 @@
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
-import { redactKey } from './redact.js'
-import { BoundedMemo } from './memo.js'
-import { lineSinkOf } from './logger.js'
+import { redactKey } from '../shared/redact.js'
+import { BoundedMemo } from '../shared/memo.js'
+import { lineSinkOf } from '../shared/logger.js'
 
 // Core's dashboard API names environments by their key: /api/v1/environments/<api_key>/...
 const ENV_IN_PATH = /(\/environments\/)([^/?#]+)/
-// legacy SDK routes carry the identity in the path (FLAGSMITH.md 1.2)
+// legacy SDK routes carry the identity in the path (`/api/v1/identities/<identifier>/`, `/api/v1/flags/<identifier>/`)
 const IDENTITY_IN_PATH = /^(\/api\/v1\/(?:identities|flags)\/)([^/?#]+)/
 
 /** Memos of the redactions; exported so their bounds can be measured. */

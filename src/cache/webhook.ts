@@ -1,5 +1,5 @@
 /**
- * Flagsmith's webhooks as a purge signal (FLAGSMITH.md section 6), on the public listener at
+ * Flagsmith's webhooks as a purge signal (Flagsmith's environment webhooks, signed with HMAC-SHA256 of the body), on the public listener at
  * `webhooks.flagsmith.path`.
  *
  * `X-Flagsmith-Signature` is hex HMAC-SHA256 of the raw body keyed with the secret, so this route
@@ -14,7 +14,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { GatewayError } from '../errors.js'
 import type { Policy } from '../policy/compile.js'
-import type { PurgeTarget } from '../cache/core.js'
+import type { PurgeTarget } from './document.js'
 
 export interface WebhookPluginOptions {
   /** the policy in force: the secret is read per request, so rotating it is a reload */

@@ -1,5 +1,5 @@
 /**
- * The request metrics of SPEC section 7, per response: `requests_total{route,decision,status}`
+ * The request metrics, per response: `requests_total{route,decision,status}`
  * (`upstream_request_duration_seconds` is the upstream module's, once per attempt). Label values
  * come from the policy and the status code, never from client input.
  */

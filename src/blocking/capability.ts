@@ -8,10 +8,9 @@ import { dirname, isAbsolute, resolve } from 'node:path'
 import type { Logger } from 'pino'
 import type { Policy } from '../policy/compile.js'
 import type { Metrics } from '../metrics/registry.js'
-import type { RoomPlugin } from '../app.js'
-import type { AdminExtension } from '../admin/app.js'
+import type { AdminExtension, Capability, PluginEntry } from '../contracts/capability.js'
 import { redactKey } from '../shared/redact.js'
-import { keyDigest } from '../rate-limit/keys.js'
+import { keyDigest } from '../shared/key-digest.js'
 import { describeTarget, staticBlocks, type Block } from './core.js'
 import { BlockRegistry, type Clock } from './registry.js'
 import type { BlockBackend } from './backend.js'
@@ -20,9 +19,9 @@ import { RedisBlockSync, type BlockSyncRedis, type RedisBlockSyncOptions } from 
 import { AbuseDetector, type AbuseEvent, type AbuseSettings } from './abuse.js'
 import blockingPlugin, { type BlockingPluginOptions } from './plugin.js'
 import { blockingAdminExtension } from './admin.js'
-import { TopClients } from '../top/index.js'
+import { TopClients } from '../top/top-clients.js'
 
-export interface BlockingRoomDeps {
+export interface BlockingDeps {
   policy: () => Policy
   /** the policy file, whose directory anchors a relative `blocking.stateFile` */
   policyFile: string
@@ -36,12 +35,12 @@ export interface BlockingRoomDeps {
   topCapacity?: number
 }
 
-export interface BlockingRoom {
+export interface BlockingCapability extends Capability {
   registry: BlockRegistry
   top: TopClients
   backend: BlockBackend
-  /** for `rooms`: registered FIRST, right after routing */
-  room: RoomPlugin
+  /** the `block` step; its onResponse hook also feeds `top` and the automatic blocks */
+  steps: { block: PluginEntry }
   admin: AdminExtension
   add: (block: Block) => void
   remove: (id: string) => Block | undefined
@@ -66,8 +65,8 @@ function seconds (ms: number): string {
   return ms % 60_000 === 0 ? `${ms / 60_000}m` : `${Math.round(ms / 1000)}s`
 }
 
-export function createBlockingRoom (deps: BlockingRoomDeps): BlockingRoom {
-  const log = deps.logger.child({ room: 'blocking' })
+export function createBlocking (deps: BlockingDeps): BlockingCapability {
+  const log = deps.logger.child({ component: 'blocking' })
   const gauge = deps.metrics.blocksActive
   const registry: BlockRegistry = new BlockRegistry({
     ...(deps.clock !== undefined ? { clock: deps.clock } : {}),
@@ -141,10 +140,11 @@ export function createBlockingRoom (deps: BlockingRoomDeps): BlockingRoom {
   }
 
   return {
+    name: 'blocking',
     registry,
     top,
     backend,
-    room: { plugin: blockingPlugin, opts: pluginOpts },
+    steps: { block: { plugin: blockingPlugin, opts: pluginOpts } },
     admin: blockingAdminExtension({ registry, top, policy: deps.policy, logger: log, add, remove, status }),
     add,
     remove,

@@ -3,15 +3,24 @@
  * listener has its address, and the `probes` section of `/admin/status`.
  */
 import type { Logger } from 'pino'
-import type { AdminExtension } from '../admin/app.js'
+import type { AdminExtension, Capability } from '../contracts/capability.js'
 import type { Metrics } from '../metrics/registry.js'
 import type { Policy } from '../policy/compile.js'
 import { ProbeRunner } from './runner.js'
 
-export function createProbesRoom (deps: { metrics: Metrics; logger: Logger; version: string }) {
-  const runner = new ProbeRunner({ metrics: deps.metrics, logger: deps.logger.child({ room: 'probes' }), userAgent: `flaggate-probe/${deps.version}` })
+export interface ProbesCapability extends Capability {
+  runner: ProbeRunner
+  admin: AdminExtension
+  start: (publicUrl: string, policy: Policy) => void
+  reload: (policy: Policy) => void
+  close: () => Promise<void>
+}
+
+export function createProbes (deps: { metrics: Metrics; logger: Logger; version: string }): ProbesCapability {
+  const runner = new ProbeRunner({ metrics: deps.metrics, logger: deps.logger.child({ component: 'probes' }), userAgent: `flaggate-probe/${deps.version}` })
   const admin: AdminExtension = { status: () => ({ probes: runner.status() }) }
   return {
+    name: 'probes',
     runner,
     admin,
     /** call after the public listener listens: probes go through it */

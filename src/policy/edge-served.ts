@@ -1,10 +1,10 @@
 /**
- * What the Flagsmith Edge API serves (FLAGSMITH.md 1.2 and 2; Flagsmith/flagsmith:sdk/openapi.yaml,
- * whose server is edge.api.flagsmith.com), and the validation rule built on it: a route whose
+ * What the Flagsmith Edge API serves (Flagsmith/flagsmith:sdk/openapi.yaml, whose
+ * server is edge.api.flagsmith.com), and the validation rule built on it: a route whose
  * requests Edge cannot answer must not carry an `edge` section. Checked when the policy is loaded
  * (`flaggate validate`, reload), never per request.
  */
-import type { RouteData } from '../policy/schema.js'
+import type { RouteData } from './schema.js'
 
 /** Edge's SDK endpoints and their methods. A route matching GET also takes HEAD (policy/compile.ts). */
 export const EDGE_SERVED: ReadonlyMap<string, ReadonlySet<string>> = new Map([

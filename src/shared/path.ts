@@ -1,6 +1,6 @@
 /**
- * The one canonical form of a request target (SPEC section 3: "the path that routes match is
- * exactly the path sent upstream"). Pure: no fastify, no policy. Routing, the proxy, the cache and
+ * The one canonical form of a request target (the path that routes match is
+ * exactly the path sent upstream). Pure: no fastify, no policy. Routing, the proxy, the cache and
  * `flaggate explain` all use what {@link canonicalTarget} returns, and nothing else re-reads the
  * raw target.
  *

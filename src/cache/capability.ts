@@ -5,18 +5,18 @@
 import type { Logger } from 'pino'
 import { DocumentCache } from './core.js'
 import type { Clock } from '../shared/clock.js'
-import cachePlugin, { cacheHitsPlugin, type CachePluginOptions } from './plugin.js'
+import cacheLookupStep, { type CachePluginOptions } from './lookup-step.js'
+import { cacheConditionalStep, cacheFreshHitStep } from './hit-steps.js'
 import { PurgeBus, type PurgeBusRedis } from './purge.js'
 import { cacheAdminExtension } from './admin.js'
-import webhooks, { type WebhookPluginOptions } from '../webhooks/plugin.js'
+import webhooks, { type WebhookPluginOptions } from './webhook.js'
 import type { Metrics } from '../metrics/registry.js'
 import type { HotChild } from '../metrics/hot-counter.js'
 import type { Policy } from '../policy/compile.js'
 import type { UpstreamClient } from '../upstream/index.js'
-import type { AdminExtension } from '../admin/app.js'
-import type { RoomPlugin } from '../app.js'
+import type { AdminExtension, Capability, PluginEntry } from '../contracts/capability.js'
 
-export interface CacheRoomDeps {
+export interface CacheDeps {
   /** the policy in force (PolicyStore.current) */
   policy: () => Policy
   /** fills go through its `fetch`; its gate says when the breaker is open */
@@ -28,15 +28,13 @@ export interface CacheRoomDeps {
   clock?: Clock
 }
 
-export interface CacheRoom {
+export interface CacheCapability extends Capability {
   cache: DocumentCache
   bus: PurgeBus
-  /** for `rooms`, registered after routing and BEFORE the rate limiter (its onRequest answers 304s) */
-  room: RoomPlugin
-  /** for `rooms`, registered AFTER the rate limiter: fresh HITs answered in onRequest */
-  hits: RoomPlugin
-  /** for `extraRoutes`: the Flagsmith webhook (registers nothing when webhooks.flagsmith is absent at boot) */
-  webhook: RoomPlugin
+  /** three steps of the pipeline: conditional 304 (before the limit), fresh HIT (after it), lookup */
+  steps: { conditional: PluginEntry; 'fresh-hit': PluginEntry; lookup: PluginEntry }
+  /** the Flagsmith webhook (registers nothing when webhooks.flagsmith is absent at boot) */
+  routes: PluginEntry[]
   /** for the admin listener: POST /admin/cache/purge and the `cache` section of /admin/status */
   admin: AdminExtension
   /** purge on this replica and every other one; what `POST /admin/cache/purge` calls */
@@ -48,9 +46,9 @@ export interface CacheRoom {
 
 const BYTES_EVENTS = new Set(['store', 'evict', 'purge', 'revalidated'])
 
-export function createCacheRoom (deps: CacheRoomDeps): CacheRoom {
+export function createCache (deps: CacheDeps): CacheCapability {
   const { metrics, logger } = deps
-  const log = logger.child({ room: 'cache' })
+  const log = logger.child({ component: 'cache' })
   // one hot child counter per event, resolved once (metrics/hot-counter.ts)
   const counters = new Map<string, HotChild>()
   const cache: DocumentCache = new DocumentCache({
@@ -72,11 +70,15 @@ export function createCacheRoom (deps: CacheRoomDeps): CacheRoom {
   }
   const webhookOpts: WebhookPluginOptions = { policy: deps.policy, purge: (t) => bus.purge(t), logger: log }
   return {
+    name: 'cache',
     cache,
     bus,
-    room: { plugin: cachePlugin, opts: pluginOpts },
-    hits: { plugin: cacheHitsPlugin, opts: { cache } },
-    webhook: { plugin: webhooks, opts: webhookOpts },
+    steps: {
+      conditional: { plugin: cacheConditionalStep, opts: { cache } },
+      'fresh-hit': { plugin: cacheFreshHitStep, opts: { cache } },
+      lookup: { plugin: cacheLookupStep, opts: pluginOpts }
+    },
+    routes: [{ plugin: webhooks, opts: webhookOpts }],
     admin: cacheAdminExtension({ cache, bus, logger: log }),
     purge: (t) => bus.purge(t),
     reload: (policy) => { cache.resize(policy.data.cache.maxSize); metrics.cacheBytes.set(cache.bytes) },

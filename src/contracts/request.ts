@@ -1,0 +1,61 @@
+/**
+ * The per-request record: what the steps of the pipeline (contracts/pipeline.ts) share about one
+ * request. Routing creates `request.gateway` (onRequest, first step); later steps read it and
+ * write only the fields whose writer names them below; the request metrics and the access log
+ * (observe/) read it last. "Writer:" next to each field says which step writes it.
+ */
+import type { CompiledRoute, Policy } from '../policy/compile.js'
+
+export type Decision = 'allowed' | 'limited' | 'blocked' | 'shed' | 'cached' | 'stale'
+export type CacheStatus = 'HIT' | 'MISS' | 'STALE' | 'UPDATING' | 'BYPASS'
+
+export interface RequestGateway {
+  /** the policy snapshot this request runs on, start to end, even if a reload happens meanwhile. Writer: routing */
+  policy: Policy
+  /** undefined when no route matched (the request is answered 404). Writer: routing */
+  route: CompiledRoute | undefined
+  /**
+   * name of the upstream the request goes to. Writer: routing sets the route's upstream, the
+   * `edge` step may replace it; the cache lookup's read fallback records the upstream that answered
+   */
+  upstream: string
+  /** the canonical request path (shared/path.ts) the route matched; undefined when refused (400). Writer: routing */
+  path: string | undefined
+  /** what goes upstream: base path + canonical path (slash added on SDK routes) + query (routing/match.ts). Writer: as `upstream`, always together with it */
+  upstreamUrl: string
+  /** the X-Environment-Key header, or undefined; never log it unredacted. Writer: routing */
+  envKey: string | undefined
+  /** client IP after trustedProxies. Writer: routing */
+  clientIp: string
+  /**
+   * Writer: routing sets `allowed`; then only the step that answers, with a value its row of the
+   * pipeline table lists (block → blocked, rate-limit → limited, conditional/fresh-hit/lookup →
+   * cached or stale, the proxy's gate → shed, recorded by the app's error handler)
+   */
+  decision: Decision
+  /** Writer: the cache steps (conditional, fresh-hit, lookup) */
+  cacheStatus: CacheStatus | undefined
+  /** ms spent waiting for the upstream (headers), when it was asked. Writer: whoever asked it (proxy, or the cache lookup's fill) */
+  upstreamMs: number | undefined
+  /** the limit that refused this request, for the log. Writer: rate-limit */
+  limitedBy: string | undefined
+  /**
+   * what the refusing limit counted as the client (the key, the key from one IP, or the IP),
+   * so an automatic block targets exactly that; unset when it counted a header. Writer: rate-limit
+   */
+  limitedClient?: { key?: string; ip?: string }
+  /** hrtime at onRequest. Writer: routing */
+  startedAt: bigint
+  /** hrtime when the upstream request started. Writer: the proxy */
+  upstreamStartedAt?: bigint
+  /** X-Forwarded-For as sent upstream when trusted proxies vouched for a chain (client first, peer last); unset means `clientIp` alone. Writer: routing */
+  forwardedFor?: string | undefined
+  /** GET/HEAD only: where the upstream module retries once on a connection error, timeout or 5xx. Writer: edge (the cache lookup clears it once it has used it) */
+  fallbackUpstream?: string
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    gateway: RequestGateway
+  }
+}

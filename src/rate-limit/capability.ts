@@ -1,0 +1,40 @@
+/**
+ * Everything the composition (gateway.ts) needs from the rate limits: the `rate-limit` step, the
+ * `store` section of `/admin/status`, and `close()` on shutdown (the Redis store itself belongs to
+ * the composition, since blocking and the cache share it).
+ */
+import type { Capability, PluginEntry } from '../contracts/capability.js'
+import type { RedisStore } from '../store/redis.js'
+import { createMemoryLimiter, createRedisLimiter, type RateLimiter, type MemoryLimiterOptions } from './core.js'
+import rateLimitPlugin, { type RateLimitPluginOptions } from './plugin.js'
+
+/** The limiter for a gateway: fleet-wide through the shared Redis store when there is one. */
+export function createLimiter (redis: RedisStore | undefined, opts: MemoryLimiterOptions = {}): RateLimiter {
+  return redis === undefined
+    ? createMemoryLimiter(opts)
+    : createRedisLimiter(redis, { fallbackMaxKeys: opts.maxKeys, clock: opts.clock })
+}
+
+export interface RateLimitCapability extends Capability {
+  limiter: RateLimiter
+  steps: { 'rate-limit': PluginEntry }
+}
+
+export function createRateLimit (deps: { redis: RedisStore | undefined; metrics: RateLimitPluginOptions['metrics']; maxKeys?: number }): RateLimitCapability {
+  const limiter = createLimiter(deps.redis, { maxKeys: deps.maxKeys })
+  const opts: RateLimitPluginOptions = { limiter, metrics: deps.metrics }
+  return {
+    name: 'rate-limit',
+    limiter,
+    steps: { 'rate-limit': { plugin: rateLimitPlugin, opts } },
+    admin: {
+      /** `store` section of `/admin/status`: `{kind, healthy, mode, liveReplicas?}` */
+      status: (): { store: Record<string, unknown> } => ({
+        store: deps.redis === undefined
+          ? { kind: 'memory', healthy: true, mode: 'memory' }
+          : deps.redis.status()
+      })
+    },
+    close: () => limiter.close()
+  }
+}
