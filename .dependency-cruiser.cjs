@@ -7,7 +7,7 @@
  *   1  policy/, metrics/         the policy model and the metrics registry
  *   2  contracts/, store/        what capabilities and the composition agree on; the shared Redis connection
  *   3  upstream/, top/           the upstream client (pools, gate, Edge fallback); the top-clients sketch
- *   4  routing/ edge/ blocking/ cache/ rate-limit/ breaker/ probes/   the capabilities;
+ *   4  routing/ edge/ blocking/ cache/ rate-limit/ breaker/ probes/ local/   the capabilities;
  *      observe/ (request metrics, access log: read the per-request record after the answer)
  *   5  pipeline.ts, app.ts, admin/   the request pipeline and the two listeners
  *   6  gateway.ts                the composition root
@@ -21,7 +21,7 @@ const layers = [
   ['^src/policy/', '^src/metrics/'],
   ['^src/contracts/', '^src/store/'],
   ['^src/upstream/', '^src/top/'],
-  ['^src/(routing|edge|blocking|cache|rate-limit|breaker|probes|observe)/'],
+  ['^src/(routing|edge|blocking|cache|rate-limit|breaker|probes|observe|local)/'],
   ['^src/pipeline\\.ts$', '^src/app\\.ts$', '^src/admin/'],
   ['^src/gateway\\.ts$'],
   ['^src/cli(\\.ts$|/)']
@@ -65,8 +65,8 @@ module.exports = {
       name: 'capabilities-apart',
       severity: 'error',
       comment: 'one capability imports another: what they share belongs in a lower layer',
-      from: { path: '^src/(routing|edge|blocking|cache|rate-limit|breaker|probes|observe|upstream|top|admin|policy|metrics|store|contracts|shared)/' },
-      to: { path: '^src/(routing|edge|blocking|cache|rate-limit|breaker|probes|observe)/', pathNot: '^src/$1/' }
+      from: { path: '^src/(routing|edge|blocking|cache|rate-limit|breaker|probes|observe|local|upstream|top|admin|policy|metrics|store|contracts|shared)/' },
+      to: { path: '^src/(routing|edge|blocking|cache|rate-limit|breaker|probes|observe|local)/', pathNot: '^src/$1/' }
     },
     {
       name: 'outside-the-layers',

@@ -107,18 +107,8 @@ export interface LookupRequest {
   fill: Fill
 }
 
-export type PurgeTarget =
-  | { all: true }
-  /** every document of this environment key (all paths and pages) */
-  | { key: string }
-  /**
-   * the same, naming the key by {@link keyDigestOf}: how a key purge travels between replicas, so
-   * Redis pub/sub never carries an environment key in clear
-   */
-  | { keyDigest: string }
-  /** every document whose `id` is this environment id */
-  | { envId: number }
-  | { projectId: number }
+/** what a purge names (the type lives with the contracts: webhooks and local evaluation read it too) */
+export type { PurgeTarget } from '../contracts/purge-target.js'
 
 export type CacheEvent = 'hit' | 'miss' | 'stale' | 'updating' | 'store' | 'evict' | 'purge' | 'revalidated' | 'negative_hit' | 'compressed'
 

@@ -6,7 +6,7 @@
 import { isIP } from 'node:net'
 import { formatPolicyError } from '../policy/load.js'
 import { loadPolicyFile } from '../policy/file.js'
-import { resolveTarget } from '../routing/match.js'
+import { resolveTarget } from '../policy/resolve.js'
 import { describeLimits } from '../rate-limit/core.js'
 import { clientIp } from '../routing/client.js'
 import { decideEdge, describeEdge, EDGE_UPSTREAM } from '../edge/core.js'
@@ -34,7 +34,7 @@ export function explain (opts: ExplainOptions): void {
   const policy = result.policy
   const method = opts.method.toUpperCase()
   const url = opts.path
-  // the same resolution as the gateway's (routing/match.ts); the operator's text as the wire
+  // the same resolution as the gateway's (policy/resolve.ts); the operator's text as the wire
   // would carry it: UTF-8 bytes, read as latin1 by Node's HTTP parser
   const r = resolveTarget(policy, method, Buffer.from(url, 'utf8').toString('latin1'))
   const out: string[] = [`request:  ${method} ${url}${opts.key === undefined ? '' : `  key ${opts.key}`}${opts.ip === undefined ? '' : `  ip ${opts.ip}`}`]

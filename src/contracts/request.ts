@@ -22,7 +22,7 @@ export interface RequestGateway {
   upstream: string
   /** the canonical request path (shared/path.ts) the route matched; undefined when refused (400). Writer: routing */
   path: string | undefined
-  /** what goes upstream: base path + canonical path (slash added on SDK routes) + query (routing/match.ts). Writer: as `upstream`, always together with it */
+  /** what goes upstream: base path + canonical path (slash added on SDK routes) + query (policy/resolve.ts). Writer: as `upstream`, always together with it */
   upstreamUrl: string
   /** the X-Environment-Key header, or undefined; never log it unredacted. Writer: routing */
   envKey: string | undefined

@@ -1,6 +1,6 @@
 /**
  * The first hook of every request: take the policy snapshot once, canonicalise the target and
- * match the route (routing/match.ts; first match wins, in our own code so routes reload live),
+ * match the route (policy/resolve.ts; first match wins, in our own code so routes reload live),
  * and record who the client is. Also the body
  * parser: bodies are kept as raw bytes so they reach Core exactly as sent, within
  * `server.bodyLimit` as it is in the snapshot.
@@ -11,7 +11,7 @@ import type { PolicyStore } from '../policy/store.js'
 import { GatewayError } from '../errors.js'
 import { clientChain } from './client.js'
 import { countedAddress } from '../shared/ip-prefix.js'
-import { resolveTarget } from './match.js'
+import { resolveTarget } from '../policy/resolve.js'
 import { oversizedHeader } from './header-limits.js'
 import { BodyBudget } from './body-budget.js'
 import type { RequestGateway } from '../contracts/request.js'

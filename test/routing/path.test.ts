@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest'
 import { canonicalPath, canonicalTarget, REJECT } from '../../src/shared/path.js'
 import { documentQuery } from '../../src/shared/document-query.js'
 import { loadPolicy } from '../../src/policy/load.js'
-import { resolveTarget } from '../../src/routing/match.js'
+import { resolveTarget } from '../../src/policy/resolve.js'
 
 describe('canonicalPath', () => {
   it.each([

@@ -2,7 +2,7 @@
  * One way in: from the raw request target to the route and the exact upstream URL, for the
  * gateway (routing/plugin.ts) and `flaggate explain` alike. Pure: the policy in, a verdict out.
  */
-import { matchRoute, type CompiledRoute, type Policy } from '../policy/compile.js'
+import { matchRoute, type CompiledRoute, type Policy } from './compile.js'
 import { documentQuery } from '../shared/document-query.js'
 import { flagListQuery, isFlagListPath } from '../shared/flag-list.js'
 import { canonicalTarget } from '../shared/path.js'
