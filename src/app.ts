@@ -34,6 +34,8 @@ export interface PublicAppDeps {
   routes?: PluginEntry[]
 }
 
+const UPSTREAM_FAILURES: ReadonlySet<ErrorCode> = new Set(['FLAGGATE_UPSTREAM_OVERLOADED', 'FLAGGATE_UPSTREAM_UNREACHABLE', 'FLAGGATE_UPSTREAM_TIMEOUT'])
+
 const ALL_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const
 
 /**
@@ -103,6 +105,11 @@ export async function buildPublicApp (deps: PublicAppDeps): Promise<FastifyInsta
 
   app.setErrorHandler((err: FastifyError | GatewayError, request, reply) => {
     const ge = renderError(err)
+    // a listed environment's request that failed for want of the upstream: answered locally (src/local)
+    if (UPSTREAM_FAILURES.has(ge.code) && request.gateway?.localFallback !== undefined) {
+      const local = request.gateway.localFallback(reply)
+      if (local !== undefined) return local
+    }
     if (ge.code === 'FLAGGATE_INTERNAL_ERROR') request.log.error({ err }, 'unexpected error')
     // the gate shed it (breaker open, maxInFlight reached): requests_total{decision="shed"}
     if (ge.code === 'FLAGGATE_UPSTREAM_OVERLOADED' && request.gateway !== undefined) request.gateway.decision = 'shed'

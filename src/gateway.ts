@@ -23,6 +23,7 @@ import { createEdge } from './edge/capability.js'
 import { createBlocking } from './blocking/capability.js'
 import { createProbes } from './probes/capability.js'
 import { createBreakers } from './breaker/capability.js'
+import { createLocal } from './local/index.js'
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
 
@@ -83,13 +84,15 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
 
   const blocking = createBlocking({ policy: () => store.current, policyFile: store.file, metrics, logger, ...(redis !== undefined ? { redis } : {}) })
   const edge = createEdge({ metrics, isOpen: (upstream) => client.gate.isOpen(upstream) })
-  const cache = createCache({ policy: () => store.current, client, metrics, logger, ...(redis !== undefined ? { redis } : {}) })
+  // local evaluation (src/local): a signed Flagsmith webhook refreshes its documents at once
+  const local = createLocal({ policy: () => store.current, policyFile: store.file, client, metrics, logger, version: VERSION, ...(redis !== undefined ? { redis } : {}) })
+  const cache = createCache({ policy: () => store.current, client, metrics, logger, ...(redis !== undefined ? { redis } : {}), onWebhook: (t) => { local.onWebhook(t) } })
   const rateLimit = createRateLimit({ redis, metrics })
   // Synthetic probes call the public listener, so they start once it listens (below)
   const probes = createProbes({ metrics, logger, version: VERSION })
 
   // in the order of creation; closed in reverse. Where each step runs is the pipeline table's business.
-  const capabilities: Capability[] = [breakers, blocking, edge, cache, rateLimit, probes]
+  const capabilities: Capability[] = [breakers, blocking, edge, cache, rateLimit, local, probes]
   const steps: Steps = {}
   for (const c of capabilities) {
     for (const [step, entry] of Object.entries(c.steps ?? {}) as Array<[keyof Steps, NonNullable<Steps[keyof Steps]>]>) {
@@ -117,6 +120,7 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   const app = await buildPublicApp({ store, client, metrics, logger, lifecycle, steps, routes })
   const admin = await buildAdminApp({ store, metrics, logger, lifecycle, version: VERSION, extensions, reload })
 
+  local.start()
   // the blocks of the previous run (state file) or of the fleet (Redis), bounded: serve anyway
   await blocking.ready()
   const p = store.current.data

@@ -114,18 +114,31 @@ function probeLines (probes: unknown[], now: Date): string[] {
   })
 }
 
+function localLines (l: Obj, now: Date): string[] {
+  const out = [`mode ${str(l.mode) ?? '?'}, refresh ${num(l.refreshSeconds) ?? '?'}s, ${str(l.engine) ?? ''}`]
+  for (const e of Array.isArray(l.environments) ? l.environments.filter(isObj) : []) {
+    const last = isObj(e.lastRefresh) ? e.lastRefresh : undefined
+    const result = str(last?.result) ?? 'pending'
+    const age = num(e.documentAgeSeconds)
+    out.push(`${str(e.serverKey) ?? '?'} (${str(e.name) ?? 'no document'})  document ${age === undefined ? 'none' : `${age}s old`}  last refresh ${['ok', 'not-modified', 'shared'].includes(result) ? result : result.toUpperCase()} ${formatAgo(last?.at, now)}${str(last?.detail) === undefined ? '' : ` (${String(last!.detail)})`}  ${num(e.localAnswers) ?? 0} local answers`)
+  }
+  if (isObj(l.kept)) out.push(`kept for Core: ${num(l.kept.writes) ?? 0} writes, ${num(l.kept.analyticsCounters) ?? 0} analytics counters`)
+  return out
+}
+
 /** The human summary of an `/admin/status` answer. */
 export function renderStatus (status: unknown, opts: { adminUrl?: string; now?: Date } = {}): string {
   const now = opts.now ?? new Date()
   if (!isObj(status)) return JSON.stringify(status, null, 2)
   const out: string[] = [`flaggate ${str(status.version) ?? '?'}${opts.adminUrl === undefined ? '' : `  (admin ${opts.adminUrl})`}`]
-  const known = new Set(['version', 'policy', 'store', 'breakers', 'cache', 'blocks', 'probes'])
+  const known = new Set(['version', 'policy', 'store', 'breakers', 'cache', 'blocks', 'probes', 'localEvaluation'])
   if (isObj(status.policy)) out.push(...section('policy', policyLines(status.policy, now)))
   if (isObj(status.store)) out.push(...section('store', [storeLine(status.store)]))
   if (isObj(status.breakers)) out.push(...section('breakers', breakerLines(status.breakers)))
   if (isObj(status.cache)) out.push(...section('cache', [cacheLine(status.cache)]))
   if (status.blocks !== undefined) out.push(...section('blocks', [blocksLine(status.blocks)]))
   if (Array.isArray(status.probes)) out.push(...section('probes', probeLines(status.probes, now)))
+  if (isObj(status.localEvaluation)) out.push(...section('local', localLines(status.localEvaluation, now)))
   // sections added by a newer gateway still show, in their raw form
   for (const [k, v] of Object.entries(status)) if (!known.has(k)) out.push(...section(k, [JSON.stringify(v)]))
   return out.join('\n')

@@ -4,6 +4,7 @@
  */
 import type { Logger } from 'pino'
 import { DocumentCache } from './core.js'
+import type { PurgeTarget } from './document.js'
 import type { Clock } from '../shared/clock.js'
 import cacheLookupStep, { type CachePluginOptions } from './lookup-step.js'
 import { cacheConditionalStep, cacheFreshHitStep } from './hit-steps.js'
@@ -28,6 +29,8 @@ export interface CacheDeps {
   /** the RedisStore when `store.redis` is configured: purges then reach every replica */
   redis?: PurgeBusRedis
   clock?: Clock
+  /** told of every purge a signed Flagsmith webhook asks for (local evaluation refreshes its documents) */
+  onWebhook?: (target: PurgeTarget) => void
 }
 
 export interface CacheCapability extends Capability {
@@ -74,7 +77,7 @@ export function createCache (deps: CacheDeps): CacheCapability {
     metrics,
     representations
   }
-  const webhookOpts: WebhookPluginOptions = { policy: deps.policy, purge: (t) => bus.purge(t), logger: log }
+  const webhookOpts: WebhookPluginOptions = { policy: deps.policy, purge: (t) => { deps.onWebhook?.(t); return bus.purge(t) }, logger: log }
   return {
     name: 'cache',
     cache,

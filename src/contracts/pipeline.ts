@@ -20,8 +20,11 @@
  * lists the values of `request.gateway.decision` a step may write (contracts/request.ts); a
  * request no step answered keeps `allowed`, and the proxy's gate may turn it into `shed`.
  *
- * Reserved: a `local` step (answer flag requests from a locally evaluated environment document,
- * preHandler, after `lookup`) is being built; it is not in the table until it exists.
+ * `local` (src/local) answers a listed environment's flags/ and identities/ from its document in
+ * `mode: always` (an identity POST in preHandler, once its body is read); in `mode: fallback` it
+ * only leaves `request.gateway.localFallback`, which the proxy and the error handler call when
+ * the upstream fails. It runs after the limits and before a fresh HIT, so always mode answers
+ * before any cache or Core is asked.
  */
 export const PIPELINE = [
   { step: 'routing', hook: 'onRequest', component: 'routing', decides: [], does: 'matches the policy route, canonicalises the path, creates request.gateway; answers 404/400 itself' },
@@ -29,6 +32,7 @@ export const PIPELINE = [
   { step: 'edge', hook: 'onRequest', component: 'edge', decides: [], does: 'chooses Core or Edge for this request (and the read fallback)' },
   { step: 'conditional', hook: 'onRequest', component: 'cache', decides: ['cached'], does: 'answers 304 from the cache to If-None-Match / If-Modified-Since, costing no token' },
   { step: 'rate-limit', hook: 'onRequest', component: 'rate-limit', decides: ['limited'], does: 'takes a token of every limit in force, or answers 429' },
+  { step: 'local', hook: 'onRequest', component: 'local', decides: ['local'], does: 'answers a listed environment\'s flags/ and identities/ from its document (always), or arms the answer to give when Core fails (fallback)' },
   { step: 'fresh-hit', hook: 'onRequest', component: 'cache', decides: ['cached'], does: 'answers a fresh cached document (a HIT costs a token)' },
   { step: 'lookup', hook: 'preHandler', component: 'cache', decides: ['cached', 'stale'], does: 'serves stale or fills the cache, one Core request per document' },
   { step: 'proxy', hook: 'handler', component: 'upstream', decides: ['shed'], does: 'streams the request to the chosen upstream (through its gate) and the answer back' }

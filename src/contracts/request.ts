@@ -4,9 +4,10 @@
  * write only the fields whose writer names them below; the request metrics and the access log
  * (observe/) read it last. "Writer:" next to each field says which step writes it.
  */
+import type { FastifyReply } from 'fastify'
 import type { CompiledRoute, Policy } from '../policy/compile.js'
 
-export type Decision = 'allowed' | 'limited' | 'blocked' | 'shed' | 'cached' | 'stale'
+export type Decision = 'allowed' | 'limited' | 'blocked' | 'shed' | 'cached' | 'stale' | 'local'
 export type CacheStatus = 'HIT' | 'MISS' | 'STALE' | 'UPDATING' | 'BYPASS'
 
 export interface RequestGateway {
@@ -52,6 +53,12 @@ export interface RequestGateway {
   forwardedFor?: string | undefined
   /** GET/HEAD only: where the upstream module retries once on a connection error, timeout or 5xx. Writer: edge (the cache lookup clears it once it has used it) */
   fallbackUpstream?: string
+  /**
+   * Set by local evaluation (src/local/plugin.ts) for a listed environment: the answer to give
+   * when this request fails for want of the upstream (the gate's 503, a 5xx, a timeout, an
+   * unreachable upstream); undefined from it means no local answer (no document yet)
+   */
+  localFallback?: (reply: FastifyReply) => FastifyReply | undefined
 }
 
 declare module 'fastify' {

@@ -150,6 +150,10 @@ export function compilePolicy (data: PolicyData, version: string, now = new Date
   if (data.admin.listen.port !== 0 && data.admin.listen.port === data.server.listen.port) {
     problems.push({ path: ['admin', 'listen'], message: 'admin listener must not share the public port' })
   }
+  const localUpstream = data.localEvaluation?.upstream
+  if (localUpstream !== undefined && !upstreamNames.has(localUpstream)) {
+    problems.push({ path: ['localEvaluation', 'upstream'], message: `unknown upstream '${localUpstream}' (defined: ${[...upstreamNames].join(', ')})` })
+  }
   if (problems.length > 0) return { ok: false, problems }
 
   const overrides = new Map<string, CompiledOverride[]>()

@@ -177,6 +177,32 @@ const BreakerSchema = z.strictObject({
 })
 
 /**
+ * Local evaluation (src/local/): the environments the gateway answers itself from their documents.
+ * Checked for form only, never by asking Core: a key Core refuses shows at run time, in the log
+ * and the status, and never stops a start.
+ */
+const ServerKey = z.string({ error: 'required: a server-side environment key' })
+  .refine((k) => /^ser\.[A-Za-z0-9_-]+$/.test(k), { error: (iss) => iss.input === '' ? 'is empty (an unset variable?): needs a server-side key such as ser.abc123' : 'must be a server-side environment key (ser. followed by letters, digits, _ or -)' })
+const LocalEvaluationSchema = z.strictObject({
+  mode: z.enum(['fallback', 'always'], { error: 'must be fallback or always' }).default('fallback'),
+  refresh: PositiveDuration.default(10_000),
+  environments: z.array(z.strictObject({ serverKey: ServerKey })).min(1, 'needs at least one environment')
+    .refine((envs) => new Set(envs.map((e) => e.serverKey)).size === envs.length, { message: 'lists a server key twice' }),
+  // the upstream documents come from and writes go to; default: the one the route for
+  // GET /api/v1/environment-document/ goes to
+  upstream: z.string().optional(),
+  // always mode: how long a request waits for an environment's first document
+  firstDocumentTimeout: PositiveDuration.default(5000),
+  // nothing lost, within bounds: identity writes kept while Core cannot take them, distinct
+  // (environment, feature) analytics counters; beyond them each drop is counted
+  maxQueuedWrites: z.number().int('must be a whole number').min(1, 'must be at least 1').default(10_000),
+  maxQueuedBytes: Size.default(16 * 1024 * 1024),
+  maxAnalyticsCounters: z.number().int('must be a whole number').min(1, 'must be at least 1').default(10_000),
+  // what is kept survives a restart here (relative to the policy file's directory), unless Redis holds it
+  stateFile: z.string().min(1).default('.flaggate/local-outbox.json')
+})
+
+/**
  * Bounds of the public listener. requestTimeout: the whole request (headers and body) must arrive
  * within it (NGINX: client_header_timeout + client_body_timeout, 60 s each between reads);
  * headersTimeout: the header block; keepAliveTimeout: an idle connection between requests (above
@@ -224,6 +250,7 @@ export const PolicySchema = z.strictObject({
   webhooks: z.strictObject({
     flagsmith: z.strictObject({ path: z.string().startsWith('/'), secret: z.string().min(1) }).optional()
   }).default({}),
+  localEvaluation: LocalEvaluationSchema.optional(),
   probes: z.array(z.strictObject({
     name: z.string().min(1),
     path: z.string().startsWith('/'),
@@ -242,3 +269,4 @@ export type CompressData = z.output<typeof CompressSchema>
 export type UpstreamData = PolicyData['upstreams'][string]
 export type BreakerData = z.output<typeof BreakerSchema>
 export type RedisData = z.output<typeof RedisSchema>
+export type LocalEvaluationData = z.output<typeof LocalEvaluationSchema>

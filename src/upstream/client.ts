@@ -187,6 +187,14 @@ export class UpstreamClient {
     }
     gw.upstreamMs = elapsedMs(started)
     if (result instanceof GatewayError) throw result
+    // a 5xx for a request local evaluation can answer (a GatewayError reaches it through the error handler)
+    if (result.res.statusCode >= 500 && gw.localFallback !== undefined) {
+      const local = gw.localFallback(reply)
+      if (local !== undefined) {
+        if (!Buffer.isBuffer(result.res.body)) result.res.body.destroy()
+        return local
+      }
+    }
     const res = result.res
     const compress = gw.route?.compress
     if (compress === undefined) return reply.code(res.statusCode).headers(res.headers).send(res.body)

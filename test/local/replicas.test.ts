@@ -1,0 +1,57 @@
+/**
+ * Replicas share the document work through Redis: Core is asked once per environment per
+ * interval, not once per replica. Three gateway processes, the suite's Redis, the fake Core.
+ */
+import { randomUUID } from 'node:crypto'
+import { join } from 'node:path'
+import { afterAll, describe, expect, inject, it } from 'vitest'
+import { startFakeCore, type FakeCore } from '../support/fake-flagsmith.js'
+import { policyYaml, spawnGateway, type SpawnedGateway } from '../support/gateway.js'
+import { json, raw } from '../support/http.js'
+import { stateDir } from './support.js'
+
+const SERVER = 'ser.dev_server_key'
+const CLIENT = 'dev_client_key'
+const TOKEN = 'a-very-long-admin-token'
+const opened: Array<{ close?: () => Promise<void>; stop?: () => Promise<unknown> }> = []
+afterAll(async () => { for (const o of opened.reverse()) await (o.close?.() ?? o.stop?.()) })
+
+async function lastRefresh (g: SpawnedGateway): Promise<string | undefined> {
+  const s = json(await raw(g.adminUrl, '/admin/status', { headers: { authorization: `Bearer ${TOKEN}` } })) as { localEvaluation: { environments: Array<{ lastRefresh: { result: string } | null }> } }
+  return s.localEvaluation.environments[0]!.lastRefresh?.result
+}
+
+async function until (f: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 500; i++) { if (await f()) return; await new Promise((r) => setTimeout(r, 20)) }
+  throw new Error('condition never met')
+}
+
+describe('local evaluation across replicas (Redis)', () => {
+  it('one replica asks Core, the others adopt its document; all answer locally', async () => {
+    const core: FakeCore = await startFakeCore()
+    opened.push(core)
+    const yaml = (dir: string): string => policyYaml({
+      coreUrl: core.url,
+      adminToken: TOKEN,
+      redis: { url: inject('redisUrl'), keyPrefix: `test-${randomUUID()}:` },
+      extra: `localEvaluation:\n  mode: always\n  refresh: 1h\n  stateFile: ${join(dir, 's.json')}\n  environments:\n    - serverKey: ${SERVER}\n`
+    })
+    const shared = yaml(stateDir())
+    const replicas: SpawnedGateway[] = []
+    for (let i = 0; i < 3; i++) {
+      // each its own state file, the same Redis prefix
+      const g = await spawnGateway(shared.replace(/stateFile: .*/, `stateFile: ${join(stateDir(), 's.json')}`))
+      opened.push(g)
+      replicas.push(g)
+      await until(async () => (await lastRefresh(g)) !== undefined)
+    }
+    expect(await Promise.all(replicas.map(lastRefresh))).toEqual(['ok', 'shared', 'shared'])
+    expect(core.counts('/api/v1/environment-document/')).toBe(1)
+    for (const g of replicas) {
+      const r = await raw(g.url, '/api/v1/flags/?feature=banner', { headers: { 'x-environment-key': CLIENT } })
+      expect([r.status, r.headers['x-flaggate-source'], (json(r) as { feature_state_value: unknown }).feature_state_value]).toEqual([200, 'local', 'hello'])
+    }
+    expect(core.counts('/api/v1/flags/')).toBe(0)
+  // three gateway processes start one after another: generous on a loaded machine
+  }, 120_000)
+})
