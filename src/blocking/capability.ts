@@ -1,7 +1,7 @@
 /**
  * Everything the composition (gateway.ts) needs from blocking, built in one call: the registry
  * of blocks, where they persist (Redis when the policy has a store, else a state file), the
- * automatic blocks, `top`, the request-path plugin and the admin extension.
+ * automatic blocks, the request-path plugin and the admin extension.
  */
 import { createHash } from 'node:crypto'
 import { dirname, isAbsolute, resolve } from 'node:path'
@@ -19,7 +19,7 @@ import { RedisBlockSync, type BlockSyncRedis, type RedisBlockSyncOptions } from 
 import { AbuseDetector, type AbuseEvent, type AbuseSettings } from './abuse.js'
 import blockingPlugin, { type BlockingPluginOptions } from './plugin.js'
 import { blockingAdminExtension } from './admin.js'
-import { TopClients } from '../top/top-clients.js'
+import type { TopRecorder } from '../top/capability.js'
 
 export interface BlockingDeps {
   policy: () => Policy
@@ -32,14 +32,14 @@ export interface BlockingDeps {
   /** how often expired blocks are dropped; default 1 s */
   sweepMs?: number
   sync?: RedisBlockSyncOptions
-  topCapacity?: number
+  /** told of every routed answer and whether it was refused (gateway.ts passes `top`'s); none: not reported */
+  recordOutcome?: TopRecorder
 }
 
 export interface BlockingCapability extends Capability {
   registry: BlockRegistry
-  top: TopClients
   backend: BlockBackend
-  /** the `block` step; its onResponse hook also feeds `top` and the automatic blocks */
+  /** the `block` step; its onResponse hook also feeds the recorder and the automatic blocks */
   steps: { block: PluginEntry }
   admin: AdminExtension
   add: (block: Block) => void
@@ -114,10 +114,7 @@ export function createBlocking (deps: BlockingDeps): BlockingCapability {
   const abuse = new AbuseDetector({ ...(deps.redis !== undefined ? { redis: deps.redis } : {}), logger: log, onAbuse })
   abuse.configure(abuseSettings(deps.policy()))
 
-  const top = new TopClients({ ...(deps.topCapacity !== undefined ? { capacity: deps.topCapacity } : {}), ...(deps.clock !== undefined ? { clock: deps.clock } : {}) })
-
   const sweeper = setInterval(() => {
-    top.tick()
     const gone = registry.sweep()
     if (gone.length === 0) return
     backend.expired(gone)
@@ -125,7 +122,7 @@ export function createBlocking (deps: BlockingDeps): BlockingCapability {
   }, deps.sweepMs ?? 1000)
   sweeper.unref()
 
-  const pluginOpts: BlockingPluginOptions = { registry, top, abuse }
+  const pluginOpts: BlockingPluginOptions = { registry, recordOutcome: deps.recordOutcome ?? (() => {}), abuse }
   const status = (): Record<string, unknown> => {
     const c = registry.counts()
     const a = abuse.settings
@@ -142,10 +139,9 @@ export function createBlocking (deps: BlockingDeps): BlockingCapability {
   return {
     name: 'blocking',
     registry,
-    top,
     backend,
     steps: { block: { plugin: blockingPlugin, opts: pluginOpts } },
-    admin: blockingAdminExtension({ registry, top, policy: deps.policy, logger: log, add, remove, status }),
+    admin: blockingAdminExtension({ registry, policy: deps.policy, logger: log, add, remove, status }),
     add,
     remove,
     ready: () => backend.ready(),
