@@ -45,7 +45,7 @@ export function blockingAdminExtension (opts: BlockingAdminOptions): AdminExtens
         const actor = actorOf(request)
         const block = parseBlockRequest(request.body, {
           routes: new Set(opts.policy().routes.map((r) => r.name)),
-          now: registry.clock.now(),
+          now: registry.clock(),
           actor,
           newId: newRuntimeId
         })

@@ -78,7 +78,7 @@ export function createBlocking (deps: BlockingDeps): BlockingCapability {
     }
   })
   const clock = registry.clock
-  registry.setStatic(staticBlocks(deps.policy().data.blocklist, clock.now()))
+  registry.setStatic(staticBlocks(deps.policy().data.blocklist, clock()))
 
   const backend: BlockBackend = deps.redis !== undefined
     ? new RedisBlockSync(deps.redis, registry, log, deps.sync)
@@ -97,7 +97,7 @@ export function createBlocking (deps: BlockingDeps): BlockingCapability {
   const onAbuse = (e: AbuseEvent): void => {
     const id = 'a-' + createHash('sha256').update(e.target).digest('hex').slice(0, 12)
     if (registry.has(id)) return // the same burst of 429s: already blocked
-    const now = clock.now()
+    const now = clock()
     const block: Block = {
       id,
       ...(e.client.key !== undefined ? { keyDigest: keyDigest(e.client.key), key: redactKey(e.client.key)! } : {}),
@@ -146,7 +146,7 @@ export function createBlocking (deps: BlockingDeps): BlockingCapability {
     remove,
     ready: () => backend.ready(),
     reload: (policy) => {
-      registry.setStatic(staticBlocks(policy.data.blocklist, clock.now()))
+      registry.setStatic(staticBlocks(policy.data.blocklist, clock()))
       abuse.configure(abuseSettings(policy))
     },
     close: async () => {

@@ -38,7 +38,7 @@ async function blocking (app: FastifyInstance, opts: BlockingPluginOptions): Pro
     const gw = request.gateway
     const route = gw?.route
     if (route === undefined) { done(); return }
-    const now = clock.now()
+    const now = clock()
     const b = index.match(route.name, gw.envKey, gw.clientIp, request.headers['user-agent'], now)
     if (b === undefined) { done(); return }
     gw.decision = 'blocked'

@@ -39,7 +39,8 @@ import { SlidingWindow } from './window.js'
 
 export type { UpstreamOutcome }
 
-export interface Clock { now: () => number }
+import type { Clock } from '../shared/clock.js'
+export type { Clock }
 
 export type BreakerState = 'closed' | 'open' | 'half-open'
 
@@ -170,13 +171,13 @@ export class Breaker {
   get config (): BreakerConfig { return this.#config }
   get inFlight (): number { return this.#inFlight }
   /** The concurrency limit in force now (ramp and adaptive limit applied), or null when unlimited. */
-  limit (): number | null { return this.#limit(this.#clock.now()) }
+  limit (): number | null { return this.#limit(this.#clock()) }
   /** Clock time of the last admission (-Infinity before any): the probe only runs when traffic is quiet. */
   get lastAdmitAt (): number { return this.#lastAdmitAt }
 
   /** The current state; moves open → half-open when openFor has passed. */
   state (): BreakerState {
-    if (this.#state === 'open' && this.#clock.now() >= this.#openUntil) this.#toHalfOpen()
+    if (this.#state === 'open' && this.#clock() >= this.#openUntil) this.#toHalfOpen()
     return this.#state
   }
 
@@ -211,7 +212,7 @@ export class Breaker {
    * seconds (≥ 1) when it must be shed.
    */
   admit (): Admission | number {
-    const now = this.#clock.now()
+    const now = this.#clock()
     let trial = false
     switch (this.#state) {
       case 'open':
@@ -248,7 +249,7 @@ export class Breaker {
   /** Called by {@link Admission.finish}. */
   settle (a: Admission, outcome: UpstreamOutcome): void {
     this.#inFlight--
-    const now = this.#clock.now()
+    const now = this.#clock()
     if (outcome.kind === 'abandoned') {
       // the gateway gave up, the upstream said nothing: a trial slot is given back
       if (a.trial && a.epoch === this.#epoch && this.#state === 'half-open') this.#trialsIssued--
@@ -275,7 +276,7 @@ export class Breaker {
 
   status (): BreakerStatus {
     const state = this.state()
-    const now = this.#clock.now()
+    const now = this.#clock()
     const s: BreakerStatus = { state, reason: this.#reason, ...this.#figures(now) }
     if (state === 'open') s.retryAfterS = Math.max(1, Math.ceil((this.#openUntil - now) / 1000))
     if (this.#adaptive !== undefined) {
@@ -361,7 +362,7 @@ export class Breaker {
   }
 
   #toHalfOpen (): void {
-    const now = this.#clock.now()
+    const now = this.#clock()
     this.#state = 'half-open'
     this.#trialsIssued = 0
     this.#trialsSucceeded = 0
@@ -371,7 +372,7 @@ export class Breaker {
   }
 
   #close (reason: string, ramp: boolean): void {
-    const now = this.#clock.now()
+    const now = this.#clock()
     const from = this.#state
     this.#state = 'closed'
     this.#reason = reason

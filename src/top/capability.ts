@@ -6,14 +6,15 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { AdminError, type Capability } from '../contracts/capability.js'
-import { TopClients, type TopBy, type TopClock } from './top-clients.js'
+import type { Clock } from '../shared/clock.js'
+import { TopClients, type TopBy, } from './top-clients.js'
 
 /** What a step that decides is given to report one answered request. */
 export type TopRecorder = (route: string, envKey: string | undefined, clientIp: string, rejected: boolean) => void
 
 export interface TopDeps {
   capacity?: number
-  clock?: TopClock
+  clock?: Clock
   /** how often the sliding window moves on; default 1 s */
   tickMs?: number
 }

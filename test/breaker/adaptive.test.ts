@@ -211,7 +211,7 @@ describe('adaptive limit in front of a saturated database pool (simulation on th
 
   it('keeps goodput at capacity under 4× overload, where an unlimited proxy collapses', () => {
     const clock = { t: 0 }
-    const breaker = new Breaker('core', CONFIG, { clock: { now: () => clock.t } })
+    const breaker = new Breaker('core', CONFIG, { clock: () => clock.t })
     const limits: number[] = []
     const gated = simulate({ breaker, pool: POOL, serviceMs: () => 50, ratePerS: 4 * CAPACITY, untilMs: 30_000, timeoutMs: 1000, clock, sample: (t) => { if (t % 1000 === 999) limits.push(breaker.status().limit!) } })
     const steady = gated.slice(5)
@@ -228,7 +228,7 @@ describe('adaptive limit in front of a saturated database pool (simulation on th
 
   it('follows the database down when it slows and back up when it recovers', () => {
     const clock = { t: 0 }
-    const breaker = new Breaker('core', CONFIG, { clock: { now: () => clock.t } })
+    const breaker = new Breaker('core', CONFIG, { clock: () => clock.t })
     const limitAt: number[] = []
     // 2 s per request from 20 s to 40 s (a 40× brownout), then 50 ms again
     const serviceMs = (t: number): number => t >= 20_000 && t < 40_000 ? 2000 : 50
