@@ -11,7 +11,7 @@
  *      observe/ (request metrics, access log: read the per-request record after the answer)
  *   5  pipeline.ts, app.ts, admin/   the request pipeline and the two listeners
  *   6  gateway.ts                the composition root
- *   7  cli.ts                    the command line
+ *   7  cli.ts, cli/              the command line (one file per command group)
  *
  * A module may import only from its own layer's folder or from lower layers; two capabilities
  * never import each other; no cycles at all.
@@ -24,7 +24,7 @@ const layers = [
   ['^src/(routing|edge|blocking|cache|rate-limit|breaker|probes|observe)/'],
   ['^src/pipeline\\.ts$', '^src/app\\.ts$', '^src/admin/'],
   ['^src/gateway\\.ts$'],
-  ['^src/cli\\.ts$']
+  ['^src/cli(\\.ts$|/)']
 ]
 
 const upward = []

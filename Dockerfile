@@ -9,7 +9,8 @@
 # directory. test/ops/dockerfile.test.ts runs the runtime stage's steps without a Docker engine.
 
 # --- build: every dependency, TypeScript compiled to dist/ ---------------------------------------
-FROM node:20.20-bookworm-slim AS build
+# Node 24, the current LTS (Node 20 reached end of life on 2026-04-30; docs/runtime.md)
+FROM node:24.12-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 # --ignore-scripts: `prepare` compiles, and the sources are not copied yet (better layer caching)
@@ -19,7 +20,7 @@ COPY src ./src
 RUN npm run build
 
 # --- runtime: production dependencies and dist/ only ---------------------------------------------
-FROM node:20.20-bookworm-slim AS runtime
+FROM node:24.12-bookworm-slim AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -27,7 +28,15 @@ RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean -
 COPY --from=build /app/dist ./dist
 COPY config ./config
 COPY config/gateway.yaml /etc/flaggate/gateway.yaml
-# the official image's unprivileged user (uid 1000); the gateway writes no files
+# Without Redis, runtime blocks are kept in a state file. The shipped policy puts it next to the
+# policy (blocking.stateFile: ${FLAGGATE_STATE_FILE:-.flaggate/blocks.json}), which here is a
+# read-only mount: the image points it at a directory of its own, writable by the gateway's user,
+# and a volume so the blocks outlive the container. If it cannot be written anyway, a runtime
+# block is refused with 503 FLAGGATE_STATE_UNAVAILABLE rather than lost at the next restart.
+ENV FLAGGATE_STATE_FILE=/var/lib/flaggate/blocks.json
+RUN mkdir -p /var/lib/flaggate && chown node:node /var/lib/flaggate
+VOLUME /var/lib/flaggate
+# the official image's unprivileged user (uid 1000); it writes only FLAGGATE_STATE_FILE
 USER node
 # 8080 public listener; 8081 admin API and /metrics (loopback unless FLAGGATE_ADMIN_LISTEN says
 # otherwise, and then FLAGGATE_ADMIN_TOKEN is required)

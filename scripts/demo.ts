@@ -263,6 +263,7 @@ async function main (): Promise<void> {
   let last = await scrape(adminUrl)
   let lastCore = core.counts()
   let lastSent = 0
+  out('each second: the decisions are running totals since the start (flaggate_requests_total); "Core N/s" is what reached Core in that second, of what the clients sent in it')
   for (let tick = 1; Date.now() - started < durationMs; tick++) {
     // on the second, whatever the scrape cost; a tick missed on a starved machine is skipped
     const wait = started + tick * 1000 - Date.now()
@@ -274,8 +275,8 @@ async function main (): Promise<void> {
     const coreNow = core.counts()
     const counts = last.decisions
     out(`${String(Math.round(elapsed / 1000)).padStart(3)}s  ${phase.padEnd(28)} ` +
-      DECISIONS.map((d) => `${d} ${show(d, counts)}`).join('  ') +
-      ` | Core ${coreNow - lastCore}/s of ${sent - lastSent}/s sent` +
+      'totals: ' + DECISIONS.map((d) => `${d} ${show(d, counts)}`).join('  ') +
+      ` | this second: Core ${coreNow - lastCore}/s of ${sent - lastSent}/s sent` +
       ` | breaker ${built.breakers && last.breaker !== undefined ? BREAKER_STATES[last.breaker] ?? String(last.breaker) : '-'}`)
     lastCore = coreNow
     lastSent = sent

@@ -19,7 +19,10 @@ import type { Policy } from './policy/compile.js'
 import type { Metrics } from './metrics/registry.js'
 import { createAccessLog } from './observe/access-log.js'
 import { createRequestMetrics } from './observe/request-metrics.js'
+import type { DecisionRates } from './observe/decision-rates.js'
+import { causeOf } from './upstream/failures.js'
 import { lazyChildLogger } from './shared/logger.js'
+import { installConnectionCap } from './routing/connection-cap.js'
 
 export interface PublicAppDeps {
   store: PolicyStore
@@ -32,6 +35,8 @@ export interface PublicAppDeps {
   steps?: Steps
   /** routes outside the proxied scope (e.g. the Flagsmith webhook) */
   routes?: PluginEntry[]
+  /** requests per second by decision, for the admin status */
+  rates?: DecisionRates
 }
 
 const UPSTREAM_FAILURES: ReadonlySet<ErrorCode> = new Set(['FLAGGATE_UPSTREAM_OVERLOADED', 'FLAGGATE_UPSTREAM_UNREACHABLE', 'FLAGGATE_UPSTREAM_TIMEOUT'])
@@ -113,10 +118,14 @@ export async function buildPublicApp (deps: PublicAppDeps): Promise<FastifyInsta
     if (ge.code === 'FLAGGATE_INTERNAL_ERROR') request.log.error({ err }, 'unexpected error')
     // the gate shed it (breaker open, maxInFlight reached): requests_total{decision="shed"}
     if (ge.code === 'FLAGGATE_UPSTREAM_OVERLOADED' && request.gateway !== undefined) request.gateway.decision = 'shed'
+    // why the upstream failed (DNS, refused, reset, TLS, timeout; which upstream and host), for the access log
+    const cause = causeOf(ge)
+    if (cause !== undefined && request.gateway !== undefined) request.gateway.upstreamError = cause.text
     return sendGatewayError(reply, ge)
   })
 
   applyListenerBounds(app.server, deps.store.current.data.server)
+  installConnectionCap(app.server, deps.store)
   const onReload = (policy: Policy): void => { applyListenerBounds(app.server, policy.data.server) }
   deps.store.on('reload', onReload)
   app.addHook('onClose', (_app, done) => { deps.store.off('reload', onReload); done() })
@@ -147,7 +156,7 @@ export async function buildPublicApp (deps: PublicAppDeps): Promise<FastifyInsta
       }
     }
     // observers, after the answer: they read the per-request record and write nothing on it
-    scope.addHook('onResponse', createRequestMetrics(deps.metrics))
+    scope.addHook('onResponse', createRequestMetrics(deps.metrics, deps.rates))
     scope.addHook('onResponse', createAccessLog(deps.logger))
   })
   return app

@@ -10,6 +10,7 @@ export const ERRORS = {
   FLAGGATE_RATE_LIMITED: { status: 429, error: 'Too Many Requests', message: 'Rate limit exceeded; retry after the number of seconds in Retry-After.' },
   FLAGGATE_BLOCKED: { status: 403, error: 'Forbidden', message: 'This client is blocked.' },
   FLAGGATE_UPSTREAM_OVERLOADED: { status: 503, error: 'Service Unavailable', message: 'The upstream is overloaded; retry after the number of seconds in Retry-After.' },
+  FLAGGATE_OVERLOADED: { status: 503, error: 'Service Unavailable', message: 'The gateway is at a resource limit; retry after the number of seconds in Retry-After.' },
   FLAGGATE_UPSTREAM_UNREACHABLE: { status: 502, error: 'Bad Gateway', message: 'The upstream could not be reached.' },
   FLAGGATE_UPSTREAM_TIMEOUT: { status: 504, error: 'Gateway Timeout', message: 'The upstream did not answer in time.' },
   FLAGGATE_BODY_TOO_LARGE: { status: 413, error: 'Payload Too Large', message: 'The request body is larger than the gateway accepts.' },
@@ -20,6 +21,7 @@ export const ERRORS = {
   FLAGGATE_UNAUTHORIZED: { status: 401, error: 'Unauthorized', message: 'Missing or invalid credentials.' },
   FLAGGATE_FORBIDDEN: { status: 403, error: 'Forbidden', message: 'This request may not use the admin API.' },
   FLAGGATE_POLICY_INVALID: { status: 422, error: 'Unprocessable Entity', message: 'The policy file is invalid; the previous policy stays in force.' },
+  FLAGGATE_STATE_UNAVAILABLE: { status: 503, error: 'Service Unavailable', message: 'The change could not be stored, so it was not applied.' },
   FLAGGATE_INTERNAL_ERROR: { status: 500, error: 'Internal Server Error', message: 'The gateway failed unexpectedly; this is a bug.' }
 } as const satisfies Record<string, { status: number; error: string; message: string }>
 

@@ -4,6 +4,7 @@
  * close. The order of the request's steps is not decided here: the public app registers the
  * capabilities' steps in the order of the pipeline table (contracts/pipeline.ts).
  */
+import { DecisionRates } from './observe/decision-rates.js'
 import { readFileSync } from 'node:fs'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
@@ -120,7 +121,10 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   })
   const reload = (): ReturnType<PolicyStore['reload']> => store.reload()
 
-  const app = await buildPublicApp({ store, client, metrics, logger, lifecycle, steps, routes })
+  // each upstream's URL and last failure, and requests per second by decision, in /admin/status
+  const rates = new DecisionRates()
+  extensions.push({ status: () => ({ ...client.status(), traffic: rates.status() }) })
+  const app = await buildPublicApp({ store, client, metrics, logger, lifecycle, steps, routes, rates })
   const admin = await buildAdminApp({ store, metrics, logger, lifecycle, version: VERSION, extensions, reload })
 
   local.start()

@@ -43,7 +43,7 @@ export async function buildAdminApp (deps: AdminDeps): Promise<FastifyInstance> 
     const status = err.statusCode ?? 500
     if (status >= 500) request.log.error({ err }, 'admin request failed')
     return reply.code(status).header('content-type', 'application/json')
-      .send(errorBody(status === 401 ? 'FLAGGATE_UNAUTHORIZED' : status === 403 ? 'FLAGGATE_FORBIDDEN' : status === 404 ? 'FLAGGATE_NOT_FOUND' : status < 500 ? 'FLAGGATE_BAD_REQUEST' : 'FLAGGATE_INTERNAL_ERROR', status < 500 ? err.message : undefined))
+      .send(errorBody(status === 401 ? 'FLAGGATE_UNAUTHORIZED' : status === 403 ? 'FLAGGATE_FORBIDDEN' : status === 404 ? 'FLAGGATE_NOT_FOUND' : status === 503 ? 'FLAGGATE_STATE_UNAVAILABLE' : status < 500 ? 'FLAGGATE_BAD_REQUEST' : 'FLAGGATE_INTERNAL_ERROR', status < 500 || status === 503 ? err.message : undefined))
   })
   app.setNotFoundHandler((_req, reply) => reply.code(404).header('content-type', 'application/json').send(errorBody('FLAGGATE_NOT_FOUND', 'No such admin endpoint.')))
 
@@ -67,7 +67,7 @@ export async function buildAdminApp (deps: AdminDeps): Promise<FastifyInstance> 
       }
       deps.logger.warn({ ip: request.ip, url: request.url }, 'admin request refused: bad or missing bearer token')
       return await reply.code(401).header('content-type', 'application/json').header('www-authenticate', 'Bearer')
-        .send(errorBody('FLAGGATE_UNAUTHORIZED', 'Send Authorization: Bearer <token> (admin.token in the policy).'))
+        .send(errorBody('FLAGGATE_UNAUTHORIZED', 'Send Authorization: Bearer <token> (admin.token in the policy; the flaggate CLI reads it from FLAGGATE_ADMIN_TOKEN).'))
     })
 
     admin.get('/admin/status', async () => {

@@ -96,6 +96,44 @@ function blocksLine (b: unknown): string {
   return String(b)
 }
 
+function upstreamLines (u: Obj, now: Date): string[] {
+  const names = Object.keys(u)
+  if (names.length === 0) return ['none']
+  const width = Math.max(...names.map((n) => n.length))
+  return names.map((name) => {
+    const v = u[name]
+    if (!isObj(v)) return `${name.padEnd(width)}  ${JSON.stringify(v)}`
+    const last = str(v.lastError)
+    return `${name.padEnd(width)}  ${str(v.url) ?? '?'}  ${last === undefined ? 'no failure seen' : `last failure ${formatAgo(v.lastErrorAt, now)}: ${last}`}`
+  })
+}
+
+function trafficLine (t: Obj): string {
+  const per = isObj(t.perSecond) ? t.perSecond : {}
+  const parts = Object.entries(per).filter(([, v]) => num(v) !== undefined && num(v)! > 0).map(([d, v]) => `${d} ${String(v)}/s`)
+  return `${parts.length === 0 ? 'no requests' : parts.join(', ')} (average over the last ${num(t.windowSeconds) ?? 60} s)`
+}
+
+/** `blocking` in words: how many of each source, where they are kept (and whether it works), the automatic rule */
+function blockingLines (b: Obj, now: Date): string[] {
+  const counts = ['static', 'runtime', 'abuse'].filter((k) => num(b[k]) !== undefined).map((k) => `${k} ${String(b[k])}`)
+  const out = [counts.length === 0 ? 'no blocks' : counts.join(', ')]
+  const s = b.store
+  if (isObj(s)) {
+    if (s.kind === 'file') {
+      const saved = str(s.savedAt) === undefined ? '' : `, last saved ${formatAgo(s.savedAt, now)}`
+      out.push(str(s.lastError) !== undefined
+        ? `STATE FILE NOT WRITABLE: ${String(s.file)}: ${String(s.lastError)} (runtime blocks are refused; set FLAGGATE_STATE_FILE to a writable path or use Redis)`
+        : `kept in ${String(s.file)}${saved}`)
+    } else {
+      out.push(`kept in ${String(s.kind)}${str(s.lastError) !== undefined ? `, last error: ${String(s.lastError)}` : ''}`)
+    }
+  }
+  const a = b.automatic
+  out.push(isObj(a) ? `automatic: more than ${String(a.rejections)} requests refused with 429 within ${Math.round((num(a.windowMs) ?? 0) / 1000)} s blocks the client for ${Math.round((num(a.blockForMs) ?? 0) / 1000)} s` : 'automatic: off')
+  return out
+}
+
 function probeLines (probes: unknown[], now: Date): string[] {
   if (probes.length === 0) return ['none configured (add `probes:` to the policy)']
   const rows = probes.filter(isObj)
@@ -131,12 +169,15 @@ export function renderStatus (status: unknown, opts: { adminUrl?: string; now?: 
   const now = opts.now ?? new Date()
   if (!isObj(status)) return JSON.stringify(status, null, 2)
   const out: string[] = [`flaggate ${str(status.version) ?? '?'}${opts.adminUrl === undefined ? '' : `  (admin ${opts.adminUrl})`}`]
-  const known = new Set(['version', 'policy', 'store', 'breakers', 'cache', 'blocks', 'probes', 'localEvaluation'])
+  const known = new Set(['version', 'policy', 'store', 'upstreams', 'traffic', 'breakers', 'cache', 'blocks', 'blocking', 'probes', 'localEvaluation'])
   if (isObj(status.policy)) out.push(...section('policy', policyLines(status.policy, now)))
   if (isObj(status.store)) out.push(...section('store', [storeLine(status.store)]))
+  if (isObj(status.upstreams)) out.push(...section('upstreams', upstreamLines(status.upstreams, now)))
+  if (isObj(status.traffic)) out.push(...section('traffic', [trafficLine(status.traffic)]))
   if (isObj(status.breakers)) out.push(...section('breakers', breakerLines(status.breakers)))
   if (isObj(status.cache)) out.push(...section('cache', [cacheLine(status.cache)]))
-  if (status.blocks !== undefined) out.push(...section('blocks', [blocksLine(status.blocks)]))
+  if (isObj(status.blocking)) out.push(...section('blocks', blockingLines(status.blocking, now)))
+  else if (status.blocks !== undefined) out.push(...section('blocks', [blocksLine(status.blocks)]))
   if (Array.isArray(status.probes)) out.push(...section('probes', probeLines(status.probes, now)))
   if (isObj(status.localEvaluation)) out.push(...section('local', localLines(status.localEvaluation, now)))
   // sections added by a newer gateway still show, in their raw form

@@ -15,11 +15,13 @@ export interface BlockingAdminOptions {
   registry: BlockRegistry
   policy: () => Policy
   logger: BlockLogger
-  /** adds a block everywhere (registry + backend) */
-  add: (block: Block) => void
+  /** adds a block everywhere (registry + backend); why it could not be stored (and was undone), or undefined */
+  add: (block: Block) => Promise<string | undefined>
   /** lifts a block everywhere; the block, or undefined when unknown */
   remove: (id: string) => Block | undefined
   status: () => Record<string, unknown>
+  /** `fleet` when a shared store carries blocks to every replica, `replica` when they stay on this one */
+  scope: 'fleet' | 'replica'
 }
 
 /** `admin-token`, or `admin-token (alice)` when the CLI says who runs it (X-Flaggate-Actor). */
@@ -49,10 +51,14 @@ export function blockingAdminExtension (opts: BlockingAdminOptions): AdminExtens
           actor,
           newId: newRuntimeId
         })
-        opts.add(block)
+        const problem = await opts.add(block)
+        if (problem !== undefined) {
+          logger.error({ who: actor, action: 'block', target: describeTarget(block), err: problem }, 'admin: block refused, the state file cannot be written')
+          throw new AdminError(503, `The block was not applied: it could not be saved (${problem}), so it would vanish at the next restart. Set blocking.stateFile (FLAGGATE_STATE_FILE in the shipped policy) to a writable path, or use a Redis store.`)
+        }
         const view = viewOf(block)
         logger.info({ who: actor, action: 'block', id: block.id, target: describeTarget(block), expiresAt: view.expiresAt ?? null, reason: block.reason }, 'admin: client blocked')
-        return await reply.code(201).send(view)
+        return await reply.code(201).send({ ...view, scope: opts.scope })
       })
 
       admin.delete('/admin/blocks/:id', async (request: FastifyRequest<{ Params: { id: string } }>, reply: FastifyReply) => {
@@ -60,7 +66,7 @@ export function blockingAdminExtension (opts: BlockingAdminOptions): AdminExtens
         if (registry.isStatic(id)) throw new AdminError(409, `Block ${id} comes from the policy file (blocklist): remove it there and reload.`)
         const actor = actorOf(request)
         const b = opts.remove(id)
-        if (b === undefined) throw new AdminError(404, `No block ${id} (it may have expired); GET /admin/blocks lists the blocks in force.`)
+        if (b === undefined) throw new AdminError(404, `No block ${id} (it may have expired); \`flaggate blocks\` (GET /admin/blocks) lists the blocks in force.`)
         logger.info({ who: actor, action: 'unblock', id, source: b.source, target: describeTarget(b), reason: b.reason }, 'admin: block lifted')
         return await reply.code(204).send()
       })

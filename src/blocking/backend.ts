@@ -18,5 +18,10 @@ export interface BlockBackend {
   removed (id: string): void
   expired (blocks: readonly Block[]): void
   status (): Record<string, unknown>
+  /**
+   * Waits until every change so far is stored; why it is not, or undefined. A backend whose store
+   * accepts changes at once (Redis: the registry publishes, the sync retries) leaves it out.
+   */
+  flush? (): Promise<string | undefined>
   close (): Promise<void>
 }

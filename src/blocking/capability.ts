@@ -88,6 +88,14 @@ export function createBlocking (deps: BlockingDeps): BlockingCapability {
   const add = (block: Block): void => {
     if (registry.upsert(block)) backend.added(block)
   }
+  /** a runtime block from the admin API: in force only once stored (state file), else undone */
+  const addDurably = async (block: Block): Promise<string | undefined> => {
+    add(block)
+    const problem = await backend.flush?.()
+    if (problem === undefined) return undefined
+    if (registry.delete(block.id) !== undefined) backend.removed(block.id)
+    return problem
+  }
   const remove = (id: string): Block | undefined => {
     const b = registry.delete(id)
     if (b !== undefined) backend.removed(id)
@@ -141,7 +149,7 @@ export function createBlocking (deps: BlockingDeps): BlockingCapability {
     registry,
     backend,
     steps: { block: { plugin: blockingPlugin, opts: pluginOpts } },
-    admin: blockingAdminExtension({ registry, policy: deps.policy, logger: log, add, remove, status }),
+    admin: blockingAdminExtension({ registry, policy: deps.policy, logger: log, add: addDurably, remove, status, scope: deps.redis !== undefined ? 'fleet' : 'replica' }),
     add,
     remove,
     ready: () => backend.ready(),

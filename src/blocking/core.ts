@@ -12,11 +12,11 @@
  * one regex test per User-Agent block (those are few: a regex cannot be indexed).
  */
 import { createHash } from 'node:crypto'
-import safeRegex from 'safe-regex2'
+import { compileUserAgentPattern, MAX_USER_AGENT_CHARS, MAX_PATTERN_CHARS, type UserAgentPattern } from '../shared/ua-pattern.js'
 import { keyDigest } from '../shared/key-digest.js'
 import { redactKey } from '../shared/redact.js'
 import { parseDuration } from '../shared/units.js'
-import { parseCidr, PrefixIndex, type Cidr } from './ip-index.js'
+import { parseCidr, PrefixIndex, type Cidr } from '../shared/ip-index.js'
 
 export type BlockSource = 'static' | 'runtime' | 'abuse'
 
@@ -84,26 +84,14 @@ export function describeTarget (b: Pick<Block, 'key' | 'ip' | 'userAgent' | 'rou
   return `${parts.join(' from ')}${b.routes === undefined ? ' on every route' : ` on ${b.routes.join(', ')}`}`
 }
 
-/** Only so much of a User-Agent is tested: bounds the work of any pattern on a hostile header. */
-export const MAX_USER_AGENT_CHARS = 512
-export const MAX_PATTERN_CHARS = 256
+export { MAX_USER_AGENT_CHARS, MAX_PATTERN_CHARS }
 export const MAX_REASON_CHARS = 500
 /** a runtime block lasts at most a year; longer belongs in the policy file */
 export const MAX_TTL_MS = 365 * 86_400_000
 
-/**
- * Compiles a User-Agent pattern or says why not. Patterns that could backtrack catastrophically
- * (nested quantifiers, star height > 1) are refused with safe-regex2 (the check fastify's router
- * uses); the match itself is bounded to the first {@link MAX_USER_AGENT_CHARS} characters, which
- * also caps what a pattern safe-regex2 lets through can cost.
- */
-export function compileUserAgent (pattern: string): RegExp | string {
-  if (pattern === '') return 'must not be empty'
-  if (pattern.length > MAX_PATTERN_CHARS) return `is longer than ${MAX_PATTERN_CHARS} characters`
-  let re: RegExp
-  try { re = new RegExp(pattern) } catch (err) { return `is not a valid regular expression (${(err as Error).message})` }
-  if (!safeRegex(pattern)) return 'could backtrack catastrophically (nested quantifiers such as (a+)+); rewrite it without a repeated group that itself repeats'
-  return re
+/** Compiles a User-Agent pattern (linear time whatever the pattern: ua-pattern.ts) or says why not. */
+export function compileUserAgent (pattern: string): UserAgentPattern | string {
+  return compileUserAgentPattern(pattern)
 }
 
 export class BlockRequestError extends Error {
@@ -243,7 +231,7 @@ interface Entry {
   /** Infinity when permanent */
   readonly expiresAt: number
   readonly cidr: Cidr | undefined
-  readonly ua: RegExp | undefined
+  readonly ua: UserAgentPattern | undefined
   /** `<keyDigest>` or `<keyDigest>\n<ip>` */
   readonly keySlot: string | undefined
 }
@@ -279,7 +267,7 @@ export class BlockIndex {
   /** Adds a block, replacing one with the same id. False when the block cannot be matched. */
   add (block: Block): boolean {
     const cidr = block.ip === undefined ? undefined : parseCidr(block.ip)
-    let ua: RegExp | undefined
+    let ua: UserAgentPattern | undefined
     if (block.userAgent !== undefined) {
       const re = compileUserAgent(block.userAgent)
       if (typeof re === 'string') return false
@@ -287,8 +275,9 @@ export class BlockIndex {
     }
     if (block.ip !== undefined && cidr === undefined) return false
     if (block.keyDigest === undefined && cidr === undefined && ua === undefined) return false
-    // a key with an ip is one client instance: exact address only
-    if (block.keyDigest !== undefined && cidr !== undefined && (cidr.prefix !== (cidr.family === 4 ? 32 : 128))) return false
+    // a key with an ip is one client instance: one address, or one counted IPv6 network
+    // (shared/ip-prefix.ts), looked up exactly
+    if (block.keyDigest !== undefined && cidr !== undefined && cidr.family === 4 && cidr.prefix !== 32) return false
     this.remove(block.id)
     const entry: Entry = {
       block,
@@ -337,9 +326,11 @@ export class BlockIndex {
 
   /**
    * The block that refuses this request, if any. `ip` is the client address after
-   * trustedProxies; a block past its `expiresAt` no longer matches even before it is swept.
+   * trustedProxies (CIDR blocks match it); `net` the address as counted (shared/ip-prefix.ts),
+   * which key-and-address blocks name. A block past its `expiresAt` no longer matches even
+   * before it is swept.
    */
-  match (route: string, envKey: string | undefined, ip: string, userAgent: string | undefined, now: number): Block | undefined {
+  match (route: string, envKey: string | undefined, ip: string, userAgent: string | undefined, now: number, net: string = ip): Block | undefined {
     const p = this.#probe
     p.route = route
     p.now = now
@@ -349,7 +340,7 @@ export class BlockIndex {
       const byKey = this.#keys.size === 0 ? undefined : this.#keys.get(d)
       if (byKey !== undefined) e = firstApplying(byKey, p)
       if (e === undefined && this.#keyIps.size > 0) {
-        const byKeyIp = this.#keyIps.get(`${d}\n${ip}`)
+        const byKeyIp = this.#keyIps.get(`${d}\n${net}`)
         if (byKeyIp !== undefined) e = firstApplying(byKeyIp, p)
       }
       if (e !== undefined) return e.block
@@ -360,10 +351,9 @@ export class BlockIndex {
     }
     const agents = this.#agents
     if (agents.length > 0 && userAgent !== undefined) {
-      const ua = userAgent.length > MAX_USER_AGENT_CHARS ? userAgent.slice(0, MAX_USER_AGENT_CHARS) : userAgent
       for (let i = 0; i < agents.length; i++) {
         const a = agents[i]!
-        if (a.expiresAt > now && (a.routes === null || a.routes.has(route)) && a.ua!.test(ua)) return a.block
+        if (a.expiresAt > now && (a.routes === null || a.routes.has(route)) && a.ua!.test(userAgent)) return a.block
       }
     }
     return undefined

@@ -39,7 +39,7 @@ async function blocking (app: FastifyInstance, opts: BlockingPluginOptions): Pro
     const route = gw?.route
     if (route === undefined) { done(); return }
     const now = clock()
-    const b = index.match(route.name, gw.envKey, gw.clientIp, request.headers['user-agent'], now)
+    const b = index.match(route.name, gw.envKey, gw.clientIp, request.headers['user-agent'], now, gw.clientNet)
     if (b === undefined) { done(); return }
     gw.decision = 'blocked'
     done(blockedError(b, now))
@@ -50,7 +50,7 @@ async function blocking (app: FastifyInstance, opts: BlockingPluginOptions): Pro
     const route = gw?.route
     if (route === undefined) { done(); return }
     const decision = gw.decision
-    recordOutcome(route.name, gw.envKey, gw.clientIp, decision === 'limited' || decision === 'blocked')
+    recordOutcome(route.name, gw.envKey, gw.clientNet, decision === 'limited' || decision === 'blocked')
     if (decision === 'limited' && gw.limitedClient !== undefined) abuse.record(gw.limitedClient, route.name, gw.limitedBy ?? route.name)
     done()
   })

@@ -14,6 +14,7 @@
  * it answers again. Hash fields cannot expire on Redis 7.0, so every replica deletes the blocks
  * whose time is up when it sweeps them (idempotent).
  */
+import { BlockMessageSchema } from '../store/fleet-messages.js'
 import type { Cluster, Redis } from 'ioredis'
 import type { FleetChannel, FleetTopic } from '../store/fleet-channel.js'
 import { blockFromJson, describeTarget, type Block } from './core.js'
@@ -50,6 +51,8 @@ export type BlockMessage = { v: 1; from: string; version: number; op: 'add'; blo
  * by blockFromJson, as from the hash; `version` is optional, as replicas have always treated it.
  */
 export function parseBlockMessage (raw: unknown): BlockMessage | undefined {
+  // anyone who can write to Redis can publish here: the schema first, before any field is read
+  if (!BlockMessageSchema.safeParse(raw).success) return undefined
   const msg = raw as Record<string, unknown>
   if (msg.v !== 1 || typeof msg.from !== 'string') return undefined
   const version = typeof msg.version === 'number' ? msg.version : undefined

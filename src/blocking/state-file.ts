@@ -4,6 +4,10 @@
  * file intact). Writes are serialised: a change during a write schedules one more write.
  *
  * Keys are stored as digests, as in Redis: the file may be backed up or copied around.
+ *
+ * `flush()` lets the admin API refuse a runtime block that this file cannot keep (a read-only
+ * directory in a container): a block that silently vanishes at the next restart is worse than a
+ * clear 503 telling the operator to set FLAGGATE_STATE_FILE to a writable path or use Redis.
  */
 import { mkdirSync, readFileSync } from 'node:fs'
 import { rename, writeFile, mkdir } from 'node:fs/promises'
@@ -66,6 +70,11 @@ export class StateFileBackend implements BlockBackend {
 
   status (): Record<string, unknown> {
     return { kind: 'file', file: this.file, ...(this.#lastSavedAt !== undefined ? { savedAt: this.#lastSavedAt } : {}), ...(this.#lastError !== undefined ? { lastError: this.#lastError } : {}) }
+  }
+
+  async flush (): Promise<string | undefined> {
+    while (this.#writing !== undefined) await this.#writing
+    return this.#lastError === undefined ? undefined : `${this.file}: ${this.#lastError}`
   }
 
   async close (): Promise<void> {

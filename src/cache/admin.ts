@@ -11,6 +11,8 @@ export interface CacheAdminOptions {
   cache: DocumentCache
   bus: PurgeBus
   logger: PurgeLogger
+  /** `fleet` when the purge bus reaches every replica (Redis), `replica` when it stays on this one */
+  scope: 'fleet' | 'replica'
 }
 
 class BadPurgeRequest extends Error {
@@ -39,7 +41,7 @@ export function cacheAdminExtension (opts: CacheAdminOptions): AdminExtension {
         const purged = bus.purge(target)
         const { who, why } = request as FastifyRequest & { who?: string; why?: string }
         logger.info({ who, why, action: 'cache.purge', target: describeTarget(target), purged }, 'cache purged')
-        return { purged }
+        return { purged, scope: opts.scope }
       })
     },
     status () {

@@ -88,7 +88,7 @@ export function createCache (deps: CacheDeps): CacheCapability {
       lookup: { plugin: cacheLookupStep, opts: pluginOpts }
     },
     routes: [{ plugin: webhooks, opts: webhookOpts }],
-    admin: cacheAdminExtension({ cache, bus, logger: log }),
+    admin: cacheAdminExtension({ cache, bus, logger: log, scope: deps.redis !== undefined ? 'fleet' : 'replica' }),
     purge: (t) => bus.purge(t),
     reload: (policy) => { cache.resize(policy.data.cache.maxSize); metrics.cacheBytes.set(cache.bytes) },
     close: async () => { await bus.close() }

@@ -7,6 +7,7 @@
  * while, and says when the subscription was interrupted: a replica that may have missed purges
  * then drops its whole cache (one upstream request per key follows, no more).
  */
+import { PurgeMessageSchema } from '../store/fleet-messages.js'
 import type { DocumentCache } from './core.js'
 import type { PurgeTarget } from './document.js'
 import { keyDigestOf } from './purge-target.js'
@@ -45,6 +46,8 @@ function isPurgeTarget (t: unknown): t is PurgeTarget {
 
 /** The purge topic's check of a message: the one place a schema of it plugs in. */
 export function parsePurgeMessage (raw: unknown): PurgeMessage | undefined {
+  // anyone who can write to Redis can publish here: the schema first, before any field is read
+  if (!PurgeMessageSchema.safeParse(raw).success) return undefined
   const msg = raw as Partial<PurgeMessage>
   if ((msg.v !== 1 && msg.v !== 2) || typeof msg.from !== 'string' || !isPurgeTarget(msg.target)) return undefined
   return msg as PurgeMessage

@@ -26,8 +26,10 @@ export interface RequestGateway {
   upstreamUrl: string
   /** the X-Environment-Key header, or undefined; never log it unredacted. Writer: routing */
   envKey: string | undefined
-  /** client IP after trustedProxies. Writer: routing */
+  /** client IP after trustedProxies: what blocks match by CIDR. Writer: routing */
   clientIp: string
+  /** the client address as counted (shared/ip-prefix.ts): IPv4, or the IPv6 network of server.ipv6Prefix; limits, automatic blocks, top, budgets. Writer: routing */
+  clientNet: string
   /**
    * Writer: routing sets `allowed`; then only the step that answers, with a value its row of the
    * pipeline table lists (block → blocked, rate-limit → limited, conditional/fresh-hit/lookup →
@@ -38,6 +40,8 @@ export interface RequestGateway {
   cacheStatus: CacheStatus | undefined
   /** ms spent waiting for the upstream (headers), when it was asked. Writer: whoever asked it (proxy, or the cache lookup's fill) */
   upstreamMs: number | undefined
+  /** why the upstream attempt failed, when the answer is a 502/504 of ours. Writer: the app's error handler, from the upstream module's cause */
+  upstreamError?: string
   /** the limit that refused this request, for the log. Writer: rate-limit */
   limitedBy: string | undefined
   /**

@@ -17,7 +17,7 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}) {
   const registers = [registry]
   // the counters the request path increments, through hot children (hot-counter.ts)
   const hot = { requests: new HotChildren(), cacheEvents: new HotChildren(), ratelimitDecisions: new HotChildren(), edgeRouting: new HotChildren(), responseBytes: new HotChildren(), compressedIdentityBytes: new HotChildren(), flagListCache: new HotChildren() }
-  return {
+  const metrics = {
     registry,
     hot,
     requests: new Counter({ name: 'flaggate_requests_total', help: 'Requests answered, by route, decision and status', labelNames: ['route', 'decision', 'status'] as const, registers, collect () { hot.requests.flush(this) } }),
@@ -69,6 +69,10 @@ export function createMetrics (opts: { defaultMetrics?: boolean } = {}) {
     // a gauge of the last run, as blackbox_exporter's probe_duration_seconds
     probeDuration: new Gauge({ name: 'flaggate_probe_duration_seconds', help: 'Duration of the last synthetic probe, to the end of the response body', labelNames: ['probe'] as const, registers })
   }
+  // Series an alert watches exist at 0 from the start: a counter that first appears at 1 gives
+  // increase() nothing to compare with, so the first bad reload of each replica would not alert.
+  for (const result of ['ok', 'error']) metrics.policyReloads.labels(result).inc(0)
+  return metrics
 }
 
 export type Metrics = ReturnType<typeof createMetrics>

@@ -76,6 +76,8 @@ export interface AccessLogFields {
   cache: string | undefined
   limitedBy: string | undefined
   upstreamMs: number | undefined
+  /** why the upstream failed (502/504 of ours) */
+  error?: string | undefined
   totalMs: number
   ip: string
   key: string | undefined
@@ -92,6 +94,7 @@ export function accessLine (f: AccessLogFields, time: number): string {
   if (f.cache !== undefined) s += `,"cache":${str(f.cache)}`
   if (f.limitedBy !== undefined) s += `,"limitedBy":${str(f.limitedBy)}`
   if (f.upstreamMs !== undefined) s += `,"upstreamMs":${f.upstreamMs}`
+  if (f.error !== undefined) s += `,"error":${str(f.error)}`
   s += `,"totalMs":${f.totalMs},"ip":${str(f.ip)}`
   if (f.key !== undefined) s += `,"key":${str(f.key)}`
   return s + ',"msg":"request"}\n'
@@ -119,6 +122,7 @@ export function createAccessLog (logger: Logger) {
       cache: gw.cacheStatus,
       limitedBy: gw.limitedBy,
       upstreamMs: gw.upstreamMs === undefined ? undefined : Math.round(gw.upstreamMs * 10) / 10,
+      ...(gw.upstreamError !== undefined ? { error: gw.upstreamError } : {}),
       totalMs: Math.round(Number(process.hrtime.bigint() - gw.startedAt) / 1e5) / 10,
       ip: gw.clientIp,
       key: gw.envKey === undefined ? undefined : redactions.keys.get(gw.envKey)

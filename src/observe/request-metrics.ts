@@ -6,14 +6,16 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Metrics } from '../metrics/registry.js'
 import { HotChildTable } from '../metrics/hot-counter.js'
+import type { DecisionRates } from './decision-rates.js'
 
-export function createRequestMetrics (metrics: Pick<Metrics, 'hot'>) {
+export function createRequestMetrics (metrics: Pick<Metrics, 'hot'>, rates?: DecisionRates) {
   const requests = new HotChildTable(metrics.hot.requests, (route, decision, status) => ({ route, decision, status: String(status) }))
   return function onResponse (request: FastifyRequest, reply: FastifyReply, done: () => void): void {
     const gw = request.gateway
     if (gw === null || gw === undefined) { done(); return }
     const routeName = gw.route?.name ?? 'none'
     requests.get(routeName, gw.decision, reply.statusCode).inc()
+    rates?.record(gw.decision)
     // upstream latency is observed by the upstream module, once per attempt (upstream/client.ts)
     done()
   }

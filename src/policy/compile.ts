@@ -65,6 +65,21 @@ export interface CompileProblem { path: Array<string | number>; message: string 
 export type CompileResult = { ok: true; policy: Policy } | { ok: false; problems: CompileProblem[] }
 
 /** Hosts where an admin listener may go without a token: only this machine can reach it. */
+/**
+ * SDK answers that must never be cached: identities/ (an identity's flags; its GET writes traits)
+ * and the deprecated flags/<id> (which creates an identity). A route reaching them cannot carry a
+ * cache rule.
+ */
+function uncacheableSdkPath (p: string, prefix: boolean): string | undefined {
+  if (p.startsWith('/api/v1/identities/') || (prefix && '/api/v1/identities/'.startsWith(p) && p !== '/')) {
+    return 'identities/ answers are per identity and their requests write traits: they can never be cached'
+  }
+  if (p.startsWith('/api/v1/flags/') && (prefix || p !== '/api/v1/flags/')) {
+    return 'only flags/ itself can be cached: the deprecated flags/<id> creates an identity (use path: /api/v1/flags/)'
+  }
+  return undefined
+}
+
 export const LOOPBACK: ReadonlySet<string> = new Set(['127.0.0.1', '::1', 'localhost'])
 
 function compileLimit (l: LimitData, id: string, headerName: string): CompiledLimit {
@@ -132,8 +147,10 @@ export function compilePolicy (data: PolicyData, version: string, now = new Date
     if (r.cache !== undefined && r.match.methods !== undefined && r.match.methods.some((m) => m !== 'GET' && m !== 'HEAD')) {
       problems.push({ path: ['routes', i, 'cache'], message: 'only GET and HEAD routes can be cached' })
     }
-    const identities = r.cache === undefined ? undefined : identitiesCacheProblem(r.match)
-    if (identities !== undefined) problems.push({ path: ['routes', i, 'cache'], message: identities })
+    if (r.cache !== undefined) {
+      const problem = uncacheableSdkPath(r.match.path ?? r.match.pathPrefix!, r.match.pathPrefix !== undefined) ?? identitiesCacheProblem(r.match)
+      if (problem !== undefined) problems.push({ path: ['routes', i, 'cache'], message: problem })
+    }
   })
   data.overrides.forEach((o, i) => o.routes?.forEach((name, j) => {
     if (!routeNames.has(name)) problems.push({ path: ['overrides', i, 'routes', j], message: `unknown route '${name}'` })

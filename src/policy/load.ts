@@ -12,6 +12,7 @@ import { Composer, isMap, isScalar, isSeq, Lexer, LineCounter, Parser, visit, ty
 import type { z } from 'zod'
 import { PolicySchema, type PolicyData } from './schema.js'
 import { compilePolicy, type Policy } from './compile.js'
+import { closestKey, knownKeysAt } from './suggest.js'
 
 export interface PolicyError { file: string; line: number; col: number; path: string; message: string }
 
@@ -224,7 +225,8 @@ function locateIssue (doc: Document, issue: z.core.$ZodIssue, at: (offset: numbe
         const pair = map.items.find((p) => isScalar(p.key) && p.key.value === key)
         if (pair !== undefined && isScalar(pair.key)) offset = pair.key.range?.[0]
       }
-      at(offset, [...path, key], `unknown key '${key}'`)
+      const near = closestKey(key, knownKeysAt(PolicySchema, path))
+      at(offset, [...path, key], `unknown key '${key}'${near === undefined ? '' : ` (did you mean '${near}'?)`}`)
     }
     return
   }
@@ -235,8 +237,31 @@ function locateIssue (doc: Document, issue: z.core.$ZodIssue, at: (offset: numbe
     node = doc.getIn(p, true) as Node | undefined
     if (node === undefined) p = p.slice(0, -1)
   }
-  const message = issue.code === 'invalid_type' && issue.input === undefined ? 'is required' : issue.message
-  at((node ?? doc.contents)?.range?.[0], path, message)
+  at((node ?? doc.contents)?.range?.[0], path, inPolicyWords(issue, path))
+}
+
+const WHAT: Record<string, string> = { number: 'a number', string: 'a string', boolean: 'true or false', array: 'a list', object: 'a mapping (key: value)' }
+
+/** A value as the operator wrote it: `the string "10"`, `a list`. */
+function described (input: unknown): string {
+  if (input === null) return 'empty'
+  if (Array.isArray(input)) return 'a list'
+  if (typeof input === 'string') return `the string "${input.length > 40 ? input.slice(0, 40) + '…' : input}"`
+  if (typeof input === 'object') return 'a mapping'
+  return `${typeof input === 'number' ? 'the number ' : ''}${String(input)}`
+}
+
+/**
+ * zod's message in the policy's own words, naming the key: "`burst` must be a number, not the
+ * string "10"" rather than "Invalid input: expected number, received string".
+ */
+function inPolicyWords (issue: z.core.$ZodIssue, path: readonly PathKey[]): string {
+  let message = issue.message
+  if (issue.code === 'invalid_type' && issue.input === undefined) message = 'is required'
+  // zod's own wording; a schema's own message (the units') is kept
+  else if (issue.code === 'invalid_type' && message.startsWith('Invalid input')) message = `must be ${WHAT[issue.expected] ?? issue.expected}, not ${described(issue.input)}`
+  const key = path.at(-1)
+  return typeof key === 'string' && /^(must|is) /.test(message) ? `\`${key}\` ${message}` : message
 }
 
 function versionOf (text: string): string {

@@ -7,27 +7,49 @@ import { z } from 'zod'
 import { parseCountPerWindow, parseDuration, parseListen, parsePercent, parseRate, parseSize } from '../shared/units.js'
 import { isValidCidrOrIp } from '../shared/ip.js'
 import { canonicalPath } from '../shared/path.js'
-import safeRegex from 'safe-regex2'
+import { compileUserAgentPattern } from '../shared/ua-pattern.js'
 
+/**
+ * A string in one of the policy's units. The messages say what the value must look like, in the
+ * file's own notation ("must look like `100/s` (a rate), not "fast""); load.ts puts the key's
+ * name in front.
+ */
 function unit<T> (what: string, example: string, parse: (s: string) => T | undefined, check?: (v: T) => string | undefined) {
-  return z.string({ error: (iss) => iss.input === undefined ? 'required' : `expected ${what} such as "${example}", got ${typeof iss.input}` })
+  return z.string({ error: (iss) => iss.input === undefined ? 'is required' : `must look like \`${example}\` (${what}), not ${typeof iss.input === 'number' ? `the number ${String(iss.input)}: write the unit too` : `a ${typeof iss.input}`}` })
     .transform((s, ctx) => {
       const v = parse(s)
-      if (v === undefined) { ctx.addIssue({ code: 'custom', message: `"${s}" is not ${what} (example: "${example}")` }); return z.NEVER }
+      if (v === undefined) { ctx.addIssue({ code: 'custom', message: `must look like \`${example}\` (${what}), not "${s}"` }); return z.NEVER }
       const problem = check?.(v)
       if (problem !== undefined) { ctx.addIssue({ code: 'custom', message: problem }); return z.NEVER }
       return v
     })
 }
 
+/**
+ * Bounds on numbers a policy can carry, so a policy that validates cannot fail at run time: a
+ * duration becomes a Node timer (which fires at once past 2^31-1 ms, about 24.8 days) and a
+ * `Retry-After`; a rate becomes the token bucket's interval (Infinity from 400 digits, 8.64e24 ms
+ * from `1/99999999999999999999d`, would break the arithmetic and the headers).
+ */
+export const MAX_DURATION_MS = 24 * 86_400_000
+export const MAX_RATE_PER_SECOND = 1_000_000
+export const MIN_RATE_PER_SECOND = 1 / 86_400
+export const MAX_BURST = 1_000_000_000
 const positive = (v: number) => v > 0 ? undefined : 'must be greater than zero'
-export const Duration = unit('a duration', '30s', parseDuration)
-export const PositiveDuration = unit('a duration', '30s', parseDuration, positive)
-export const Size = unit('a size', '512kb', parseSize, positive)
-export const Rate = unit('a rate', '100/s', parseRate, (r) => r.perSecond > 0 ? undefined : 'rate must be greater than zero')
+const boundedDuration = (v: number) => v <= MAX_DURATION_MS ? undefined : 'must be at most 24d (the longest timer Node.js can set)'
+export const Duration = unit('a duration', '30s', parseDuration, boundedDuration)
+export const PositiveDuration = unit('a duration', '30s', parseDuration, (v) => positive(v) ?? boundedDuration(v))
+export const Size = unit('a size', '512kb', parseSize, (v) => positive(v) ?? (v <= 1024 ** 4 ? undefined : 'must be at most 1024gb'))
+export const Rate = unit('a rate', '100/s', parseRate, (r) => {
+  if (!(r.perSecond > 0)) return 'rate must be greater than zero'
+  if (r.perSecond > MAX_RATE_PER_SECOND) return 'rate must be at most 1000000/s'
+  if (r.perSecond < MIN_RATE_PER_SECOND) return 'rate must be at least 1/d (one per day)'
+  return undefined
+})
 export const Percent = unit('a percentage', '50%', parsePercent, (p) => p <= 1 ? undefined : 'must be at most 100%')
 export const Listen = unit('a listen address', '0.0.0.0:8080', parseListen)
-export const CountPerWindow = unit('a count per window', '300 per 1m', parseCountPerWindow)
+export const CountPerWindow = unit('a count per window', '300 per 1m', parseCountPerWindow, (c) =>
+  c.count > MAX_BURST ? 'count must be at most 1000000000' : c.windowMs > MAX_DURATION_MS ? 'window must be at most 24d' : undefined)
 
 const HttpUrl = z.string().refine((s) => {
   try { const u = new URL(s); return u.protocol === 'http:' || u.protocol === 'https:' } catch { return false }
@@ -37,9 +59,11 @@ const RedisUrl = z.string().refine((s) => /^rediss?:\/\//.test(s), { message: 'm
 
 const Cidr = z.string().refine(isValidCidrOrIp, { message: 'must be an IP address or CIDR block such as 10.0.0.0/8' })
 
-const Regex = z.string().refine((s) => { try { new RegExp(s); return true } catch { return false } }, { message: 'is not a valid regular expression' })
-  // a User-Agent pattern runs against a header any client writes: refuse catastrophic backtracking
-  .refine((s) => { try { new RegExp(s) } catch { return true } return safeRegex(s) }, { message: 'could backtrack catastrophically (nested quantifiers such as (a+)+); rewrite it without a repeated group that itself repeats' })
+// a User-Agent pattern runs against a header any client writes, on a linear-time engine (RE2)
+const Regex = z.string().superRefine((s, ctx) => {
+  const p = compileUserAgentPattern(s)
+  if (typeof p === 'string') ctx.addIssue({ code: 'custom', message: p })
+})
 
 const Method = z.string().transform((s) => s.toUpperCase()).pipe(
   z.enum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'], { error: 'must be an HTTP method (GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS)' }))
@@ -58,7 +82,7 @@ export const LimitSchema = z.strictObject({
   by: z.union([Dimension, z.array(Dimension).min(1, 'needs at least one dimension')]).default('environmentKey')
     .transform((d) => (Array.isArray(d) ? d : [d]) as Dimension[]),
   rate: Rate,
-  burst: z.number().int('must be a whole number').min(1, 'must be at least 1'),
+  burst: z.number().int('must be a whole number').min(1, 'must be at least 1').max(MAX_BURST, 'must be at most 1000000000'),
   shadow: z.boolean().default(false)
 })
 const Limits = z.union([LimitSchema, z.array(LimitSchema)]).transform((l) => Array.isArray(l) ? l : [l])
@@ -209,7 +233,18 @@ const LocalEvaluationSchema = z.strictObject({
  * the 60 s idle timeout of common load balancers, as fastify's 72 s, so the balancer closes
  * first); maxConnections: open client connections, beyond which new ones are closed at once.
  */
-const SERVER_DEFAULTS = { requestTimeout: 30_000, headersTimeout: 10_000, keepAliveTimeout: 72_000, maxConnections: 10_000 }
+const SERVER_DEFAULTS = {
+  requestTimeout: 30_000,
+  headersTimeout: 10_000,
+  keepAliveTimeout: 72_000,
+  maxConnections: 10_000,
+  // open connections per client address (trustedProxies exempt): NGINX limit_conn, Traefik inFlightReq
+  maxConnectionsPerClient: 1000,
+  // an IPv6 client is its /64 when counted (shared/ip-prefix.ts)
+  ipv6Prefix: 64,
+  // request bodies being received at once, all clients together; beyond it, 503 (routing/body-budget.ts)
+  bufferedBodies: 256 * 1024 * 1024
+}
 
 export const PolicySchema = z.strictObject({
   server: z.strictObject({
@@ -221,7 +256,10 @@ export const PolicySchema = z.strictObject({
     requestTimeout: PositiveDuration.default(SERVER_DEFAULTS.requestTimeout),
     headersTimeout: PositiveDuration.default(SERVER_DEFAULTS.headersTimeout),
     keepAliveTimeout: PositiveDuration.default(SERVER_DEFAULTS.keepAliveTimeout),
-    maxConnections: z.number().int('must be a whole number').min(1, 'must be at least 1').default(SERVER_DEFAULTS.maxConnections)
+    maxConnections: z.number().int('must be a whole number').min(1, 'must be at least 1').default(SERVER_DEFAULTS.maxConnections),
+    maxConnectionsPerClient: z.number().int('must be a whole number').min(1, 'must be at least 1').default(SERVER_DEFAULTS.maxConnectionsPerClient),
+    ipv6Prefix: z.number().int('must be a whole number').min(1, 'must be between 1 and 128').max(128, 'must be between 1 and 128').default(SERVER_DEFAULTS.ipv6Prefix),
+    bufferedBodies: Size.default(SERVER_DEFAULTS.bufferedBodies)
   }).refine((s) => s.headersTimeout <= s.requestTimeout, { message: 'headersTimeout must not be longer than requestTimeout', path: ['headersTimeout'] })
     .default({ listen: { host: '0.0.0.0', port: 8080 }, trustedProxies: [], bodyLimit: 1024 * 1024, shutdownTimeout: 10_000, ...SERVER_DEFAULTS }),
   admin: z.strictObject({
@@ -242,6 +280,8 @@ export const PolicySchema = z.strictObject({
   cache: z.strictObject({ maxSize: Size.default(256 * 1024 * 1024) }).default({ maxSize: 256 * 1024 * 1024 }),
   blocklist: z.array(BlockSchema).default([]),
   abuse: z.strictObject({ rejections: CountPerWindow, blockFor: PositiveDuration }).optional(),
+  // distinct keys Core has not accepted, per client address, that may reach Core (rate-limit/unknown-keys.ts)
+  unknownKeys: z.strictObject({ rate: Rate, burst: z.number().int('must be a whole number').min(1, 'must be at least 1').max(MAX_BURST, 'must be at most 1000000000') }).optional(),
   blocking: z.strictObject({
     // relative paths are resolved against the policy file's directory
     stateFile: z.string().min(1).default('.flaggate/blocks.json')

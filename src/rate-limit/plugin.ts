@@ -41,15 +41,21 @@ function nextQuotaSeconds (d: BucketDecision, p: LimitPlan['limits'][number]): n
   return Math.max(0, seconds(d.resetMs - (tokensMissing - 1) * p.params.intervalMs))
 }
 
-/** What a refusing limit counted as the client, for automatic blocks (src/blocking/abuse.ts). */
-function limitedClient (by: readonly string[], envKey: string | undefined, ip: string): { key?: string; ip?: string } | undefined {
+/**
+ * Who an automatic block (src/blocking/abuse.ts) may target for a refusal by a limit counting
+ * `by`: the client that was refused, never a shared identity. A key is shared by every browser
+ * of a customer (client-side keys are public) or every backend instance, so a per-key limit's
+ * refusal blocks the key only from this address; an `ip` limit's refusal blocks the address.
+ * `ip` is the counted address (an IPv6 client's network).
+ */
+export function limitedClient (by: readonly string[], envKey: string | undefined, ip: string): { key?: string; ip?: string } | undefined {
   let key: string | undefined
   let byIp = false
   for (const d of by) {
     if (d === 'environmentKey') { if (envKey === undefined) byIp = true; else key = envKey } else if (d === 'ip') byIp = true
     else return undefined // a header value is no client the gateway can block
   }
-  return byIp ? (key === undefined ? { ip } : { key, ip }) : { key: key! }
+  return byIp && key === undefined ? { ip } : { key: key!, ip }
 }
 
 async function rateLimit (app: FastifyInstance, opts: RateLimitPluginOptions): Promise<void> {
@@ -114,7 +120,7 @@ async function rateLimit (app: FastifyInstance, opts: RateLimitPluginOptions): P
     const retryAfter = Math.max(1, seconds(d.retryAfterMs))
     gw.decision = 'limited'
     gw.limitedBy = p.limit.id
-    gw.limitedClient = limitedClient(p.limit.by, gw.envKey, gw.clientIp)
+    gw.limitedClient = limitedClient(p.limit.by, gw.envKey, gw.clientNet)
     return new GatewayError('FLAGGATE_RATE_LIMITED',
       `Rate limit '${p.limit.id}' exceeded (${p.limit.rateText}, burst ${p.limit.burst}, per ${p.limit.by.join('+')}); retry after ${retryAfter} s.`,
       {
@@ -133,7 +139,7 @@ async function rateLimit (app: FastifyInstance, opts: RateLimitPluginOptions): P
     const limits = effectiveLimits(gw.policy, route, gw.envKey)
     if (limits.length === 0) { done(); return }
     const plan = planFor(route.name, limits)
-    const requests = bucketRequests(plan, { envKey: gw.envKey, clientIp: gw.clientIp, headers: request.headers })
+    const requests = bucketRequests(plan, { envKey: gw.envKey, clientIp: gw.clientNet, headers: request.headers })
 
     const local = limiter.decideLocal(requests)
     if (local !== undefined) { done(apply(request, reply, plan, local)); return }

@@ -10,8 +10,10 @@ import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { PolicyStore } from '../policy/store.js'
 import { GatewayError } from '../errors.js'
 import { clientChain } from './client.js'
+import { countedAddress } from '../shared/ip-prefix.js'
 import { resolveTarget } from './match.js'
 import { oversizedHeader } from './header-limits.js'
+import { BodyBudget } from './body-budget.js'
 import type { RequestGateway } from '../contracts/request.js'
 
 export interface RoutingOptions { store: PolicyStore }
@@ -33,6 +35,7 @@ async function routing (app: FastifyInstance, opts: RoutingOptions): Promise<voi
       upstreamUrl: '',
       envKey,
       clientIp: chain[0]!,
+      clientNet: countedAddress(chain[0]!, policy.data.server.ipv6Prefix),
       decision: 'allowed',
       cacheStatus: undefined,
       upstreamMs: undefined,
@@ -61,12 +64,33 @@ async function routing (app: FastifyInstance, opts: RoutingOptions): Promise<voi
     done()
   })
 
+  // bodies held at once, all clients together (body-budget.ts): charged as they arrive, released
+  // when the request is answered or abandoned
+  const budget = new BodyBudget()
+  const charged = new WeakMap<FastifyRequest, number>()
+  const release = (request: FastifyRequest): void => {
+    const n = charged.get(request)
+    if (n !== undefined) { charged.delete(request); budget.release(request.gateway.clientNet, n) }
+  }
+  app.addHook('onResponse', (request, _reply, done) => { release(request); done() })
+  app.addHook('onRequestAbort', (request, done) => { release(request); done() })
+  const overBudget = () => new GatewayError('FLAGGATE_OVERLOADED', 'The gateway is receiving too many request bodies at once (server.bufferedBodies); retry after 1 s.', { 'retry-after': '1' })
+  const charge = (request: FastifyRequest, bytes: number): boolean => {
+    const s = request.gateway.policy.data.server
+    if (!budget.charge(request.gateway.clientNet, bytes, s.bufferedBodies, s.bodyLimit)) return false
+    charged.set(request, (charged.get(request) ?? 0) + bytes)
+    return true
+  }
+
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (request: FastifyRequest, payload, done) => {
     const limit = request.gateway.policy.data.server.bodyLimit
     const tooLarge = () => new GatewayError('FLAGGATE_BODY_TOO_LARGE', `The request body is larger than ${limit} bytes.`)
     const declared = Number(request.headers['content-length'])
     if (declared > limit) { done(tooLarge(), undefined); return }
+    // a declared length is charged whole before any byte is read; a chunked body as it comes
+    let prepaid = declared > 0 ? declared : 0
+    if (prepaid > 0 && !charge(request, prepaid)) { request.gateway.decision = 'shed'; done(overBudget(), undefined); return }
     const chunks: Buffer[] = []
     let size = 0
     let failed = false
@@ -74,6 +98,10 @@ async function routing (app: FastifyInstance, opts: RoutingOptions): Promise<voi
       if (failed) return
       size += chunk.length
       if (size > limit) { failed = true; done(tooLarge(), undefined); return }
+      if (size > prepaid) {
+        if (!charge(request, size - prepaid)) { failed = true; request.gateway.decision = 'shed'; done(overBudget(), undefined); return }
+        prepaid = size
+      }
       chunks.push(chunk)
     })
     payload.on('end', () => { if (!failed) done(null, Buffer.concat(chunks, size)) })

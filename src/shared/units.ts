@@ -69,3 +69,21 @@ export function parseListen (text: string): { host: string; port: number } | und
   if (port > 65535) return undefined
   return { host, port }
 }
+
+/** milliseconds → the largest policy unit that states it exactly: 30000 → `30s`, 600000 → `10m`, 250 → `250ms`. */
+export function formatDuration (ms: number): string {
+  for (const unit of ['d', 'h', 'm', 's'] as const) {
+    const size = DURATION_MS[unit]!
+    if (ms !== 0 && ms % size === 0) return `${ms / size}${unit}`
+  }
+  return `${ms}ms`
+}
+
+/** bytes → the largest policy unit that states it exactly: 10485760 → `10mb`, 1536 → `1536b`. */
+export function formatSize (bytes: number): string {
+  for (const unit of ['gb', 'mb', 'kb'] as const) {
+    const size = SIZE_BYTES[unit]!
+    if (bytes !== 0 && bytes % size === 0) return `${bytes / size}${unit}`
+  }
+  return `${bytes}b`
+}

@@ -21,6 +21,7 @@ import { randomUUID } from 'node:crypto'
 import type { Redis, Cluster } from 'ioredis'
 import { loggableError } from '../shared/redact.js'
 import type { ComponentLogger } from '../shared/logger.js'
+import { MAX_MESSAGE_BYTES } from './fleet-messages.js'
 
 type FleetLogger = Pick<ComponentLogger, 'info' | 'warn'>
 
@@ -137,13 +138,14 @@ export class FleetChannel {
 
   #receive (topic: Topic, raw: string): void {
     let json: unknown
-    try { json = JSON.parse(raw) } catch { json = undefined }
+    // anyone who can write to Redis can publish here: bounded, parsed, then the topic's schema
+    try { json = raw.length > MAX_MESSAGE_BYTES ? undefined : JSON.parse(raw) } catch { json = undefined }
     if (typeof json === 'object' && json !== null && (json as { from?: unknown }).from === this.id) return
     let message: unknown
     try { message = json === undefined ? undefined : topic.options.parse(json) } catch { message = undefined }
     if (message === undefined) {
       // once per topic: a writer flooding the channel must not flood the log
-      if (!topic.badLogged) this.#log.warn({ channel: topic.channel, bytes: raw.length }, 'ignored a message on the fleet channel that is not one of its topic (logged once per topic)')
+      if (!topic.badLogged) this.#log.warn({ channel: topic.channel, bytes: raw.length }, 'ignored a malformed message from Redis')
       topic.badLogged = true
       return
     }

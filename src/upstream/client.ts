@@ -22,6 +22,7 @@ import { proxyRequestHeaders, responseHeadersFromRaw, type HeaderSet } from './h
 import { Pools } from './pools.js'
 import { compressProxied } from '../compress/proxied.js'
 import { planFallback } from './fallback.js'
+import { UpstreamFailures } from './failures.js'
 
 export interface UpstreamResponse { statusCode: number; headers: Record<string, string | string[] | undefined>; body: Buffer }
 
@@ -86,11 +87,19 @@ export class UpstreamClient {
   #policy: Policy | undefined
   // prom-client hashes a label object on every observe(); resolve each child once instead
   readonly #histograms = new Map<string, { observe: (v: number) => void }>()
+  /** why attempts failed: the last one per upstream (status), a rate-limited warning, the cause for the access log */
+  readonly failures: UpstreamFailures
 
   constructor (opts: { metrics: Metrics; logger: Logger; gate?: UpstreamGate }) {
     this.#metrics = opts.metrics
     this.#logger = opts.logger
     this.gate = opts.gate ?? OPEN_GATE
+    this.failures = new UpstreamFailures(opts.logger)
+  }
+
+  /** each upstream's URL and its last failure, for `/admin/status` */
+  status (): Record<string, unknown> {
+    return { upstreams: this.failures.status(this.#policy) }
   }
 
   /** Every (re)load, before the policy serves requests: pool sizes and TLS settings apply live. */
@@ -147,7 +156,7 @@ export class UpstreamClient {
     try {
       res = await this.#proxy(name, target.origin, path, method, headers, body, timeoutMs)
     } catch (err) {
-      const ge = toGatewayError(err)
+      const ge = this.failures.record(toGatewayError(err), name, target)
       admission.finish(failure(ge, elapsedMs(t0)))
       return ge
     }
@@ -223,11 +232,17 @@ export class UpstreamClient {
     try {
       res = await this.#request(target.origin, req.path, req.method, req.headers, req.body, req.timeoutMs ?? target.timeoutMs)
     } catch (err) {
-      const ge = toGatewayError(err)
+      const ge = this.failures.record(toGatewayError(err), req.upstream, target)
       admission.finish(failure(ge, elapsedMs(t0)))
       throw ge
     }
     const latencyMs = elapsedMs(t0)
+    if (res.statusCode > 599) {
+      res.body.on('error', () => {})
+      res.body.destroy()
+      admission.finish({ kind: 'unreachable', latencyMs })
+      throw toGatewayError(invalidStatus(res.statusCode))
+    }
     this.#observe(req.upstream, req.route, latencyMs)
     try {
       const body = await readBody(res, req.maxBodyBytes ?? Infinity, req.handOverLargeBody === true)
@@ -239,7 +254,7 @@ export class UpstreamClient {
         admission.finish(err.answer !== undefined ? { kind: 'response', status: res.statusCode, latencyMs } : { kind: 'abandoned' })
         throw err
       }
-      const ge = toGatewayError(err)
+      const ge = this.failures.record(toGatewayError(err), req.upstream, target)
       admission.finish(failure(ge, elapsedMs(t0)))
       throw ge
     }
@@ -291,6 +306,8 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
 
   onHeaders (statusCode: number, rawHeaders: Buffer[] | string[] | null, resume: () => void): boolean {
     if (statusCode < 200) return true // 1xx: informational, the answer follows
+    // a status no HTTP client may relay (999): the upstream is broken, a 502, never our 500
+    if (statusCode > 599) { this.reject(invalidStatus(statusCode)); this.#abort?.(invalidStatus(statusCode)); return false }
     this.answered = true
     const headersAt = this.#headersAt = process.hrtime.bigint()
     // the client's headers, under the one header policy, built once from the raw pairs
@@ -309,13 +326,23 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
         cb(err)
       }
     })
-    this.resolve({ statusCode, headers, body: this.#stream, headersAt })
+    // handed over with its first bytes (or its end): a framing error before them (a bad chunk
+    // size) is still the upstream's 502, not a stream that fails under fastify's 500
+    this.#pending = { statusCode, headers, body: this.#stream, headersAt }
     return true
+  }
+
+  #pending: ProxiedResponse | undefined
+  #handOver (): void {
+    const p = this.#pending
+    if (p !== undefined) { this.#pending = undefined; this.resolve(p) }
   }
 
   onData (chunk: Buffer): boolean {
     if (this.#chunks !== undefined) { this.#chunks.push(chunk); this.#size += chunk.length; return true }
-    return this.#stream?.push(chunk) ?? true
+    const more = this.#stream?.push(chunk) ?? true
+    this.#handOver()
+    return more
   }
 
   onComplete (): void {
@@ -325,15 +352,20 @@ class ProxyHandler implements Dispatcher.DispatchHandler {
       this.resolve({ statusCode: this.#status, headers: this.#headers!, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.#size), headersAt: this.#headersAt })
     } else {
       this.#stream?.push(null)
+      this.#handOver()
     }
   }
 
   onError (err: Error): void {
     this.#done = true
     // before the answer was handed over (or while a small one was read): the promise says it
-    if (this.#stream === undefined) this.reject(err)
-    else this.#stream.destroy(err)
+    if (this.#stream === undefined || this.#pending !== undefined) { this.#pending = undefined; this.#stream?.on('error', () => {}); this.#stream?.destroy(); this.reject(err) } else this.#stream.destroy(err)
   }
+}
+
+/** An upstream status outside 100-599: mapped to 502 FLAGGATE_UPSTREAM_UNREACHABLE by toGatewayError. */
+function invalidStatus (status: number): Error {
+  return Object.assign(new Error(`the upstream answered with an invalid status code ${status}`), { code: 'FLAGGATE_INVALID_UPSTREAM_STATUS' })
 }
 
 async function readBody (res: Dispatcher.ResponseData, max: number, handOver: boolean): Promise<Buffer> {

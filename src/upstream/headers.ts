@@ -7,7 +7,11 @@
  *   saw is what Core sees;
  * - forwarding headers are built from the resolved client address only: X-Forwarded-For is the
  *   chain the trusted proxies vouch for (routing's `forwardedFor`), X-Real-IP is the client IP,
- *   and the other client-IP headers are dropped unless the peer is a trusted proxy;
+ *   and the other client-IP headers (Forwarded, True-Client-IP, CF-Connecting-IP, …) are always
+ *   dropped: a load balancer appends to X-Forwarded-For but passes those through as the client
+ *   wrote them, so even from a trusted peer they are the client's word. Their underscore
+ *   spellings (`True_Client_IP`, `X_Forwarded_For`) go too: WSGI servers such as Django's map
+ *   `-` and `_` to the same META name;
  * - nothing is added to a request that the client did not send (no Content-Type on a bare POST);
  * - every answer names the upstream that gave it in X-Flaggate-Upstream.
  */
@@ -24,7 +28,7 @@ export type HeaderSet = Record<string, string | string[]>
 
 const HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authorization', 'proxy-authenticate'])
 
-/** Headers that name the client's address: believed only from a trusted proxy. */
+/** Headers that name the client's address: never passed on (the gateway sends X-Forwarded-For and X-Real-IP). */
 const CLIENT_IP_HEADERS: ReadonlySet<string> = new Set(['forwarded', 'x-real-ip', 'true-client-ip', 'x-client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-cluster-client-ip'])
 
 /**
@@ -92,7 +96,11 @@ export function proxyRequestHeaders (request: FastifyRequest, target: UpstreamTa
   const trusted = peerIsTrusted(request)
   const out: HeaderSet = {}
   for (const name in src) {
-    if (HOP_BY_HOP.has(name) || SET_BY_GATEWAY.has(name) || (!trusted && CLIENT_IP_HEADERS.has(name))) continue
+    if (HOP_BY_HOP.has(name) || SET_BY_GATEWAY.has(name) || CLIENT_IP_HEADERS.has(name)) continue
+    if (name.includes('_')) {
+      const dashed = name.replace(/_/g, '-')
+      if (SET_BY_GATEWAY.has(dashed) || CLIENT_IP_HEADERS.has(dashed) || dashed === 'x-environment-key') continue
+    }
     const v = src[name]
     if (v !== undefined) out[name] = v
   }

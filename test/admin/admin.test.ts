@@ -32,7 +32,7 @@ describe('admin listener', () => {
 
   it('/admin/status shows the sections the capabilities compute, with their documented shapes', async () => {
     const s = json(await raw(t.gw.adminUrl, '/admin/status', { headers: { authorization: `Bearer ${TOKEN}` } })) as Record<string, unknown>
-    expect(Object.keys(s).sort()).toEqual(['blocking', 'blocks', 'breakers', 'cache', 'policy', 'probes', 'store', 'version'])
+    expect(Object.keys(s).sort()).toEqual(['blocking', 'blocks', 'breakers', 'cache', 'policy', 'probes', 'store', 'traffic', 'upstreams', 'version'])
     expect(s.blocks).toBe(0)
     expect(s.probes).toEqual([])
     // the breaker room computes it: one entry per upstream with a `breakers` rule (none here)

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest'
 import { BlockIndex, blockFromJson, compileUserAgent, parseBlockRequest, staticBlocks, BlockRequestError, type Block, type BlockRequestContext } from '../../src/blocking/core.js'
 import { BlockRegistry } from '../../src/blocking/registry.js'
-import { parseCidr, parseV4, parseV6 } from '../../src/blocking/ip-index.js'
+import { parseCidr, parseV4, parseV6 } from '../../src/shared/ip-index.js'
 import { isIP } from 'node:net'
 import { keyDigest } from '../../src/shared/key-digest.js'
 
@@ -161,8 +161,9 @@ describe('POST /admin/blocks validation', () => {
     bad({ ip: '2001:db8::/129', reason: 'x' }, /not an IP address or CIDR/)
     bad({ ip: 'example.com', reason: 'x' }, /not an IP address or CIDR/)
     bad({ userAgent: '(unclosed', reason: 'x' }, /not a valid regular expression/)
-    bad({ userAgent: '(a+)+$', reason: 'x' }, /backtrack catastrophically/)
-    bad({ userAgent: '(.*a){20}', reason: 'x' }, /backtrack catastrophically/)
+    // RE2 (ua-pattern.ts) runs nested quantifiers in linear time; what it cannot do is refused
+    bad({ userAgent: '(a)\\1', reason: 'x' }, /no backreferences or lookaround/)
+    bad({ userAgent: '(?=a)b', reason: 'x' }, /no backreferences or lookaround/)
     bad({ key: 'a', reason: 'x', ttl: 'soon' }, /"ttl" must be a duration/)
     bad({ key: 'a', reason: 'x', ttl: 30 }, /"ttl" must be a duration/)
     bad({ key: 'a', reason: 'x', ttl: '0s' }, /at least 1s/)
@@ -178,7 +179,7 @@ describe('POST /admin/blocks validation', () => {
   })
 
   it('compileUserAgent bounds what it accepts', () => {
-    expect(compileUserAgent('^curl/')).toBeInstanceOf(RegExp)
+    expect(typeof compileUserAgent('^curl/')).toBe('object')
     expect(typeof compileUserAgent('x'.repeat(300))).toBe('string')
   })
 

@@ -46,7 +46,7 @@ describe('flagsmith-nodejs in local evaluation through the cache', () => {
     core.envs[0]!.features[0]!.value = 'changed'
     core.touch(1)
     const purge = await raw(gw.adminUrl, '/admin/cache/purge', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ key: DEV_KEY }) })
-    expect(json(purge)).toEqual({ purged: 1 })
+    expect(json(purge)).toMatchObject({ purged: 1 })
     const everyone = await eventually(async () => {
       const values = await Promise.all(fleet.map(async (sdk) => (await sdk.getEnvironmentFlags()).getFeatureValue('banner')))
       return values.every((v) => v === 'changed')

@@ -33,7 +33,7 @@ function explain (...args: string[]): string[] {
 describe('flaggate explain: edge routing', () => {
   it('a listed key goes to Edge, with Core as the fallback of a read', () => {
     expect(explain('--key', 'ser.listed', '--path', '/api/v1/flags')).toEqual([
-      'upstream: edge → http://edge.internal:9000/api/v1/flags/  (timeout 3000 ms)',
+      'upstream: edge → http://edge.internal:9000/api/v1/flags/  (timeout 3s)',
       'edge:     split: 1% of keys (buckets 0..99 of 10000), plus 1 listed in edge.keys',
       'edge:     key listed in edge.keys → edge (listed)',
       'edge:     if edge fails (connection error, timeout, 5xx), GET is retried once on core'
@@ -43,7 +43,7 @@ describe('flaggate explain: edge routing', () => {
   it('a key whose bucket is not below the percentage stays on Core, and says from which percentage it moves', () => {
     // ser.prod_server_key is in bucket 166 (test/edge/core.test.ts)
     expect(explain('--key', 'ser.prod_server_key', '--path', '/api/v1/flags/')).toEqual([
-      'upstream: core → http://core.internal:8000/api/v1/flags/  (timeout 10000 ms)',
+      'upstream: core → http://core.internal:8000/api/v1/flags/  (timeout 10s)',
       'edge:     split: 1% of keys (buckets 0..99 of 10000), plus 1 listed in edge.keys',
       'edge:     key in bucket 166, not below 100 → stays on core (not-selected); moves to edge at edge.percent ≥ 1.67%',
       'edge:     while core\'s breaker is open, GET goes to edge instead (breaker-open)'
@@ -52,13 +52,13 @@ describe('flaggate explain: edge routing', () => {
 
   it('a hashed key\'s write goes to Edge and is never retried on Core; no key stays on Core', () => {
     expect(explain('--key', 'ser.prod_server_key', '--path', '/api/v1/identities/', '--method', 'post')).toEqual([
-      'upstream: edge → http://edge.internal:9000/api/v1/identities/  (timeout 3000 ms)',
+      'upstream: edge → http://edge.internal:9000/api/v1/identities/  (timeout 3s)',
       'edge:     split: 100% of keys (buckets 0..9999 of 10000), plus 0 listed in edge.keys',
       'edge:     key in bucket 166, below 10000 → edge (hashed)',
       'edge:     POST is a write: never retried on core (it would land in the other store)'
     ])
     expect(explain('--path', '/api/v1/identities/?identifier=x')).toEqual([
-      'upstream: core → http://core.internal:8000/api/v1/identities/?identifier=x  (timeout 10000 ms)',
+      'upstream: core → http://core.internal:8000/api/v1/identities/?identifier=x  (timeout 10s)',
       'edge:     split: 100% of keys (buckets 0..9999 of 10000), plus 0 listed in edge.keys',
       'edge:     no X-Environment-Key → stays on core (no-key)'
     ])
@@ -66,7 +66,7 @@ describe('flaggate explain: edge routing', () => {
 
   it('routes without an edge section say nothing about Edge', () => {
     expect(explain('--key', 'ser.listed', '--path', '/api/v1/traits/', '--method', 'POST')).toEqual([
-      'upstream: core → http://core.internal:8000/api/v1/traits/  (timeout 10000 ms)'
+      'upstream: core → http://core.internal:8000/api/v1/traits/  (timeout 10s)'
     ])
   })
 })

@@ -96,6 +96,13 @@ describe('docker-compose.yml', () => {
     // a directory mount, so an edit (a rename) reaches the gateway's directory watch
     for (const [, g] of gateways) expect(g.volumes).toContain('./compose/policy:/etc/flaggate:ro')
   })
+
+  it('gives each replica its own volume at the image\'s state directory (/var/lib/flaggate)', () => {
+    const states = gateways.map(([, g]) => (g.volumes as string[]).find((v) => v.endsWith(':/var/lib/flaggate')))
+    for (const v of states) expect(v).toBeDefined()
+    expect(new Set(states).size).toBe(gateways.length)
+    for (const v of states) expect(Object.keys(compose.volumes)).toContain(v!.split(':')[0])
+  })
 })
 
 describe('Kubernetes manifests', () => {
@@ -140,6 +147,13 @@ describe('Kubernetes manifests', () => {
     expect(mount.subPath).toBeUndefined()
     expect(configPath).toBe(`${mount.mountPath as string}/gateway.yaml`)
     expect((pod.volumes as Obj[]).find((v) => v.name === 'policy')!.configMap.name).toBe(configMap.metadata.name)
+  })
+
+  it('mounts a writable volume at the image\'s state directory (the root filesystem is read-only)', () => {
+    const mount = (container.volumeMounts as Obj[]).find((m) => m.mountPath === '/var/lib/flaggate')
+    expect(mount).toBeDefined()
+    expect(mount!.readOnly).not.toBe(true)
+    expect((pod.volumes as Obj[]).find((v) => v.name === mount!.name)!.emptyDir).toBeDefined()
   })
 
   it('the Service exposes the public port only, never the admin API', () => {

@@ -11,7 +11,7 @@
  * real image, and Docker's own handling of HEALTHCHECK and signals.
  */
 import { spawn, spawnSync } from 'node:child_process'
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, relative } from 'node:path'
@@ -20,6 +20,9 @@ import { startFakeCore, type FakeCore } from '../support/fake-flagsmith.js'
 import { raw } from '../support/http.js'
 
 interface Instruction { cmd: string; args: string }
+
+/** the uid/gid that plays the image's unprivileged user when this test runs as root */
+const NOBODY = 65534
 interface Stage { image: string; name: string | undefined; steps: Instruction[] }
 
 /** Dockerfile → stages of instructions (continuations joined, comments dropped). Written by hand: no npm parser is maintained. */
@@ -90,15 +93,23 @@ const steps = (s: Stage, cmd: string) => s.steps.filter((i) => i.cmd === cmd)
 const last = (s: Stage, cmd: string) => steps(s, cmd).at(-1)?.args
 
 describe('the Dockerfile', () => {
-  it('is multi-stage: a build stage, then a runtime stage on the official Node 20 slim image', () => {
+  it('is multi-stage: a build stage, then a runtime stage on the official Node 24 (LTS) slim image', () => {
     expect(stages.length).toBeGreaterThanOrEqual(2)
     expect(build.name).toBe('build')
-    expect(runtime.image).toMatch(/^node:20\.\d+-bookworm-slim$/)
+    expect(runtime.image).toMatch(/^node:24\.\d+-bookworm-slim$/)
     expect(build.image).toBe(runtime.image)
-    // the pinned minor satisfies package.json engines (^20.19.0)
-    expect(Number(/^node:20\.(\d+)/.exec(runtime.image)![1])).toBeGreaterThanOrEqual(19)
-    expect(pkg.engines.node).toMatch(/\^20\.19/)
+    // Node 24 satisfies package.json engines (">=22.12.0" branch)
+    expect(pkg.engines.node).toMatch(/>=22\.12\.0/)
     expect(steps(build, 'RUN').map((r) => r.args)).toEqual(expect.arrayContaining([expect.stringMatching(/^npm ci\b/), 'npm run build']))
+  })
+
+  it('keeps runtime blocks in a volume its user can write, not next to the read-only policy', () => {
+    const env = steps(runtime, 'ENV').map((e) => e.args).join(' ')
+    expect(env).toMatch(/(^|\s)FLAGGATE_STATE_FILE=\/var\/lib\/flaggate\/blocks\.json(\s|$)/)
+    expect(steps(runtime, 'RUN').some((r) => /mkdir -p \/var\/lib\/flaggate && chown node:node \/var\/lib\/flaggate/.test(r.args))).toBe(true)
+    expect(last(runtime, 'VOLUME')).toBe('/var/lib/flaggate')
+    // the shipped policy reads the variable, its default (for `npm start`) unchanged
+    expect(readFileSync('config/gateway.yaml', 'utf8')).toMatch(/stateFile: \$\{FLAGGATE_STATE_FILE:-\.flaggate\/blocks\.json\}/)
   })
 
   it('runs as a non-root user, with a HEALTHCHECK on /healthz and an exec-form ENTRYPOINT so SIGTERM reaches node', () => {
@@ -123,7 +134,7 @@ describe('the Dockerfile', () => {
       }
     }
     for (const p of ['src/gateway.ts', 'config/gateway.yaml', 'package-lock.json']) expect(dockerIgnored(ignore, p), p).toBe(false)
-    for (const p of ['node_modules/fastify/package.json', 'dist/cli.js', '.git/HEAD', 'test/ops/dockerfile.test.ts', 'bench/run.ts', 'deploy/k8s/deployment.yaml', '.env']) {
+    for (const p of ['config/.flaggate/blocks.json', 'node_modules/fastify/package.json', 'dist/cli.js', '.git/HEAD', 'test/ops/dockerfile.test.ts', 'bench/run.ts', 'deploy/k8s/deployment.yaml', '.env']) {
       expect(dockerIgnored(ignore, p), p).toBe(true)
     }
   })
@@ -142,9 +153,11 @@ describe('the runtime stage, run by hand in a clean directory', () => {
   beforeAll(async () => {
     core = await startFakeCore()
     root = mkdtempSync(join(tmpdir(), 'flaggate-image-'))
+    chmodSync(root, 0o755) // reachable by the unprivileged user
     for (const step of runtime.steps) {
       if (step.cmd === 'ENV') {
-        for (const m of step.args.matchAll(/(\w+)=(\S+)/g)) env[m[1]!] = m[2]!
+        // an absolute path of the image points inside the stand-in root
+        for (const m of step.args.matchAll(/(\w+)=(\S+)/g)) env[m[1]!] = m[2]!.startsWith('/') ? join(root, m[2]!) : m[2]!
       } else if (step.cmd === 'WORKDIR') {
         workdir = step.args
         mkdirSync(inImage('.'), { recursive: true })
@@ -160,6 +173,11 @@ describe('the runtime stage, run by hand in a clean directory', () => {
       } else if (step.cmd === 'RUN') {
         for (const part of step.args.split('&&').map((s) => s.trim())) {
           if (part === 'npm cache clean --force') continue // the image's cache, not this machine's
+          const mkdir = /^mkdir -p (\/\S+)$/.exec(part)
+          if (mkdir !== null) { mkdirSync(inImage(mkdir[1]!), { recursive: true }); continue }
+          // the image's `node` user (uid 1000) is played by NOBODY below: the one this machine has
+          const chown = /^chown node:node (\/\S+)$/.exec(part)
+          if (chown !== null) { if (process.getuid?.() === 0) chownSync(inImage(chown[1]!), NOBODY, NOBODY); continue }
           expect(part, 'a RUN step this test knows how to replay').toMatch(/^npm ci --omit=dev --ignore-scripts\b/)
           // offline from the npm cache; when the cache lacks a package, fall back to the production
           // subtree of the repository's node_modules as `npm ls --omit=dev` resolves it
@@ -234,4 +252,56 @@ describe('the runtime stage, run by hand in a clean directory', () => {
       if (child.exitCode === null) child.kill('SIGKILL')
     }
   }, 60_000)
+
+  /** the image's command as its unprivileged user (NOBODY when this test runs as root), serving */
+  async function startAsUser (extraEnv: Record<string, string>): Promise<{ admin: string; stop: () => Promise<void> }> {
+    const [port, adminPort] = [await freePort(), await freePort()]
+    const runEnv = { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env, FLAGGATE_LISTEN: `127.0.0.1:${port}`, FLAGGATE_ADMIN_LISTEN: `127.0.0.1:${adminPort}`, FLAGSMITH_CORE_URL: core.url, ...extraEnv }
+    const argv = [...JSON.parse(last(runtime, 'ENTRYPOINT')!) as string[], ...JSON.parse(last(runtime, 'CMD')!) as string[]].map((a) => a.startsWith('/') ? inImage(a) : a)
+    const asRoot = process.getuid?.() === 0
+    const [bin, ...args] = asRoot
+      ? ['setpriv', `--reuid=${NOBODY}`, `--regid=${NOBODY}`, '--clear-groups', '--', process.execPath, ...argv.slice(1)]
+      : [process.execPath, ...argv.slice(1)]
+    const child = spawn(bin!, args, { cwd: inImage('.'), env: runEnv, stdio: ['ignore', 'pipe', 'pipe'] })
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+    let out = ''
+    let err = ''
+    child.stderr.on('data', (c: Buffer) => { err += c.toString() })
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (c: Buffer) => { out += c.toString(); if (out.includes('"msg":"flaggate serving"')) resolve() })
+      void exited.then((code) => reject(new Error(`exited ${code}: ${err}${out}`)))
+      setTimeout(() => reject(new Error(`not serving within 20 s: ${err}`)), 20_000).unref()
+    })
+    return { admin: `http://127.0.0.1:${adminPort}`, stop: async () => { child.kill('SIGTERM'); await exited } }
+  }
+
+  it('as the unprivileged user with a read-only policy directory: blocks persist in the volume, or are refused with 503', async () => {
+    // the policy directory as a read-only mount presents it: not writable by the gateway's user
+    chmodSync(inImage('/etc/flaggate'), 0o555)
+    const block = async (admin: string) => await fetch(`${admin}/admin/blocks`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ip: '192.0.2.9', ttl: '1h', reason: 'readonly test' }) })
+
+    // the image's FLAGGATE_STATE_FILE: a directory of its own, writable by its user
+    const ok = await startAsUser({})
+    try {
+      const r = await block(ok.admin)
+      expect(r.status).toBe(201)
+      const stored = JSON.parse(readFileSync(env.FLAGGATE_STATE_FILE!, 'utf8')) as { blocks: Array<{ ip?: string }> }
+      expect(stored.blocks.map((b) => b.ip)).toContain('192.0.2.9')
+    } finally { await ok.stop() }
+
+    // without it, the shipped default resolves next to the read-only policy: refused, not lost
+    const ro = await startAsUser({ FLAGGATE_STATE_FILE: '' })
+    try {
+      const r = await block(ro.admin)
+      expect(r.status).toBe(503)
+      const body = await r.json() as { code: string; message: string }
+      expect(body.code).toBe('FLAGGATE_STATE_UNAVAILABLE')
+      expect(body.message).toMatch(/could not be saved \(.*etc\/flaggate\/\.flaggate\/blocks\.json: .*(EACCES|EROFS|permission denied)/i)
+      expect(body.message).toMatch(/FLAGGATE_STATE_FILE/)
+      const list = await (await fetch(`${ro.admin}/admin/blocks`)).json() as Array<{ ip?: string }>
+      expect(list.map((b) => b.ip)).not.toContain('192.0.2.9')
+      const status = await (await fetch(`${ro.admin}/admin/status`)).json() as { blocking: { store: { kind: string; lastError?: string } } }
+      expect(status.blocking.store).toMatchObject({ kind: 'file', lastError: expect.stringMatching(/EACCES|EROFS|permission denied/i) })
+    } finally { await ro.stop() }
+  }, 90_000)
 })

@@ -75,7 +75,7 @@ describe('policy from a ConfigMap volume', () => {
     publish(3, limited('fast'))
     await until('the refused reload', () => gw.store.lastError !== null)
     expect(gw.store.current.version).toBe(v2)
-    expect(gw.store.lastError!.errors.map((e) => e.message)).toEqual(['"fast" is not a rate (example: "100/s")'])
+    expect(gw.store.lastError!.errors.map((e) => e.message)).toEqual(['`rate` must look like `100/s` (a rate), not "fast"'])
 
     publish(4, limited('5/s'))
     await until('the next good reload', () => gw.store.current.version !== v2)

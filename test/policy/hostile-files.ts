@@ -40,5 +40,5 @@ export const HOSTILE_FILES: HostileFile[] = [
   { name: 'a BOM and nothing else', bytes: Buffer.from([0xef, 0xbb, 0xbf]), message: /the policy file is empty/ },
   { name: 'two documents', bytes: text('upstreams: {}\n---\nroutes: []\n'), message: /holds one YAML document/, at: { line: 2, col: 1 } },
   { name: 'duplicate keys', bytes: text('routes: []\nroutes: []\n'), message: /Map keys must be unique/, at: { line: 2, col: 1 } },
-  { name: 'a scalar document', bytes: text('just a string\n'), message: /expected object/ }
+  { name: 'a scalar document', bytes: text('just a string\n'), message: /must be a mapping/ }
 ]

@@ -30,18 +30,18 @@ describe('policy validation: every error, with file, line, column and path', () 
 
   it.each([
     ['unknown key', BASE + '    limit: { rate: 10/s, burst: 5, windwMs: 3 }\n', ['p.yaml:7:36: routes[0].limit.windwMs: unknown key \'windwMs\'']],
-    ['unknown top-level key', BASE + 'caches: {}\n', ['p.yaml:7:1: caches: unknown key \'caches\'']],
-    ['bad duration', BASE.replace('url: "http://127.0.0.1:9"', 'url: "http://127.0.0.1:9", timeout: 10 seconds'), ['p.yaml:2:47: upstreams.core.timeout: "10 seconds" is not a duration (example: "30s")']],
-    ['number instead of duration', BASE.replace('url: "http://127.0.0.1:9"', 'url: "http://127.0.0.1:9", timeout: 10'), ['p.yaml:2:47: upstreams.core.timeout: expected a duration such as "30s", got number']],
-    ['bad rate', BASE + '    limit: { rate: 10 per second, burst: 5 }\n', ['p.yaml:7:20: routes[0].limit.rate: "10 per second" is not a rate (example: "100/s")']],
-    ['zero burst', BASE + '    limit: { rate: 10/s, burst: 0 }\n', ['p.yaml:7:33: routes[0].limit.burst: must be at least 1']],
+    ['unknown top-level key', BASE + 'caches: {}\n', ['p.yaml:7:1: caches: unknown key \'caches\' (did you mean \'cache\'?)']],
+    ['bad duration', BASE.replace('url: "http://127.0.0.1:9"', 'url: "http://127.0.0.1:9", timeout: 10 seconds'), ['p.yaml:2:47: upstreams.core.timeout: `timeout` must look like `30s` (a duration), not "10 seconds"']],
+    ['number instead of duration', BASE.replace('url: "http://127.0.0.1:9"', 'url: "http://127.0.0.1:9", timeout: 10'), ['p.yaml:2:47: upstreams.core.timeout: `timeout` must look like `30s` (a duration), not the number 10: write the unit too']],
+    ['bad rate', BASE + '    limit: { rate: 10 per second, burst: 5 }\n', ['p.yaml:7:20: routes[0].limit.rate: `rate` must look like `100/s` (a rate), not "10 per second"']],
+    ['zero burst', BASE + '    limit: { rate: 10/s, burst: 0 }\n', ['p.yaml:7:33: routes[0].limit.burst: `burst` must be at least 1']],
     ['bad dimension in a list of limits', BASE + '    limit:\n      - { rate: 1/s, burst: 1, by: [ip, cookie] }\n', ['p.yaml:8:41: routes[0].limit[0].by[1]: "cookie" is not a client dimension: use environmentKey, ip or header:<Name>']],
-    ['bad size', 'server: { bodyLimit: 1 megabyte }\n' + BASE, ['p.yaml:1:22: server.bodyLimit: "1 megabyte" is not a size (example: "512kb")']],
-    ['bad url', BASE.replace('"http://127.0.0.1:9"', '"ftp://x"'), ['p.yaml:2:16: upstreams.core.url: must be an absolute http:// or https:// URL']],
+    ['bad size', 'server: { bodyLimit: 1 megabyte }\n' + BASE, ['p.yaml:1:22: server.bodyLimit: `bodyLimit` must look like `512kb` (a size), not "1 megabyte"']],
+    ['bad url', BASE.replace('"http://127.0.0.1:9"', '"ftp://x"'), ['p.yaml:2:16: upstreams.core.url: `url` must be an absolute http:// or https:// URL']],
     ['bad CIDR', 'server: { trustedProxies: [10.0.0.0/33] }\n' + BASE, ['p.yaml:1:28: server.trustedProxies[0]: must be an IP address or CIDR block such as 10.0.0.0/8']],
     ['path and pathPrefix', BASE.replace('{ pathPrefix: / }', '{ path: /a, pathPrefix: / }'), ['p.yaml:5:12: routes[0].match: needs exactly one of path or pathPrefix']],
-    ['missing routes', 'upstreams:\n  core: { url: "http://127.0.0.1:9" }\n', ['p.yaml:1:1: routes: is required']],
-    ['wrong type', BASE.replace('name: all', 'name: [all]'), ['p.yaml:4:11: routes[0].name: Invalid input: expected string, received array']]
+    ['missing routes', 'upstreams:\n  core: { url: "http://127.0.0.1:9" }\n', ['p.yaml:1:1: routes: `routes` is required']],
+    ['wrong type', BASE.replace('name: all', 'name: [all]'), ['p.yaml:4:11: routes[0].name: `name` must be a string, not a list']]
   ])('%s', (_name, yaml, expected) => {
     expect(errorsOf(yaml)).toEqual(expected)
   })
@@ -57,10 +57,10 @@ routes:
     limit: { rate: 0/s, burst: 1 }
 `
     expect(errorsOf(yaml)).toEqual([
-      'p.yaml:1:19: server.listen: "nowhere" is not a listen address (example: "0.0.0.0:8080")',
-      'p.yaml:1:41: server.bodyLimit: must be greater than zero',
-      'p.yaml:3:47: upstreams.core.timeout: must be greater than zero',
-      'p.yaml:8:20: routes[0].limit.rate: rate must be greater than zero'
+      'p.yaml:1:19: server.listen: `listen` must look like `0.0.0.0:8080` (a listen address), not "nowhere"',
+      'p.yaml:1:41: server.bodyLimit: `bodyLimit` must be greater than zero',
+      'p.yaml:3:47: upstreams.core.timeout: `timeout` must be greater than zero',
+      'p.yaml:8:20: routes[0].limit.rate: `rate` must be greater than zero'
     ])
   })
 
@@ -130,8 +130,8 @@ describe('flaggate validate', () => {
     const r = run(file)
     expect(r.status).toBe(1)
     expect(r.stderr.split('\n')).toEqual([
-      `${file}:7:20: routes[0].limit.rate: "fast" is not a rate (example: "100/s")`,
-      `${file}:7:33: routes[0].limit.burst: must be at least 1`,
+      `${file}:7:20: routes[0].limit.rate: \`rate\` must look like \`100/s\` (a rate), not "fast"`,
+      `${file}:7:33: routes[0].limit.burst: \`burst\` must be at least 1`,
       `${file}: 2 errors`,
       ''
     ])
@@ -147,19 +147,19 @@ describe('flaggate explain', () => {
     expect(r.stdout.split('\n')).toEqual([
       'request:  GET /api/v1/environment-document  key ser.abc  ip 203.0.113.7',
       'path:     /api/v1/environment-document (canonical)',
-      'route:    environment-document (#1 of 7, first match wins)',
-      'upstream: core → http://core.internal:8000/api/v1/environment-document/  (timeout 10000 ms)',
+      'route:    environment-document (#1 of 9, first match wins)',
+      'upstream: core → http://core.internal:8000/api/v1/environment-document/  (timeout 10s)',
       '          trailing slash added: /api/v1/environment-document → /api/v1/environment-document/',
       'client:   key ser.abc, ip 203.0.113.7',
       'limit:    environment-document.0: 20/s, burst 100, by environmentKey; full again after 5s',
       'limit:    environment-document.1: 1/s, burst 10, by environmentKey+ip; full again after 10s',
-      'cache:    ttl 30000 ms, stale-while-revalidate 60000 ms, stale-if-error 600000 ms, max entry 10485760 bytes; keyed by environment key + path + page_id',
+      'cache:    ttl 30s, stale-while-revalidate 1m, stale-if-error 10m, max entry 10mb; keyed by environment key + path + page_id',
       ''
     ])
   })
 
   it('matches the decoded path and HEAD like the gateway, and shows shadow limits as such', () => {
-    expect(explain('--path', '/api/v1/%66lags/', '--method', 'HEAD').stdout).toContain('route:    flags (#2 of 7')
+    expect(explain('--path', '/api/v1/%66lags/', '--method', 'HEAD').stdout).toContain('route:    flags (#2 of 9')
     const other = explain('--path', '/api/v1/projects/')
     expect(other.stdout).toContain('route:    default')
     expect(other.stdout).toContain('shadow: counted and logged, never rejects')
@@ -168,8 +168,8 @@ describe('flaggate explain', () => {
   it('uses the gateway\'s canonical path: the incident spelling is the document route, ambiguous ones are 400', () => {
     const dot = explain('--path', '/api/v1/./environment-document/?cb=1&page_id=p2')
     expect(dot.stdout).toContain('path:     /api/v1/environment-document/ (canonical)')
-    expect(dot.stdout).toContain('route:    environment-document (#1 of 7')
-    expect(dot.stdout).toContain('upstream: core → http://core.internal:8000/api/v1/environment-document/?page_id=p2  (timeout 10000 ms)')
+    expect(dot.stdout).toContain('route:    environment-document (#1 of 9')
+    expect(dot.stdout).toContain('upstream: core → http://core.internal:8000/api/v1/environment-document/?page_id=p2  (timeout 10s)')
     const slash = explain('--path', '/api/v1%2Fflags/')
     expect(slash.status).toBe(0)
     expect(slash.stdout).toContain('path:     refused: the gateway answers 400 FLAGGATE_BAD_REQUEST (The request path contains an encoded slash (%2F).)')

@@ -1,0 +1,4 @@
+/** The package's version, read once from package.json beside dist/ (as the image ships it). */
+import { readFileSync } from 'node:fs'
+
+export const VERSION: string = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
