@@ -20,6 +20,7 @@ import { AbuseDetector, type AbuseEvent, type AbuseSettings } from './abuse.js'
 import blockingPlugin, { type BlockingPluginOptions } from './plugin.js'
 import { blockingAdminExtension } from './admin.js'
 import type { TopRecorder } from '../top/capability.js'
+import { formatDuration } from '../shared/duration.js'
 
 export interface BlockingDeps {
   policy: () => Policy
@@ -59,10 +60,6 @@ export function stateFilePath (policy: Policy, policyFile: string): string {
 function abuseSettings (policy: Policy): AbuseSettings | undefined {
   const a = policy.data.abuse
   return a === undefined ? undefined : { rejections: a.rejections.count, windowMs: a.rejections.windowMs, blockForMs: a.blockFor }
-}
-
-function seconds (ms: number): string {
-  return ms % 60_000 === 0 ? `${ms / 60_000}m` : `${Math.round(ms / 1000)}s`
 }
 
 export function createBlocking (deps: BlockingDeps): BlockingCapability {
@@ -110,7 +107,7 @@ export function createBlocking (deps: BlockingDeps): BlockingCapability {
       id,
       ...(e.client.key !== undefined ? { keyDigest: keyDigest(e.client.key), key: redactKey(e.client.key)! } : {}),
       ...(e.client.ip !== undefined ? { ip: e.client.ip } : {}),
-      reason: `automatic: more than ${e.settings.rejections} requests refused with 429 within ${seconds(e.settings.windowMs)} (limit ${e.limit} on route ${e.route})`,
+      reason: `automatic: more than ${e.settings.rejections} requests refused with 429 within ${formatDuration(e.settings.windowMs, 'setting')} (limit ${e.limit} on route ${e.route})`,
       source: 'abuse',
       createdAt: now,
       expiresAt: now + e.settings.blockForMs,
