@@ -70,7 +70,8 @@ const BREAKER = `breakers:
 `
 
 function policy (coreUrl: string): string {
-  return `server: { listen: 127.0.0.1:0 }
+  // loopback is a trusted proxy: the load client's X-Forwarded-For addresses are distinct clients
+  return `server: { listen: 127.0.0.1:0, trustedProxies: [127.0.0.1/32] }
 admin: { listen: 127.0.0.1:0 }
 upstreams:
   core: { url: "${coreUrl}", timeout: 10s, maxConnections: 128 }
@@ -108,7 +109,7 @@ try {
       // an SDK-like mix: two flag requests for every environment document (served from cache)
       PATHS: '/api/v1/flags/,/api/v1/flags/,/api/v1/environment-document/',
       HEADERS: JSON.stringify({ 'x-environment-key': target.serverKey }),
-      RATE: String(RATE), DURATION_S: String(DURATION_S), TIMEOUT_MS: String(TIMEOUT_MS), CONNECTIONS: '500'
+      RATE: String(RATE), DURATION_S: String(DURATION_S), TIMEOUT_MS: String(TIMEOUT_MS), CONNECTIONS: '500', CLIENTS: '50'
     },
     stdio: ['ignore', 'pipe', 'inherit']
   })

@@ -13,7 +13,10 @@
  * do the same work either way, since neither Core nor the proxies stop a request whose client left.
  *
  * Env: URL (origin), PATHS (comma-separated, used in turn), HEADERS (JSON), RATE (requests/s),
- * DURATION_S, TIMEOUT_MS (client gives up), CONNECTIONS (sockets at most).
+ * DURATION_S, TIMEOUT_MS (client gives up), CONNECTIONS (sockets at most); CLIENTS (default 1):
+ * requests say they come from that many client addresses in turn (X-Forwarded-For, believed by a
+ * gateway whose trustedProxies include loopback: the breaker's trip needs 3 distinct clients, as
+ * real traffic has); KEYS (comma-separated): environment keys used in turn.
  */
 import { Pool } from 'undici'
 
@@ -24,6 +27,8 @@ const rate = Number(process.env.RATE ?? 100)
 const durationS = Number(process.env.DURATION_S ?? 10)
 const timeoutMs = Number(process.env.TIMEOUT_MS ?? 1000)
 const connections = Number(process.env.CONNECTIONS ?? 1000)
+const clients = Number(process.env.CLIENTS ?? 1)
+const keys = process.env.KEYS === undefined || process.env.KEYS === '' ? undefined : process.env.KEYS.split(',')
 
 /** One second of sending, and what became of the requests sent in it. */
 export interface Second {
@@ -55,13 +60,17 @@ const secondOf = (at: number): Second => {
 
 let n = 0
 async function one (): Promise<void> {
-  const path = paths[n++ % paths.length]!
+  const path = paths[n % paths.length]!
+  const h = clients <= 1 && keys === undefined ? headers : { ...headers }
+  if (clients > 1) h['x-forwarded-for'] = `10.${(n % clients) >> 16 & 255}.${(n % clients) >> 8 & 255}.${n % clients & 255}`
+  if (keys !== undefined) h['x-environment-key'] = keys[n % keys.length]!
+  n++
   const t0 = performance.now()
   // every outcome is booked to the second the request was sent in: sent = answered + gave up + errors
   const s = secondOf(t0)
   s.sent++
   try {
-    const res = await pool.request({ path, method: 'GET', headers })
+    const res = await pool.request({ path, method: 'GET', headers: h })
     await res.body.dump()
     const t1 = performance.now()
     // an answer later than the timeout is one the client had already given up on

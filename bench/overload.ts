@@ -76,7 +76,8 @@ async function capacityOf (url: string, durationS: number): Promise<number> {
 }
 
 function flaggatePolicy (coreUrl: string): string {
-  return `server: { listen: 127.0.0.1:0 }
+  // loopback is a trusted proxy: the load client's 100 X-Forwarded-For addresses are 100 clients
+  return `server: { listen: 127.0.0.1:0, trustedProxies: [127.0.0.1/32] }
 admin: { listen: 127.0.0.1:0 }
 upstreams:
   core: { url: "${coreUrl}", timeout: 10s, maxConnections: 128 }
@@ -96,7 +97,7 @@ interface Run { goodput: number; seconds: Second[]; summary: Record<string, unkn
 
 async function offer (url: string, rate: number): Promise<Run> {
   const out = await runNode(['--import', 'tsx', 'bench/load-client.ts'], {
-    URL: url, PATHS: FLAGS, HEADERS: JSON.stringify(HEADERS), RATE: String(rate), DURATION_S: String(DURATION_S), TIMEOUT_MS: String(TIMEOUT_MS), CONNECTIONS: '2000'
+    URL: url, PATHS: FLAGS, HEADERS: JSON.stringify(HEADERS), RATE: String(rate), DURATION_S: String(DURATION_S), TIMEOUT_MS: String(TIMEOUT_MS), CONNECTIONS: '2000', CLIENTS: '100'
   })
   const lines = out.trim().split('\n').map((l) => JSON.parse(l) as Second & { summary?: Record<string, unknown> })
   const seconds = lines.filter((l) => l.summary === undefined && l.t <= DURATION_S)

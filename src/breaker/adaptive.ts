@@ -20,24 +20,37 @@
  * Netflix/concurrency-limits#34 describe both failure modes); Envoy's minRTT is measured, not
  * averaged, so a sustained overload cannot move it.
  *
- * How minRTT is measured: the limit is pinned to `min` until `minRttSamples` requests have finished
- * (or `minRttMaxMs` has passed with at least 3), and minRTT is their median. Below the pool size
- * nothing queues, so that is the no-load latency. An interval whose median is lower than minRTT
- * lowers it at once (a measurement taken during a cold start or a CPU stall would otherwise let
- * the limit double every interval until the next measurement, a minute later). It is re-measured at start, every
- * `minRttInterval` (± 15 % jitter, so replicas do not pin together), when the limit has sat at
- * `min` for {@link STUCK_AT_MIN_UPDATES} updates in a row (Envoy PR #10647: the database got slower
- * for good, the old minRTT no longer describes it), and after the breaker closes again. Pinning
- * sheds what does not fit under `min` for about a second a minute; after a periodic measurement
- * the limit goes back to where it was instead of climbing again from `min` (the dip Envoy users
- * reported in envoyproxy/envoy#8337).
+ * How minRTT is measured, without shedding anything for it. Envoy pins the limit to `min` while
+ * it measures (at start, every minute, after a change), and its users see 503s in every such
+ * window (envoyproxy/envoy#8337, the docs' own warning, PR #9007 raising the pin from 1 to 3); our
+ * soak saw the same with Core healthy. Here nothing is pinned: every finished request says how
+ * many were in flight when it was admitted, and the ones admitted with at most `min` in flight
+ * (*no-load samples*: fewer than Core's database pool, so nothing queued ahead of them) are what
+ * minRTT is made of. They come for free: the first requests after start are admitted to an idle
+ * upstream, quiet moments give more, and a limit sitting at `min` gives nothing else.
+ *   - at start the limit is generous ({@link INITIAL_LIMIT}, grown at once by the gradient) until minRTT is
+ *     known from `minRttSamples` no-load samples (or 3, once `minRttMaxMs` has passed or
+ *     {@link MIN_SAMPLES} loaded requests have finished: a start under overload gives no more than
+ *     the first few, and every second spent waiting lets the queue grow); the first interval
+ *     that shows a real queue then cuts from what was in flight, not from `max`;
+ *   - every `minRttInterval` (± 15 % jitter) minRTT is replaced by the median of the no-load
+ *     samples gathered since the last time, when there are at least 3 — up or down;
+ *   - an interval whose median is lower than minRTT lowers it at once (a measurement taken during
+ *     a cold start or a CPU stall would otherwise let the limit double every interval);
+ *   - when the limit has sat at `min` for {@link STUCK_AT_MIN_UPDATES} updates (Envoy PR #10647:
+ *     the database got slower for good), minRTT is taken afresh from the next no-load samples —
+ *     at `min` every sample is one, so this costs no request either.
+ * Samples of requests admitted before a change of minRTT are not mixed into the new one (Envoy
+ * PR #11579: requests queued under the old limit skewed each new minRTT upwards).
  *
  * Guards and parameters (defaults from the sources above, except where said):
  * - buffer 25 % (at least {@link MIN_BUFFER_MS}) and the gradient clamp [0.5, 2] (Envoy PR #9038):
  *   normal jitter in latency does not move the limit;
  * - decreases are smoothed (half the way per interval, as Gradient2's `smoothing`): one noisy
- *   interval (a GC pause, a CPU-starved moment on a shared host) takes at most a quarter off,
- *   while a real queue, which shows in every interval, still halves the limit within a second;
+ *   interval (a GC pause, a CPU-starved moment on a shared host) takes at most a quarter off;
+ *   an interval at least twice as slow as the buffered minRTT (the gradient at its clamp) is a
+ *   real queue, not noise, and halves the limit at once — from the generous start, or after the
+ *   database slowed, the limit reaches the pool's size within a second or two;
  * - no growth while the upstream is not the bottleneck (Gradient2's "app limited" rule): when the
  *   most requests in flight during the interval stayed under half the limit, a low latency proves
  *   nothing about more concurrency, so the limit does not grow — otherwise a quiet night would let
@@ -45,8 +58,10 @@
  * - sampleInterval 250 ms (Envoy: 100 ms): Core's latency is tens of ms, and at a few hundred
  *   requests per second 100 ms holds too few samples for a median; an interval with fewer than
  *   {@link MIN_SAMPLES} samples is extended;
- * - min 3 (Envoy's pinned minRTT concurrency; PR #9007 raised it from 1): it must stay below
- *   Core's database pool, or minRTT already includes queueing;
+ * - min 3 (Envoy's pinned minRTT concurrency; PR #9007 raised it from 1): no-load samples are the
+ *   ones admitted with at most this many in flight, so it must stay near Core's pool size, or
+ *   minRTT already includes queueing. It is also the floor the breaker keeps open on a latency
+ *   trip (core.ts);
  * - max: the upstream's `maxConnections` (more could not be sent at once anyway).
  *
  * Pure: every method takes `now` (ms); nothing here sets a timer.
@@ -77,6 +92,8 @@ export const ADAPTIVE_DEFAULTS = Object.freeze({
   jitter: 0.15
 })
 
+/** The limit before minRTT is known (at most `max`, at least `min`). */
+export const INITIAL_LIMIT = 20
 /** Fewer samples than this in an interval: wait for more before judging. */
 export const MIN_SAMPLES = 5
 /** Updates in a row at `min` after which minRTT is measured again. */
@@ -99,40 +116,46 @@ function median (a: Float64Array, n: number): number {
   return n % 2 === 1 ? s[(n - 1) >> 1]! : (s[n / 2 - 1]! + s[n / 2]!) / 2
 }
 
+/** No-load samples kept for one minRTT figure; beyond this the newest overwrite the oldest. */
+const NO_LOAD_CAP = 256
+
 export class AdaptiveLimit {
   #o: AdaptiveLimitOptions
   #limit: number
   #minRtt: number | undefined
   #lastSampleRtt: number | undefined
   #lastGradient: number | undefined
-  /** pinned at `min` while measuring minRTT */
+  /** minRTT is (re)taken from the next no-load samples: at start, and after sitting at `min` */
   #measuring = true
-  /** requests admitted before this instant ran at the old concurrency: not no-load samples */
+  /** requests admitted before this instant belong to the previous minRTT */
   #measureFrom = -Infinity
   #measureStartedAt: number | undefined
-  /** the limit to go back to after a periodic measurement */
-  #limitBeforeMeasure: number | undefined
-  #nextMeasureAt = Infinity
+  /** loaded (not no-load) samples since the measurement began */
+  #measureLoaded = 0
+  #nextRefreshAt = Infinity
   #stuckAtMin = 0
   readonly #samples = new Float64Array(SAMPLE_CAP)
   #n = 0
+  readonly #noLoad = new Float64Array(NO_LOAD_CAP)
+  #nNoLoad = 0
   #intervalStart: number | undefined
   #maxInFlight = 0
 
   constructor (options: AdaptiveLimitOptions) {
     this.#o = options
-    this.#limit = options.min
+    // generous at start (Netflix's initialLimit, 20): until minRTT is known nothing says the
+    // upstream needs protecting, but `max` (128) let a slow Core's queue grow to seconds before
+    // the first answers came back (measured: 53 in flight, 4 s without a 2xx, on the model)
+    this.#limit = Math.min(options.max, Math.max(options.min, INITIAL_LIMIT))
   }
 
-  /** The limit in force: `min` while minRTT is being measured. */
-  limit (now: number): number {
-    if (!this.#measuring && now >= this.#nextMeasureAt) this.#startMeasuring(now, true)
-    return this.#measuring ? this.#o.min : Math.floor(this.#limit)
-  }
+  /** The limit in force. */
+  limit (_now: number): number { return Math.floor(this.#limit) }
 
   get minRttMs (): number | undefined { return this.#minRtt }
   get sampleRttMs (): number | undefined { return this.#lastSampleRtt }
   get gradient (): number | undefined { return this.#lastGradient }
+  /** true until minRTT is known (and while it is retaken after sitting at `min`) */
   get measuring (): boolean { return this.#measuring }
 
   /** New bounds on reload; the learned limit and minRTT are kept (clamped into the new bounds). */
@@ -146,27 +169,39 @@ export class AdaptiveLimit {
     if (inFlight > this.#maxInFlight) this.#maxInFlight = inFlight
   }
 
-  /** Conditions changed (the breaker closed again): measure minRTT afresh before trusting it. */
-  remeasure (now: number): void {
-    this.#startMeasuring(now, this.#minRtt !== undefined)
+  /**
+   * The breaker tripped on latency: the limit let a queue grow past what clients accept. Start
+   * again from `min` and grow back on measured latency (the gradient doubles it at most per
+   * interval), rather than return to the figure that tripped.
+   */
+  drop (): void {
+    this.#limit = this.#o.min
+    this.#stuckAtMin = 0
   }
 
   /**
-   * A finished request's latency (`admittedAt`: when it was let through). Updates the limit when
-   * an interval is complete.
+   * A finished request: its latency, when it was admitted, and how many were in flight then
+   * (itself included). Updates the limit when an interval is complete.
    */
-  sample (now: number, latencyMs: number, admittedAt: number): void {
-    if (this.#measuring && admittedAt < this.#measureFrom) return
-    this.#intervalStart ??= now
-    if (this.#n < SAMPLE_CAP) this.#samples[this.#n++] = latencyMs
-    else this.#samples[(this.#n++) % SAMPLE_CAP] = latencyMs
-
-    if (this.#measuring) {
-      this.#measureStartedAt ??= now
-      const enough = this.#n >= this.#o.minRttSamples || (this.#n >= 3 && now - this.#measureStartedAt >= this.#o.minRttMaxMs)
-      if (enough) this.#finishMeasuring(now)
-      return
+  sample (now: number, latencyMs: number, admittedAt: number, inFlightAtAdmit: number): void {
+    if (admittedAt >= this.#measureFrom) {
+      if (inFlightAtAdmit <= this.#o.min) this.#noLoad[this.#nNoLoad++ % NO_LOAD_CAP] = latencyMs
+      if (this.#measuring) {
+        this.#measureStartedAt ??= now
+        if (inFlightAtAdmit > this.#o.min) this.#measureLoaded++
+        const n = this.#nNoLoad
+        // enough no-load samples; or at least 3 when no more are coming: the time is up, or as many
+        // loaded ones have finished (a busy start: the first requests found the upstream idle, the
+        // rest will not)
+        if (n >= this.#o.minRttSamples || (n >= 3 && (now - this.#measureStartedAt >= this.#o.minRttMaxMs || this.#measureLoaded >= MIN_SAMPLES))) this.#takeMinRtt(now)
+      } else if (now >= this.#nextRefreshAt) {
+        if (this.#nNoLoad >= 3) this.#takeMinRtt(now)
+        else this.#nextRefreshAt = now + this.#o.minRttIntervalMs
+      }
     }
+    if (this.#minRtt === undefined) return
+    this.#intervalStart ??= now
+    this.#samples[(this.#n++) % SAMPLE_CAP] = latencyMs
     if (now - this.#intervalStart < this.#o.sampleIntervalMs || this.#n < MIN_SAMPLES) return
     this.#update(now)
   }
@@ -175,8 +210,7 @@ export class AdaptiveLimit {
     const n = Math.min(this.#n, SAMPLE_CAP)
     const sampleRtt = median(this.#samples, n)
     // an interval faster than minRTT proves the no-load latency is lower than measured (a cold
-    // start, a noisy neighbour during the measurement): believe the faster figure at once. minRTT
-    // only ever rises through a pinned measurement, never by following a queue
+    // start, a noisy neighbour during the measurement): believe the faster figure at once
     if (sampleRtt < this.#minRtt!) this.#minRtt = sampleRtt
     const minRtt = this.#minRtt!
     const buffered = Math.max(minRtt * (1 + this.#o.buffer), minRtt + MIN_BUFFER_MS)
@@ -185,11 +219,14 @@ export class AdaptiveLimit {
     const appLimited = this.#maxInFlight < this.#limit / 2
     let next = this.#limit
     if (gradient < 1 || !appLimited) {
-      const scaled = gradient * this.#limit
+      // at the clamp the queue is real, not noise: scale what was actually in flight, not a limit
+      // that was never reached (the generous start: 128 allowed, 20 sent, a queue already)
+      const base = gradient <= GRADIENT_MIN ? Math.min(this.#limit, Math.max(this.#o.min, this.#maxInFlight)) : this.#limit
+      const scaled = gradient * base
       next = scaled + Math.sqrt(scaled)
-      // down by half the way per interval (Gradient2's smoothing): one noisy interval costs a
-      // quarter of the limit at most, a real queue still halves it within a second
-      if (next < this.#limit) next = this.#limit - DOWN_SMOOTHING * (this.#limit - next)
+      // down by half the way per interval (Gradient2's smoothing) unless the gradient is at its
+      // clamp: one noisy interval costs a quarter at most, a real queue halves the limit at once
+      if (next < this.#limit && gradient > GRADIENT_MIN) next = this.#limit - DOWN_SMOOTHING * (this.#limit - next)
     }
     next = Math.min(this.#o.max, Math.max(this.#o.min, next))
     this.#limit = next
@@ -199,27 +236,26 @@ export class AdaptiveLimit {
 
     // the limit in force is the whole part: smoothing approaches min without ever reaching it exactly
     this.#stuckAtMin = Math.floor(next) <= this.#o.min ? this.#stuckAtMin + 1 : 0
-    if (this.#stuckAtMin >= STUCK_AT_MIN_UPDATES) this.#startMeasuring(now, false)
+    if (this.#stuckAtMin >= STUCK_AT_MIN_UPDATES && !this.#measuring) {
+      // the upstream got slower for good: take minRTT afresh (at `min`, every sample is no-load)
+      this.#measuring = true
+      this.#measureFrom = now
+      this.#measureStartedAt = undefined
+      this.#measureLoaded = 0
+      this.#nNoLoad = 0
+      this.#stuckAtMin = 0
+    }
   }
 
-  #startMeasuring (now: number, restoreAfter: boolean): void {
-    this.#limitBeforeMeasure = restoreAfter ? this.#limit : undefined
-    this.#measuring = true
-    this.#measureFrom = now
-    this.#measureStartedAt = now
-    this.#stuckAtMin = 0
-    this.#nextMeasureAt = Infinity
-    this.#resetInterval(now)
-  }
-
-  #finishMeasuring (now: number): void {
-    this.#minRtt = median(this.#samples, Math.min(this.#n, SAMPLE_CAP))
+  #takeMinRtt (now: number): void {
+    this.#minRtt = median(this.#noLoad, Math.min(this.#nNoLoad, NO_LOAD_CAP))
+    this.#nNoLoad = 0
     this.#measuring = false
-    if (this.#limitBeforeMeasure !== undefined) this.#limit = this.#limitBeforeMeasure
-    this.#limitBeforeMeasure = undefined
+    this.#measureStartedAt = undefined
+    this.#measureLoaded = 0
     const random = this.#o.random ?? Math.random
     const jitter = 1 + this.#o.jitter * (2 * random() - 1)
-    this.#nextMeasureAt = now + this.#o.minRttIntervalMs * jitter
+    this.#nextRefreshAt = now + this.#o.minRttIntervalMs * jitter
     this.#resetInterval(now)
   }
 

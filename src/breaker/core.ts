@@ -5,39 +5,55 @@
  *
  * States:
  *
- *     closed ──trip──▶ open ──openFor elapsed──▶ half-open ──all trials good──▶ closed (recovery ramp)
+ *     closed ──trip──▶ open ──openFor elapsed──▶ half-open ──enough trials good──▶ closed (recovery ramp)
  *                       ▲                            │
- *                       └──── a trial failed ────────┘  (openFor doubles, capped)
+ *                       └── trials of 3 clients bad ─┘  (openFor doubles, capped)
  *
  * - closed: every outcome is recorded in sliding windows ({@link SlidingWindow}); the breaker trips
  *   when the latency percentile passes `latency.above` or the error rate passes `errorRate.above`,
- *   each only with at least `minRequests` outcomes in its window. Only upstream outcomes count:
+ *   each only with at least `minRequests` outcomes in its window AND slow (above `latency.above`)
+ *   or failed outcomes from at least 3 distinct clients ({@link ClientEvidence}): one client's
+ *   slow or failing requests never open the breaker for everyone. Only upstream outcomes count:
  *   5xx, timeouts and unreachable are failures, any other status a success; `abandoned` (the
  *   gateway gave up for its own reasons) counts nowhere. The gateway's own 429/403/503 never get
  *   here: they are answered before any admission.
- * - open: everything is shed at once with Retry-After = the time left, until `openFor` has passed.
- * - half-open: `halfOpenRequests` trial requests are let through, the rest shed. One failed or slow
- *   (latency above `latency.above`) trial opens the breaker again for twice as long as the last
- *   time (×2 per failed round, capped at 8× `openFor` or 5 minutes, whichever is larger than
- *   `openFor` and smaller of the two); when all trials succeed, the breaker closes.
+ * - open: with `maxInFlight` set and a latency trip, a trickle goes on at the limit's floor: a
+ *   fixed limit's ramp start, or `auto`'s `min`, from which the adaptive limit grows again as far
+ *   as measured latency allows: a slow Core still serves what it can, and the trip costs the
+ *   queue, not the service. Otherwise (an error trip, or
+ *   no `maxInFlight`) everything is shed with Retry-After = the time left. The cache serves stale
+ *   and Edge takes what the policy sends there either way (`isOpen`).
+ * - half-open: up to `halfOpenRequests` trial requests at a time, at most one per client. Trials
+ *   from 3 distinct clients that fail or are slow (latency above `latency.above`; fewer when
+ *   `halfOpenRequests` is under 3) open the breaker again for twice as long as the last time (×2 per
+ *   failed round, capped at 8× `openFor` or 5 minutes, whichever is larger than `openFor` and
+ *   smaller of the two): one client cannot keep it open. Enough good trials close it. The trickle
+ *   of a latency trip goes on beside the trials.
  * - recovery ramp (Traefik's recoveryDuration): for `recovery` after closing, traffic comes back
  *   gradually instead of the whole backlog at once. We ramp the *concurrency limit* rather than a
  *   random share of requests: a share of a large backlog can still be more than a recovering
- *   database takes, a concurrency cap cannot. The cap starts at max(halfOpenRequests, 10 % of the
- *   limit) and grows linearly to the full limit. An upstream with no `maxInFlight` has no limit to
- *   ramp, so there the share of admitted requests ramps from 10 % to 100 % instead (deterministic:
- *   an accumulator, not a coin toss). The windows start empty on closing, so the figures that
- *   opened the breaker cannot open it again, and requests admitted before it opened do not count.
+ *   database takes, a concurrency cap cannot. A fixed limit's cap starts at the floor and grows
+ *   linearly to the full limit; `maxInFlight: auto` needs no ramp on top: the latency trip dropped
+ *   it to `min`, and it grows back on measured latency (a ramp would hold in flight under it, and
+ *   a limit that is not in use does not grow: the two would hold each other down). An upstream with no `maxInFlight` has no limit to ramp, so there the
+ *   share of admitted requests ramps from 10 % to 100 % instead (deterministic: an accumulator, not
+ *   a coin toss). The windows start empty on closing, so the figures that opened the breaker cannot
+ *   open it again, and requests admitted before it opened do not count.
  * - `maxInFlight` (a bulkhead): beyond the limit — fixed, or adaptive ({@link AdaptiveLimit}) —
- *   requests are shed at once with Retry-After: 1, never queued.
+ *   requests are shed at once with Retry-After: 1, never queued, and who gets a slot is fair
+ *   between environment keys ({@link FairShare}).
  *
  * Each transition is reported once through `onTransition`, with its reason and the figures.
  */
-import type { Admission as GateAdmission, UpstreamOutcome } from '../upstream/gate.js'
+import type { GateClient, UpstreamOutcome } from '../upstream/gate.js'
+import { Admission, clientId, GATEWAY_CLIENT, partitionOf } from './admission.js'
 import { AdaptiveLimit, type AdaptiveLimitOptions } from './adaptive.js'
+import { ClientEvidence, MIN_CLIENTS } from './evidence.js'
+import { FairShare } from './fair-share.js'
 import { SlidingWindow } from './window.js'
 
-export type { UpstreamOutcome }
+export type { GateClient, UpstreamOutcome }
+export { Admission, GATEWAY_CLIENT } from './admission.js'
 
 import type { Clock } from '../shared/clock.js'
 export type { Clock }
@@ -63,8 +79,10 @@ export interface BreakerFigures {
   /** outcomes in the error window */
   requests: number
   inFlight: number
-  /** the concurrency limit in force (ramp and adaptive limit applied); null when unlimited */
+  /** the concurrency limit in force (ramp, adaptive limit and open trickle applied); null when unlimited */
   limit: number | null
+  /** partitions (environment keys, or addresses without a key) active in the last second */
+  activeKeys: number
 }
 
 export interface BreakerTransition extends BreakerFigures {
@@ -97,25 +115,6 @@ export const RAMP_START = 0.1
 const DEFAULT_PERCENTILE = 95
 const DEFAULT_WINDOW_MS = 10_000
 
-/** The ticket of one admitted request: report its outcome with {@link Admission.finish}, exactly once. */
-export class Admission implements GateAdmission {
-  #done = false
-  constructor (
-    private readonly breaker: Breaker,
-    /** clock time at admission */
-    readonly admittedAt: number,
-    /** the breaker's epoch at admission: outcomes from before the last close are not recorded */
-    readonly epoch: number,
-    readonly trial: boolean
-  ) {}
-
-  finish (outcome: UpstreamOutcome): void {
-    if (this.#done) return
-    this.#done = true
-    this.breaker.settle(this, outcome)
-  }
-}
-
 function seconds (ms: number): string {
   return ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`
 }
@@ -138,19 +137,25 @@ export class Breaker {
   #state: BreakerState = 'closed'
   #reason: string | null = null
   #epoch = 0
-  #inFlight = 0
+  readonly #fair = new FairShare()
   #lastAdmitAt = -Infinity
 
   #latWindow: SlidingWindow
   #errWindow: SlidingWindow
+  #latEvidence: ClientEvidence
+  #errEvidence: ClientEvidence
   #nextCheckAt = 0
 
   #openUntil = 0
   #openForMs = 0
+  /** open on a latency trip with a limit in force: a trickle at the floor goes on */
+  #trickle = false
   /** half-open rounds that failed in a row: the back-off exponent */
   #failedRounds = 0
-  #trialsIssued = 0
-  #trialsSucceeded = 0
+  /** half-open: clients with a trial in flight, clients whose trial was bad, good trials */
+  readonly #trialClients = new Set<string>()
+  readonly #badTrialClients = new Set<string>()
+  #goodTrials = 0
 
   #recoveryStart = -Infinity
   /** thousandths of a request the share ramp may admit; the first one always passes */
@@ -165,15 +170,19 @@ export class Breaker {
     this.#onTransition = opts.onTransition
     this.#latWindow = new SlidingWindow(config.latency?.windowMs ?? DEFAULT_WINDOW_MS)
     this.#errWindow = this.#windowFor(config.errorRate?.windowMs ?? DEFAULT_WINDOW_MS)
+    this.#latEvidence = new ClientEvidence(this.#latWindow.windowMs)
+    this.#errEvidence = new ClientEvidence(this.#errWindow.windowMs)
     if (typeof config.maxInFlight === 'object') this.#adaptive = new AdaptiveLimit(config.maxInFlight)
   }
 
   get config (): BreakerConfig { return this.#config }
-  get inFlight (): number { return this.#inFlight }
-  /** The concurrency limit in force now (ramp and adaptive limit applied), or null when unlimited. */
+  get inFlight (): number { return this.#fair.total }
+  /** The concurrency limit in force now (ramp, adaptive limit and open trickle applied), or null when unlimited. */
   limit (): number | null { return this.#limit(this.#clock()) }
   /** Clock time of the last admission (-Infinity before any): the probe only runs when traffic is quiet. */
   get lastAdmitAt (): number { return this.#lastAdmitAt }
+  /** Requests in flight of one partition (tests, status). */
+  inFlightOf (client: GateClient | undefined): number { return this.#fair.inFlightOf(partitionOf(client)) }
 
   /** The current state; moves open → half-open when openFor has passed. */
   state (): BreakerState {
@@ -181,7 +190,7 @@ export class Breaker {
     return this.#state
   }
 
-  /** True while open: the cache serves stale and nothing is sent. */
+  /** True while open: the cache serves stale and the policy's `whenOpen` routes go to Edge. */
   isOpen (): boolean { return this.state() === 'open' }
 
   /**
@@ -194,44 +203,52 @@ export class Breaker {
     this.#config = config
     if ((old.latency?.windowMs ?? DEFAULT_WINDOW_MS) !== (config.latency?.windowMs ?? DEFAULT_WINDOW_MS)) {
       this.#latWindow = new SlidingWindow(config.latency?.windowMs ?? DEFAULT_WINDOW_MS)
+      this.#latEvidence = new ClientEvidence(this.#latWindow.windowMs)
     }
-    this.#errWindow = this.#windowFor(config.errorRate?.windowMs ?? DEFAULT_WINDOW_MS, this.#errWindow)
+    const errWindow = this.#windowFor(config.errorRate?.windowMs ?? DEFAULT_WINDOW_MS, this.#errWindow)
+    if (errWindow !== this.#errWindow) { this.#errWindow = errWindow; this.#errEvidence = new ClientEvidence(errWindow.windowMs) }
     if (typeof config.maxInFlight === 'object') {
       if (this.#adaptive === undefined) this.#adaptive = new AdaptiveLimit(config.maxInFlight)
       else this.#adaptive.configure(config.maxInFlight)
     } else {
       this.#adaptive = undefined
     }
+    if (config.maxInFlight === undefined) this.#trickle = false
     if (this.#state !== 'closed' && config.latency === undefined && config.errorRate === undefined) {
       this.#close('the policy no longer has a trip rule for this upstream', false)
     }
   }
 
   /**
-   * Let one request through, or not. Returns its {@link Admission}, or the Retry-After in whole
-   * seconds (≥ 1) when it must be shed.
+   * Let one request of `client` through, or not. Returns its {@link Admission}, or the
+   * Retry-After in whole seconds (≥ 1) when it must be shed.
    */
-  admit (): Admission | number {
+  admit (client?: GateClient): Admission | number {
     const now = this.#clock()
+    const id = clientId(client)
+    const partition = partitionOf(client)
     let trial = false
+    let limit: number | null
     switch (this.#state) {
       case 'open':
-        if (now < this.#openUntil) return Math.max(1, Math.ceil((this.#openUntil - now) / 1000))
+        if (now < this.#openUntil) {
+          if (!this.#trickle) return Math.max(1, Math.ceil((this.#openUntil - now) / 1000))
+          limit = this.#limit(now)!
+          break
+        }
         this.#toHalfOpen()
         // falls through: the first request after openFor is a trial
-      case 'half-open': {
-        if (this.#trialsIssued >= this.#config.halfOpenRequests) return 1
-        const limit = this.#limit(now)
-        if (limit !== null && this.#inFlight >= limit) return 1
-        this.#trialsIssued++
-        trial = true
+      case 'half-open':
+        limit = this.#trickle ? this.#limit(now)! : 0
+        if (this.#trialClients.size < this.#config.halfOpenRequests && !this.#trialClients.has(id)) {
+          trial = true
+          // a trial is let through whatever the trickle holds: it is what decides
+          limit = Infinity
+        }
         break
-      }
       default: {
-        const limit = this.#limit(now)
-        if (limit !== null) {
-          if (this.#inFlight >= limit) return 1
-        } else if (now - this.#recoveryStart < this.#config.recoveryMs) {
+        limit = this.#limit(now)
+        if (limit === null && now - this.#recoveryStart < this.#config.recoveryMs) {
           // no limit to ramp: admit a growing share, deterministically
           // in thousandths, so that 10 × 10 % is exactly one request
           this.#rampCredit += Math.round(this.#rampShare(now) * 1000)
@@ -240,37 +257,48 @@ export class Breaker {
         }
       }
     }
-    this.#inFlight++
+    if (!this.#fair.tryAcquire(partition, limit ?? Infinity, now)) return 1
+    if (trial) this.#trialClients.add(id)
+    const inFlight = this.#fair.total
     this.#lastAdmitAt = now
-    this.#adaptive?.noteInFlight(this.#inFlight)
-    return new Admission(this, now, this.#epoch, trial)
+    this.#adaptive?.noteInFlight(inFlight)
+    return new Admission(this, now, this.#epoch, trial, id, partition, inFlight)
   }
 
   /** Called by {@link Admission.finish}. */
   settle (a: Admission, outcome: UpstreamOutcome): void {
-    this.#inFlight--
+    this.#fair.release(a.partition)
     const now = this.#clock()
-    if (outcome.kind === 'abandoned') {
-      // the gateway gave up, the upstream said nothing: a trial slot is given back
-      if (a.trial && a.epoch === this.#epoch && this.#state === 'half-open') this.#trialsIssued--
-      return
-    }
+    const current = a.epoch === this.#epoch
+    if (a.trial && current && this.#state === 'half-open') this.#trialClients.delete(a.client)
+    if (outcome.kind === 'abandoned') return
     const failed = outcome.kind !== 'response' || outcome.status >= 500
-    if (outcome.kind !== 'unreachable') this.#adaptive?.sample(now, outcome.latencyMs, a.admittedAt)
+    if (outcome.kind !== 'unreachable') this.#adaptive?.sample(now, outcome.latencyMs, a.admittedAt, a.inFlightAtAdmit)
 
-    if (a.epoch !== this.#epoch) return
+    if (!current) return
     const latencyMs = outcome.kind === 'unreachable' ? undefined : outcome.latencyMs
+    const lat = this.#config.latency
+    const slow = lat !== undefined && latencyMs !== undefined && latencyMs > lat.aboveMs
     if (a.trial) {
       if (this.#state !== 'half-open') return
-      const lat = this.#config.latency
-      if (failed) { this.#reopen(now, `trial failed: ${describeOutcome(outcome)}`); return }
-      if (lat !== undefined && latencyMs! > lat.aboveMs) { this.#reopen(now, `trial too slow: ${Math.round(latencyMs!)} ms > ${lat.aboveMs} ms`); return }
-      if (++this.#trialsSucceeded >= this.#config.halfOpenRequests) this.#close(`${this.#trialsSucceeded} trial requests succeeded`, true)
+      const h = this.#config.halfOpenRequests
+      const needBad = Math.min(MIN_CLIENTS, h)
+      if (failed || slow) {
+        this.#badTrialClients.add(a.client)
+        const what = failed ? `trial failed: ${describeOutcome(outcome)}` : `trial too slow: ${Math.round(latencyMs!)} ms > ${lat!.aboveMs} ms`
+        // the probe's trial is trusted on its own (see ClientEvidence)
+        if (this.#badTrialClients.size >= needBad || a.client === GATEWAY_CLIENT) this.#reopen(now, `${what} (bad trials from ${this.#badTrialClients.size} clients)`)
+        return
+      }
+      // as many good trials as it takes for the bad ones to be a minority that cannot reopen it
+      if (++this.#goodTrials >= h - needBad + 1) this.#close(`${this.#goodTrials} trial request${this.#goodTrials === 1 ? '' : 's'} succeeded`, true)
       return
     }
     if (this.#state !== 'closed') return
     this.#latWindow.record(now, failed, latencyMs)
     if (this.#errWindow !== this.#latWindow) this.#errWindow.record(now, failed, undefined)
+    if (slow) this.#latEvidence.record(now, a.client)
+    if (failed) this.#errEvidence.record(now, a.client)
     this.#maybeTrip(now, failed, latencyMs)
   }
 
@@ -298,20 +326,35 @@ export class Breaker {
       p95Ms: p === undefined ? null : round1(p),
       errorRate: Math.round(this.#errWindow.errorRate(now) * 1000) / 1000,
       requests: this.#errWindow.count(now),
-      inFlight: this.#inFlight,
-      limit: this.#limit(now)
+      inFlight: this.#fair.total,
+      limit: this.#limit(now),
+      activeKeys: this.#fair.active
     }
+  }
+
+  /** What a latency trip keeps open and the recovery ramp starts from; null without a limit. */
+  #floor (): number | null {
+    const max = this.#config.maxInFlight
+    if (max === undefined) return null
+    if (typeof max === 'object') return max.min
+    return Math.min(max, Math.max(this.#config.halfOpenRequests, Math.ceil(max * RAMP_START - 1e-9)))
   }
 
   /** The concurrency limit in force, or null when there is none. */
   #limit (now: number): number | null {
     const max = this.#config.maxInFlight
     if (max === undefined) return null
-    const full = typeof max === 'number' ? max : this.#adaptive!.limit(now)
+    if (this.#state !== 'closed' && !this.#trickle) return 0
+    // `auto`: the adaptive limit, which a latency trip dropped to its floor and which grows back
+    // only as fast as measured latency allows (at most ×2 an interval) — open, half-open and the
+    // recovery alike; a ramp on top would hold in flight under what the limit could learn from
+    if (typeof max === 'object') return this.#adaptive!.limit(now)
+    if (this.#state !== 'closed') return this.#floor()
+    const full = max
     const elapsed = now - this.#recoveryStart
     if (elapsed >= this.#config.recoveryMs) return full
     // − 1e-9: 100 × 55 % is 55, not the 56 that floating point would round up to
-    return Math.min(full, Math.max(this.#config.halfOpenRequests, Math.ceil(full * this.#rampShare(now) - 1e-9)))
+    return Math.min(full, Math.max(this.#floor()!, Math.ceil(full * this.#rampShare(now) - 1e-9)))
   }
 
   #rampShare (now: number): number {
@@ -323,8 +366,8 @@ export class Breaker {
     if (err !== undefined && failed) {
       const n = this.#errWindow.count(now)
       const rate = this.#errWindow.errorRate(now)
-      if (n >= err.minRequests && rate > err.above) {
-        this.#open(now, `error rate ${pct(rate)} > ${pct(err.above)} over ${seconds(err.windowMs)} (${this.#errWindow.failures(now)} of ${n} failed)`)
+      if (n >= err.minRequests && rate > err.above && this.#errEvidence.distinct(now) >= MIN_CLIENTS) {
+        this.#open(now, `error rate ${pct(rate)} > ${pct(err.above)} over ${seconds(err.windowMs)} (${this.#errWindow.failures(now)} of ${n} failed, from ${MIN_CLIENTS}+ clients)`, false)
         return
       }
     }
@@ -337,12 +380,12 @@ export class Breaker {
     const n = this.#latWindow.timedCount(now)
     if (n < lat.minRequests) return
     const p = this.#latWindow.percentile(now, lat.percentile)!
-    if (p > lat.aboveMs) {
-      this.#open(now, `p${lat.percentile} latency ${Math.round(p)} ms > ${lat.aboveMs} ms over ${seconds(lat.windowMs)} (${n} requests)`)
+    if (p > lat.aboveMs && this.#latEvidence.distinct(now) >= MIN_CLIENTS) {
+      this.#open(now, `p${lat.percentile} latency ${Math.round(p)} ms > ${lat.aboveMs} ms over ${seconds(lat.windowMs)} (${n} requests, slow ones from ${MIN_CLIENTS}+ clients)`, true)
     }
   }
 
-  #open (now: number, reason: string): void {
+  #open (now: number, reason: string, latencyTrip: boolean): void {
     const from = this.#state
     const factor = Math.min(2 ** this.#failedRounds, MAX_BACKOFF_FACTOR)
     const cap = Math.max(this.#config.openForMs, MAX_OPEN_MS)
@@ -352,22 +395,27 @@ export class Breaker {
     this.#openForMs = openForMs
     this.#openUntil = now + openForMs
     this.#recoveryStart = -Infinity
+    // a latency trip with a limit: keep the floor open, and let the adaptive limit start again
+    // from its floor (it let the queue grow) rather than return to the figure that tripped
+    this.#trickle = latencyTrip && this.#config.maxInFlight !== undefined
+    if (latencyTrip) this.#adaptive?.drop()
     this.#epoch++
     this.#emit(from, reason, now, openForMs)
   }
 
   #reopen (now: number, reason: string): void {
     this.#failedRounds++
-    this.#open(now, reason)
+    this.#open(now, reason, this.#trickle)
   }
 
   #toHalfOpen (): void {
     const now = this.#clock()
     this.#state = 'half-open'
-    this.#trialsIssued = 0
-    this.#trialsSucceeded = 0
+    this.#trialClients.clear()
+    this.#badTrialClients.clear()
+    this.#goodTrials = 0
     this.#epoch++
-    this.#reason = `open for ${seconds(this.#openForMs)}; ${this.#config.halfOpenRequests} trial requests decide`
+    this.#reason = `open for ${seconds(this.#openForMs)}; ${this.#config.halfOpenRequests} trial requests at a time decide`
     this.#emit('open', this.#reason, now)
   }
 
@@ -377,12 +425,14 @@ export class Breaker {
     this.#state = 'closed'
     this.#reason = reason
     this.#failedRounds = 0
+    this.#trickle = false
     this.#epoch++
     this.#recoveryStart = ramp ? now : -Infinity
     this.#rampCredit = 1000
-    this.#adaptive?.remeasure(now)
     this.#latWindow.clear()
     this.#errWindow.clear()
+    this.#latEvidence.clear()
+    this.#errEvidence.clear()
     this.#emit(from, reason, now)
   }
 

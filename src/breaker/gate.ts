@@ -6,7 +6,7 @@
  */
 import { GatewayError } from '../errors.js'
 import type { Policy } from '../policy/compile.js'
-import type { Admission as GateAdmission, UpstreamGate } from '../upstream/gate.js'
+import type { Admission as GateAdmission, GateClient, UpstreamGate } from '../upstream/gate.js'
 import { Breaker, type BreakerStatus, type BreakerTransition, type Clock } from './core.js'
 import { breakerConfig } from './config.js'
 
@@ -45,10 +45,10 @@ export class BreakerGate implements UpstreamGate {
     this.#shed = new Map()
   }
 
-  admit (upstream: string, _route: string): GateAdmission | GatewayError {
+  admit (upstream: string, _route: string, client?: GateClient): GateAdmission | GatewayError {
     const b = this.#breakers.get(upstream)
     if (b === undefined) return UNTRACKED
-    const r = b.admit()
+    const r = b.admit(client)
     return typeof r === 'number' ? this.#shedError(b, r) : r
   }
 

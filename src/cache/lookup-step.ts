@@ -151,7 +151,7 @@ async function cacheLookup (app: FastifyInstance, opts: CachePluginOptions): Pro
       const started = process.hrtime.bigint()
       gw.upstreamStartedAt ??= started
       try {
-        const answer = await client.fetch({ upstream: gw.upstream, route: gw.route!.name, path: gw.upstreamUrl, method: 'GET', headers, timeoutMs: timeoutMs ?? target.timeoutMs, maxBodyBytes: gw.route!.cache!.maxEntrySize, handOverLargeBody: true })
+        const answer = await client.fetch({ upstream: gw.upstream, route: gw.route!.name, path: gw.upstreamUrl, method: 'GET', headers, timeoutMs: timeoutMs ?? target.timeoutMs, maxBodyBytes: gw.route!.cache!.maxEntrySize, handOverLargeBody: true, client: { key: gw.envKey, ip: gw.clientIp } })
         return await decoded(answer, gw.route!.cache!.maxEntrySize)
       } catch (err) {
         throw err instanceof BodyTooLarge ? new TooLargeToCache(handOver(request, err)) : err

@@ -39,6 +39,8 @@ export function edgeThreshold (percent: number): number {
 export interface EdgeRule {
   readonly percent: number
   readonly keys: ReadonlySet<string>
+  /** reads go to Edge while the route's upstream has its breaker open (off unless asked) */
+  readonly whenOpen: boolean
 }
 
 export type EdgeReason =
@@ -50,7 +52,7 @@ export type EdgeReason =
   | 'not-selected'
   /** no X-Environment-Key: stays on the route's upstream (Edge would only answer 403) */
   | 'no-key'
-  /** the route's upstream has its breaker open: a GET goes to Edge rather than to a 503 */
+  /** the route's upstream has its breaker open and the route says `whenOpen: true`: a GET goes to Edge rather than to a 503 */
   | 'breaker-open'
 
 export interface EdgeDecision {
@@ -81,8 +83,10 @@ export interface EdgeQuery {
 
 /**
  * Where one request of a route with an `edge` section goes, and why. Precedence: no key → stay;
- * listed → Edge; bucket below the threshold → Edge; otherwise stay, unless the route's upstream
- * is open and the request is a read (then Edge, without a fallback to the open upstream).
+ * listed → Edge; bucket below the threshold → Edge; otherwise stay, unless the route says
+ * `whenOpen`, its upstream is open and the request is a read (then Edge, without a fallback to
+ * the open upstream). Nothing goes to Edge that the policy did not send there: `percent: 0`, no
+ * `keys` and no `whenOpen` is Core only, whatever the breaker does.
  */
 export function decideEdge (rule: EdgeRule, q: EdgeQuery): EdgeDecision {
   if (q.key === undefined) return { upstream: q.routeUpstream, reason: 'no-key', bucket: undefined, fallback: undefined }
@@ -92,7 +96,7 @@ export function decideEdge (rule: EdgeRule, q: EdgeQuery): EdgeDecision {
   const threshold = edgeThreshold(rule.percent)
   const bucket = threshold > 0 ? edgeBucket(q.key) : undefined
   if (bucket !== undefined && bucket < threshold) return { upstream: EDGE_UPSTREAM, reason: 'hashed', bucket, fallback }
-  if (read && q.upstreamOpen) return { upstream: EDGE_UPSTREAM, reason: 'breaker-open', bucket, fallback: undefined }
+  if (read && q.upstreamOpen && rule.whenOpen) return { upstream: EDGE_UPSTREAM, reason: 'breaker-open', bucket, fallback: undefined }
   return { upstream: q.routeUpstream, reason: 'not-selected', bucket, fallback: undefined }
 }
 
@@ -136,8 +140,10 @@ export function describeEdge (rule: EdgeRule, q: EdgeQuery, d: EdgeDecision = de
   if (d.upstream === EDGE_UPSTREAM) {
     if (d.fallback !== undefined) lines.push(`if edge fails (connection error, timeout, 5xx), ${q.method} is retried once on ${d.fallback}`)
     else if (!read) lines.push(`${q.method} is a write: never retried on ${q.routeUpstream} (it would land in the other store)`)
-  } else if (read && !q.upstreamOpen) {
+  } else if (read && !q.upstreamOpen && rule.whenOpen) {
     lines.push(`while ${q.routeUpstream}'s breaker is open, ${q.method} goes to edge instead (breaker-open)`)
+  } else if (read && !rule.whenOpen) {
+    lines.push(`while ${q.routeUpstream}'s breaker is open, ${q.method} stays on ${q.routeUpstream} (no edge.whenOpen)`)
   }
   return lines
 }

@@ -34,7 +34,7 @@ export interface CompiledRoute {
   readonly cache: CacheRuleData | undefined
   /** on-the-fly compression of proxied answers (src/compress/proxied.ts) */
   readonly compress: { readonly minSize: number; readonly types: readonly string[] } | undefined
-  readonly edge: { readonly percent: number; readonly keys: ReadonlySet<string> } | undefined
+  readonly edge: { readonly percent: number; readonly keys: ReadonlySet<string>; readonly whenOpen: boolean } | undefined
 }
 
 export interface CompiledOverride { readonly routes: ReadonlySet<string> | null; readonly limits: readonly CompiledLimit[] }
@@ -124,7 +124,7 @@ function compileRoute (r: RouteData): CompiledRoute {
     limits: Object.freeze(compileLimits(r.limit, r.name, '')),
     cache: r.cache === undefined ? undefined : Object.freeze({ ...r.cache }),
     compress: r.compress === undefined ? undefined : Object.freeze({ minSize: r.compress.minSize, types: Object.freeze([...(r.compress.types ?? DEFAULT_COMPRESS_TYPES)]) }),
-    edge: r.edge === undefined ? undefined : Object.freeze({ percent: r.edge.percent, keys: new Set(r.edge.keys) })
+    edge: r.edge === undefined ? undefined : Object.freeze({ percent: r.edge.percent, keys: new Set(r.edge.keys), whenOpen: r.edge.whenOpen })
   })
 }
 
@@ -139,7 +139,7 @@ export function compilePolicy (data: PolicyData, version: string, now = new Date
     if (!upstreamNames.has(r.upstream)) {
       problems.push({ path: ['routes', i, 'upstream'], message: `unknown upstream '${r.upstream}' (defined: ${[...upstreamNames].join(', ')})` })
     }
-    if (r.edge !== undefined && (r.edge.percent > 0 || r.edge.keys.length > 0) && !upstreamNames.has('edge')) {
+    if (r.edge !== undefined && (r.edge.percent > 0 || r.edge.keys.length > 0 || r.edge.whenOpen) && !upstreamNames.has('edge')) {
       problems.push({ path: ['routes', i, 'edge'], message: "edge routing needs an upstream named 'edge'" })
     }
     // edge routing: only routes whose paths and methods the Edge API serves (src/edge/served.ts)

@@ -110,7 +110,10 @@ const CompressSchema = z.strictObject({
 
 const EdgeSchema = z.strictObject({
   percent: z.number().min(0, 'must be between 0 and 100').max(100, 'must be between 0 and 100').default(0),
-  keys: z.array(z.string().min(1)).default([])
+  keys: z.array(z.string().min(1)).default([]),
+  // send the route's reads to Edge while its upstream's breaker is open. Off unless asked: a
+  // self-hosted Flagsmith has no Edge API, and its keys must never reach Flagsmith's hosted one
+  whenOpen: z.boolean().default(false)
 })
 
 // requests are matched on their canonical path (routing/path.ts): a route path in any other

@@ -16,7 +16,7 @@ import { errors as undiciErrors, type Dispatcher } from 'undici'
 import { GatewayError } from '../errors.js'
 import type { Metrics } from '../metrics/registry.js'
 import type { Policy, UpstreamTarget } from '../policy/compile.js'
-import { OPEN_GATE, type Admission, type UpstreamGate } from './gate.js'
+import { OPEN_GATE, type Admission, type GateClient, type UpstreamGate } from './gate.js'
 import { BodyTooLarge, diedUnanswered, toGatewayError } from './errors.js'
 import { proxyRequestHeaders, responseHeadersFromRaw, type HeaderSet } from './headers.js'
 import { Pools } from './pools.js'
@@ -43,6 +43,8 @@ export interface FetchRequest {
    * abandoning it, so the caller can send it on rather than make the same request again.
    */
   handOverLargeBody?: boolean
+  /** who the request is for (a cache fill: the client whose request started it); see GateClient */
+  client?: GateClient
 }
 
 export function elapsedMs (since: bigint): number {
@@ -148,8 +150,8 @@ export class UpstreamClient {
   }
 
   /** One gated attempt of a proxied request: the answer (a small body read, a larger one unread), or the error to send. */
-  async #attempt (name: string, target: UpstreamTarget, route: string, method: string, path: string, headers: HeaderSet, body: Buffer | undefined, timeoutMs: number): Promise<Answer | GatewayError> {
-    const admission = this.gate.admit(name, route)
+  async #attempt (name: string, target: UpstreamTarget, route: string, client: GateClient, method: string, path: string, headers: HeaderSet, body: Buffer | undefined, timeoutMs: number): Promise<Answer | GatewayError> {
+    const admission = this.gate.admit(name, route, client)
     if (admission instanceof GatewayError) return admission
     const t0 = process.hrtime.bigint()
     let res: ProxiedResponse
@@ -180,7 +182,8 @@ export class UpstreamClient {
     const first = gw.policy.targets[gw.upstream]
     if (first === undefined) throw new GatewayError('FLAGGATE_UPSTREAM_UNREACHABLE', `No upstream named '${gw.upstream}' in the policy.`)
     const started = gw.upstreamStartedAt = process.hrtime.bigint()
-    let result = await this.#attempt(gw.upstream, first, route, method, gw.upstreamUrl, proxyRequestHeaders(request, first), body, first.timeoutMs)
+    const client: GateClient = { key: gw.envKey, ip: gw.clientIp }
+    let result = await this.#attempt(gw.upstream, first, route, client, method, gw.upstreamUrl, proxyRequestHeaders(request, first), body, first.timeoutMs)
 
     const plan = (method === 'GET' || method === 'HEAD') && worthFallback(result)
       ? planFallback({ targets: gw.policy.targets, routeUpstream: gw.route?.upstream, from: gw.upstream, path: gw.upstreamUrl, fallback: gw.fallbackUpstream, elapsedMs: elapsedMs(started) })
@@ -192,7 +195,7 @@ export class UpstreamClient {
       if (!(result instanceof GatewayError) && !Buffer.isBuffer(result.res.body)) result.res.body.destroy()
       this.#logger.debug({ route, from: plan.from, to: plan.to, status: result instanceof GatewayError ? result.code : (result as Answer).res.statusCode }, 'upstream fallback')
       this.#metrics.upstreamFallbacks.labels(route, plan.from, plan.to).inc()
-      result = await this.#attempt(plan.to, plan.target, route, method, plan.path, proxyRequestHeaders(request, plan.target), body, plan.timeoutMs)
+      result = await this.#attempt(plan.to, plan.target, route, client, method, plan.path, proxyRequestHeaders(request, plan.target), body, plan.timeoutMs)
     }
     gw.upstreamMs = elapsedMs(started)
     if (result instanceof GatewayError) throw result
@@ -225,7 +228,7 @@ export class UpstreamClient {
   async fetch (req: FetchRequest): Promise<UpstreamResponse> {
     const target = this.#policy?.targets[req.upstream]
     if (target === undefined) throw new GatewayError('FLAGGATE_UPSTREAM_UNREACHABLE', `No upstream named '${req.upstream}' in the policy.`)
-    const admission: Admission | GatewayError = this.gate.admit(req.upstream, req.route)
+    const admission: Admission | GatewayError = this.gate.admit(req.upstream, req.route, req.client)
     if (admission instanceof GatewayError) throw admission
     const t0 = process.hrtime.bigint()
     let res: Dispatcher.ResponseData

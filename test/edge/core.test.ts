@@ -21,7 +21,7 @@ function sampleKeys (n: number): string[] {
 }
 
 const KEYS = sampleKeys(10_000)
-const rule = (percent: number, keys: string[] = []): EdgeRule => ({ percent, keys: new Set(keys) })
+const rule = (percent: number, keys: string[] = [], whenOpen = true): EdgeRule => ({ percent, keys: new Set(keys), whenOpen })
 const get = (key: string | undefined, extra: Partial<EdgeQuery> = {}): EdgeQuery => ({ routeUpstream: 'core', method: 'GET', key, upstreamOpen: false, ...extra })
 
 describe('edgeBucket', () => {
@@ -125,7 +125,15 @@ describe('decideEdge: fallbacks and the open breaker', () => {
     expect(decideEdge(rule(100), get('k', { method: 'POST' }))).toMatchObject({ upstream: 'edge', reason: 'hashed', fallback: undefined })
   })
 
-  it('with the route\'s upstream open, reads go to Edge (without falling back to it); writes stay', () => {
+  it('without whenOpen, an open upstream sends nothing to Edge: percent 0 and no keys is Core only', () => {
+    const open = { upstreamOpen: true }
+    expect(decideEdge(rule(0, [], false), get('ser.abc', open))).toEqual({ upstream: 'core', reason: 'not-selected', bucket: undefined, fallback: undefined })
+    for (const key of KEYS.slice(0, 200)) expect(decideEdge(rule(0, [], false), get(key, open)).upstream).toBe('core')
+    // what an operator listed still goes
+    expect(decideEdge(rule(0, ['ser.abc'], false), get('ser.abc', open))).toMatchObject({ upstream: 'edge', reason: 'listed' })
+  })
+
+  it('with the route\'s upstream open and whenOpen, reads go to Edge (without falling back to it); writes stay', () => {
     const open = { upstreamOpen: true }
     expect(decideEdge(rule(0), get('ser.abc', open))).toEqual({ upstream: 'edge', reason: 'breaker-open', bucket: undefined, fallback: undefined })
     expect(decideEdge(rule(5), get('ser.abc', { ...open, method: 'HEAD' }))).toEqual({ upstream: 'edge', reason: 'breaker-open', bucket: 874, fallback: undefined })

@@ -46,7 +46,7 @@ describe('flaggate explain: edge routing', () => {
       'upstream: core → http://core.internal:8000/api/v1/flags/  (timeout 10s)',
       'edge:     split: 1% of keys (buckets 0..99 of 10000), plus 1 listed in edge.keys',
       'edge:     key in bucket 166, not below 100 → stays on core (not-selected); moves to edge at edge.percent ≥ 1.67%',
-      'edge:     while core\'s breaker is open, GET goes to edge instead (breaker-open)'
+      'edge:     while core\'s breaker is open, GET stays on core (no edge.whenOpen)'
     ])
   })
 

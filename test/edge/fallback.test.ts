@@ -21,8 +21,8 @@ let core: FakeCore
 let edge: FakeEdge
 let gw: TestGateway
 
-function policy (percent: number, keys: string[] = []): string {
-  const edgeRule = `{ percent: ${percent}, keys: [${keys.join(', ')}] }`
+function policy (percent: number, keys: string[] = [], whenOpen = false): string {
+  const edgeRule = `{ percent: ${percent}, keys: [${keys.join(', ')}]${whenOpen ? ', whenOpen: true' : ''} }`
   return policyYaml({
     coreUrl: core.url,
     edgeUrl: edge.url,
@@ -146,8 +146,19 @@ class CoreOpenGate implements UpstreamGate {
 }
 
 describe('Core\'s breaker open', () => {
-  it('edge-enabled reads of unselected keys go to Edge; writes stay on Core (and are shed there)', async () => {
+  it('without whenOpen, nothing goes to Edge: reads and writes stay on Core and are shed there', async () => {
     setPolicy(policy(0))
+    gw.client.gate = new CoreOpenGate()
+    const edgeBefore = edge.counts()
+    const read = await flags(CLIENT)
+    expect(read.status).toBe(503)
+    expect(json(read)).toMatchObject({ code: 'FLAGGATE_UPSTREAM_OVERLOADED' })
+    expect((await identify(CLIENT, 'olga')).status).toBe(503)
+    expect(edge.counts()).toBe(edgeBefore)
+  })
+
+  it('with whenOpen, edge-enabled reads of unselected keys go to Edge; writes stay on Core (and are shed there)', async () => {
+    setPolicy(policy(0, [], true))
     gw.client.gate = new CoreOpenGate()
     const read = await flags(CLIENT)
     expect(read.status).toBe(200)

@@ -110,7 +110,7 @@ describe('edge routing through the gateway', () => {
     setPolicy(policy('{ percent: 30, keys: [] }'))
     onTestFinished(() => { setPolicy(policy(`{ percent: 0, keys: [${SERVER}] }`, `{ percent: 0, keys: [${SERVER}] }`)) })
     const keys = Array.from({ length: 120 }, (_, i) => `key-${i}`)
-    const expectedEdge = keys.filter((k) => decideEdge({ percent: 30, keys: new Set() }, { routeUpstream: 'core', method: 'GET', key: k, upstreamOpen: false }).upstream === 'edge')
+    const expectedEdge = keys.filter((k) => decideEdge({ percent: 30, keys: new Set(), whenOpen: false }, { routeUpstream: 'core', method: 'GET', key: k, upstreamOpen: false }).upstream === 'edge')
     const hashedBefore = await metric('flaggate_edge_routing_total', { route: 'flags', upstream: 'edge', reason: 'hashed' })
     for (const k of keys) {
       const res = await raw(gw.url, '/api/v1/flags/', { headers: { 'x-environment-key': k } })
