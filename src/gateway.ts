@@ -22,6 +22,7 @@ import { createCache } from './cache/capability.js'
 import { createRateLimit } from './rate-limit/capability.js'
 import { createEdge } from './edge/capability.js'
 import { createBlocking } from './blocking/capability.js'
+import { createTop } from './top/capability.js'
 import { createProbes } from './probes/capability.js'
 import { createBreakers } from './breaker/capability.js'
 import { createLocal } from './local/index.js'
@@ -83,7 +84,9 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   client.gate = breakers.gate
   metrics.upstreamLoad.read = breakers.upstreamLoad
 
-  const blocking = createBlocking({ policy: () => store.current, policyFile: store.file, metrics, logger, ...(redis !== undefined ? { redis } : {}) })
+  // the busiest clients of this replica (GET /admin/top), told of each answer by the blocking step
+  const top = createTop()
+  const blocking = createBlocking({ policy: () => store.current, policyFile: store.file, metrics, logger, recordOutcome: top.record, ...(redis !== undefined ? { redis } : {}) })
   const edge = createEdge({ metrics, isOpen: (upstream) => client.gate.isOpen(upstream) })
   // local evaluation (src/local): a signed Flagsmith webhook refreshes its documents at once
   const local = createLocal({ policy: () => store.current, policyFile: store.file, client, metrics, logger, version: VERSION, ...(redis !== undefined ? { redis } : {}) })
@@ -93,7 +96,7 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   const probes = createProbes({ metrics, logger, version: VERSION })
 
   // in the order of creation; closed in reverse. Where each step runs is the pipeline table's business.
-  const capabilities: Capability[] = [breakers, blocking, edge, cache, rateLimit, local, probes]
+  const capabilities: Capability[] = [breakers, top, blocking, edge, cache, rateLimit, local, probes]
   const steps: Steps = {}
   for (const c of capabilities) {
     for (const [step, entry] of Object.entries(c.steps ?? {}) as Array<[keyof Steps, NonNullable<Steps[keyof Steps]>]>) {

@@ -4,6 +4,7 @@
  * version does not know, and the summary still prints what is there. `--json` prints the raw
  * answer for scripts.
  */
+import { formatDuration } from '../shared/duration.js'
 
 type Obj = Record<string, unknown>
 
@@ -22,11 +23,7 @@ export function formatBytes (n: number): string {
 export function formatAgo (iso: unknown, now: Date): string {
   const t = typeof iso === 'string' ? Date.parse(iso) : NaN
   if (Number.isNaN(t)) return 'never'
-  const s = Math.max(0, Math.round((now.getTime() - t) / 1000))
-  if (s < 60) return `${s}s ago`
-  if (s < 3600) return `${Math.floor(s / 60)}m ago`
-  if (s < 86_400) return `${Math.floor(s / 3600)}h ago`
-  return `${Math.floor(s / 86_400)}d ago`
+  return `${formatDuration(now.getTime() - t, 'coarse')} ago`
 }
 
 const LABEL_WIDTH = 10

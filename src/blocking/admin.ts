@@ -1,20 +1,18 @@
 /**
  * Blocking's part of the admin API: `GET/POST /admin/blocks`,
- * `DELETE /admin/blocks/:id`, `GET /admin/top`, and the `blocks` of `/admin/status`. Routes run
+ * `DELETE /admin/blocks/:id` and the `blocks` of `/admin/status`. Routes run
  * after the admin token check; every change is logged with who, what and why.
  */
 import { randomBytes } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { AdminExtension } from '../contracts/capability.js'
+import { AdminError, type AdminExtension } from '../contracts/capability.js'
 import type { Policy } from '../policy/compile.js'
 import { describeTarget, parseBlockRequest, viewOf, type Block } from './core.js'
 import type { BlockRegistry } from './registry.js'
 import type { BlockLogger } from './backend.js'
-import type { TopBy, TopClients } from '../top/top-clients.js'
 
 export interface BlockingAdminOptions {
   registry: BlockRegistry
-  top: TopClients
   policy: () => Policy
   logger: BlockLogger
   /** adds a block everywhere (registry + backend); why it could not be stored (and was undone), or undefined */
@@ -24,10 +22,6 @@ export interface BlockingAdminOptions {
   status: () => Record<string, unknown>
   /** `fleet` when a shared store carries blocks to every replica, `replica` when they stay on this one */
   scope: 'fleet' | 'replica'
-}
-
-class AdminError extends Error {
-  constructor (readonly statusCode: number, message: string) { super(message) }
 }
 
 /** `admin-token`, or `admin-token (alice)` when the CLI says who runs it (X-Flaggate-Actor). */
@@ -44,7 +38,7 @@ function newRuntimeId (): string {
 }
 
 export function blockingAdminExtension (opts: BlockingAdminOptions): AdminExtension {
-  const { registry, top, logger } = opts
+  const { registry, logger } = opts
   return {
     routes (admin: FastifyInstance) {
       admin.get('/admin/blocks', async () => registry.list().map(viewOf))
@@ -53,7 +47,7 @@ export function blockingAdminExtension (opts: BlockingAdminOptions): AdminExtens
         const actor = actorOf(request)
         const block = parseBlockRequest(request.body, {
           routes: new Set(opts.policy().routes.map((r) => r.name)),
-          now: registry.clock.now(),
+          now: registry.clock(),
           actor,
           newId: newRuntimeId
         })
@@ -75,15 +69,6 @@ export function blockingAdminExtension (opts: BlockingAdminOptions): AdminExtens
         if (b === undefined) throw new AdminError(404, `No block ${id} (it may have expired); \`flaggate blocks\` (GET /admin/blocks) lists the blocks in force.`)
         logger.info({ who: actor, action: 'unblock', id, source: b.source, target: describeTarget(b), reason: b.reason }, 'admin: block lifted')
         return await reply.code(204).send()
-      })
-
-      admin.get('/admin/top', async (request: FastifyRequest<{ Querystring: Record<string, string | undefined> }>) => {
-        const q = request.query
-        const by = q.by ?? 'requests'
-        if (by !== 'requests' && by !== 'rejections') throw new AdminError(400, '"by" must be requests or rejections.')
-        const limitText = q.limit ?? '20'
-        if (!/^\d{1,4}$/.test(limitText) || Number(limitText) < 1 || Number(limitText) > 1000) throw new AdminError(400, '"limit" must be a whole number from 1 to 1000.')
-        return top.top(by as TopBy, Number(limitText))
       })
     },
     status: opts.status

@@ -1,7 +1,7 @@
 /**
  * Everything the composition (gateway.ts) needs from blocking, built in one call: the registry
  * of blocks, where they persist (Redis when the policy has a store, else a state file), the
- * automatic blocks, `top`, the request-path plugin and the admin extension.
+ * automatic blocks, the request-path plugin and the admin extension.
  */
 import { createHash } from 'node:crypto'
 import { dirname, isAbsolute, resolve } from 'node:path'
@@ -19,7 +19,8 @@ import { RedisBlockSync, type BlockSyncRedis, type RedisBlockSyncOptions } from 
 import { AbuseDetector, type AbuseEvent, type AbuseSettings } from './abuse.js'
 import blockingPlugin, { type BlockingPluginOptions } from './plugin.js'
 import { blockingAdminExtension } from './admin.js'
-import { TopClients } from '../top/top-clients.js'
+import type { TopRecorder } from '../top/capability.js'
+import { formatDuration } from '../shared/duration.js'
 
 export interface BlockingDeps {
   policy: () => Policy
@@ -32,14 +33,14 @@ export interface BlockingDeps {
   /** how often expired blocks are dropped; default 1 s */
   sweepMs?: number
   sync?: RedisBlockSyncOptions
-  topCapacity?: number
+  /** told of every routed answer and whether it was refused (gateway.ts passes `top`'s); none: not reported */
+  recordOutcome?: TopRecorder
 }
 
 export interface BlockingCapability extends Capability {
   registry: BlockRegistry
-  top: TopClients
   backend: BlockBackend
-  /** the `block` step; its onResponse hook also feeds `top` and the automatic blocks */
+  /** the `block` step; its onResponse hook also feeds the recorder and the automatic blocks */
   steps: { block: PluginEntry }
   admin: AdminExtension
   add: (block: Block) => void
@@ -61,10 +62,6 @@ function abuseSettings (policy: Policy): AbuseSettings | undefined {
   return a === undefined ? undefined : { rejections: a.rejections.count, windowMs: a.rejections.windowMs, blockForMs: a.blockFor }
 }
 
-function seconds (ms: number): string {
-  return ms % 60_000 === 0 ? `${ms / 60_000}m` : `${Math.round(ms / 1000)}s`
-}
-
 export function createBlocking (deps: BlockingDeps): BlockingCapability {
   const log = deps.logger.child({ component: 'blocking' })
   const gauge = deps.metrics.blocksActive
@@ -78,7 +75,7 @@ export function createBlocking (deps: BlockingDeps): BlockingCapability {
     }
   })
   const clock = registry.clock
-  registry.setStatic(staticBlocks(deps.policy().data.blocklist, clock.now()))
+  registry.setStatic(staticBlocks(deps.policy().data.blocklist, clock()))
 
   const backend: BlockBackend = deps.redis !== undefined
     ? new RedisBlockSync(deps.redis, registry, log, deps.sync)
@@ -105,12 +102,12 @@ export function createBlocking (deps: BlockingDeps): BlockingCapability {
   const onAbuse = (e: AbuseEvent): void => {
     const id = 'a-' + createHash('sha256').update(e.target).digest('hex').slice(0, 12)
     if (registry.has(id)) return // the same burst of 429s: already blocked
-    const now = clock.now()
+    const now = clock()
     const block: Block = {
       id,
       ...(e.client.key !== undefined ? { keyDigest: keyDigest(e.client.key), key: redactKey(e.client.key)! } : {}),
       ...(e.client.ip !== undefined ? { ip: e.client.ip } : {}),
-      reason: `automatic: more than ${e.settings.rejections} requests refused with 429 within ${seconds(e.settings.windowMs)} (limit ${e.limit} on route ${e.route})`,
+      reason: `automatic: more than ${e.settings.rejections} requests refused with 429 within ${formatDuration(e.settings.windowMs, 'setting')} (limit ${e.limit} on route ${e.route})`,
       source: 'abuse',
       createdAt: now,
       expiresAt: now + e.settings.blockForMs,
@@ -122,10 +119,7 @@ export function createBlocking (deps: BlockingDeps): BlockingCapability {
   const abuse = new AbuseDetector({ ...(deps.redis !== undefined ? { redis: deps.redis } : {}), logger: log, onAbuse })
   abuse.configure(abuseSettings(deps.policy()))
 
-  const top = new TopClients({ ...(deps.topCapacity !== undefined ? { capacity: deps.topCapacity } : {}), ...(deps.clock !== undefined ? { clock: deps.clock } : {}) })
-
   const sweeper = setInterval(() => {
-    top.tick()
     const gone = registry.sweep()
     if (gone.length === 0) return
     backend.expired(gone)
@@ -133,7 +127,7 @@ export function createBlocking (deps: BlockingDeps): BlockingCapability {
   }, deps.sweepMs ?? 1000)
   sweeper.unref()
 
-  const pluginOpts: BlockingPluginOptions = { registry, top, abuse }
+  const pluginOpts: BlockingPluginOptions = { registry, recordOutcome: deps.recordOutcome ?? (() => {}), abuse }
   const status = (): Record<string, unknown> => {
     const c = registry.counts()
     const a = abuse.settings
@@ -150,15 +144,14 @@ export function createBlocking (deps: BlockingDeps): BlockingCapability {
   return {
     name: 'blocking',
     registry,
-    top,
     backend,
     steps: { block: { plugin: blockingPlugin, opts: pluginOpts } },
-    admin: blockingAdminExtension({ registry, top, policy: deps.policy, logger: log, add: addDurably, remove, status, scope: deps.redis !== undefined ? 'fleet' : 'replica' }),
+    admin: blockingAdminExtension({ registry, policy: deps.policy, logger: log, add: addDurably, remove, status, scope: deps.redis !== undefined ? 'fleet' : 'replica' }),
     add,
     remove,
     ready: () => backend.ready(),
     reload: (policy) => {
-      registry.setStatic(staticBlocks(policy.data.blocklist, clock.now()))
+      registry.setStatic(staticBlocks(policy.data.blocklist, clock()))
       abuse.configure(abuseSettings(policy))
     },
     close: async () => {

@@ -3,7 +3,7 @@
  * token, no cache work and no upstream request.
  *
  * onRequest: with no block in force the cost is one branch; otherwise the in-memory index (see
- * core.ts), never Redis. onResponse: feeds `top` and the abuse counter after the answer is sent.
+ * core.ts), never Redis. onResponse: reports the answer to the injected recorder (`top`) and feeds the abuse counter after the answer is sent.
  */
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
@@ -11,11 +11,12 @@ import { GatewayError } from '../errors.js'
 import type { Block } from './core.js'
 import type { BlockRegistry } from './registry.js'
 import type { AbuseDetector } from './abuse.js'
-import type { TopClients } from '../top/top-clients.js'
+import type { TopRecorder } from '../top/capability.js'
 
 export interface BlockingPluginOptions {
   registry: BlockRegistry
-  top: TopClients
+  /** told of every routed answer and whether it was refused (the `top` capability's recorder) */
+  recordOutcome: TopRecorder
   abuse: AbuseDetector
 }
 
@@ -28,7 +29,7 @@ export function blockedError (b: Block, now: number): GatewayError {
 }
 
 async function blocking (app: FastifyInstance, opts: BlockingPluginOptions): Promise<void> {
-  const { registry, top, abuse } = opts
+  const { registry, recordOutcome, abuse } = opts
   const index = registry.index
   const clock = registry.clock
 
@@ -37,7 +38,7 @@ async function blocking (app: FastifyInstance, opts: BlockingPluginOptions): Pro
     const gw = request.gateway
     const route = gw?.route
     if (route === undefined) { done(); return }
-    const now = clock.now()
+    const now = clock()
     const b = index.match(route.name, gw.envKey, gw.clientIp, request.headers['user-agent'], now, gw.clientNet)
     if (b === undefined) { done(); return }
     gw.decision = 'blocked'
@@ -49,7 +50,7 @@ async function blocking (app: FastifyInstance, opts: BlockingPluginOptions): Pro
     const route = gw?.route
     if (route === undefined) { done(); return }
     const decision = gw.decision
-    top.record(route.name, gw.envKey, gw.clientNet, decision === 'limited' || decision === 'blocked')
+    recordOutcome(route.name, gw.envKey, gw.clientNet, decision === 'limited' || decision === 'blocked')
     if (decision === 'limited' && gw.limitedClient !== undefined) abuse.record(gw.limitedClient, route.name, gw.limitedBy ?? route.name)
     done()
   })

@@ -128,7 +128,7 @@ export class RedisBlockSync implements BlockBackend {
   added (block: Block): void {
     this.#pendingRemoves.delete(block.id)
     this.#pendingAdds.set(block.id, block)
-    this.#seen.set(block.id, this.#registry.clock.now())
+    this.#seen.set(block.id, this.#registry.clock())
     this.#schedule(0)
   }
 
@@ -272,7 +272,7 @@ export class RedisBlockSync implements BlockBackend {
   }
 
   async #fullLoad (): Promise<void> {
-    const startedAt = this.#registry.clock.now()
+    const startedAt = this.#registry.clock()
     const found = new Map<string, Block>()
     let cursor = '0'
     do {
@@ -285,7 +285,7 @@ export class RedisBlockSync implements BlockBackend {
       }
     } while (cursor !== '0')
 
-    const now = this.#registry.clock.now()
+    const now = this.#registry.clock()
     const expired: string[] = []
     for (const [id, b] of found) {
       if (this.#pendingRemoves.has(id)) continue
@@ -314,7 +314,7 @@ export class RedisBlockSync implements BlockBackend {
       const b = msg.block
       if (this.#pendingRemoves.has(b.id)) return
       if (this.#registry.upsert(b)) {
-        this.#seen.set(b.id, this.#registry.clock.now())
+        this.#seen.set(b.id, this.#registry.clock())
         this.#log.info({ id: b.id, source: b.source, target: describeTarget(b), actor: b.actor }, 'block from another replica')
       }
     } else {

@@ -6,8 +6,9 @@
  */
 import { BlockIndex, type Block, type BlockSource } from './core.js'
 
-export interface Clock { now: () => number }
-export const systemClock: Clock = { now: () => Date.now() }
+import { systemClock, type Clock } from '../shared/clock.js'
+
+export type { Clock }
 
 export class BlockRegistry {
   readonly index = new BlockIndex()
@@ -44,7 +45,7 @@ export class BlockRegistry {
   /** Adds or replaces a runtime or automatic block; false when it is expired or unusable. */
   upsert (block: Block): boolean {
     if (block.source === 'static' || this.#static.has(block.id)) return false
-    if (block.expiresAt !== undefined && block.expiresAt <= this.clock.now()) return false
+    if (block.expiresAt !== undefined && block.expiresAt <= this.clock()) return false
     if (!this.#add(block)) return false
     this.#onChange()
     return true
@@ -62,7 +63,7 @@ export class BlockRegistry {
 
   /** Drops the blocks whose time is up and returns them. */
   sweep (): Block[] {
-    const ids = this.index.expired(this.clock.now())
+    const ids = this.index.expired(this.clock())
     if (ids.length === 0) return []
     const gone: Block[] = []
     for (const id of ids) {

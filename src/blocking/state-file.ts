@@ -98,7 +98,7 @@ export class StateFileBackend implements BlockBackend {
   }
 
   async #write (): Promise<void> {
-    const content: StateFileContent = { v: 1, savedAt: new Date(this.#registry.clock.now()).toISOString(), blocks: this.#registry.shared() }
+    const content: StateFileContent = { v: 1, savedAt: new Date(this.#registry.clock()).toISOString(), blocks: this.#registry.shared() }
     const tmp = `${this.file}.${process.pid}.tmp`
     try {
       await mkdir(dirname(this.file), { recursive: true })

@@ -43,7 +43,7 @@ export interface BreakerCapability extends Capability {
 const PROBE_MAX_BODY_BYTES = 64 * 1024
 export const PROBE_ROUTE = 'breaker-probe'
 
-const MONOTONIC: Clock = { now: () => performance.now() }
+const MONOTONIC: Clock = () => performance.now()
 
 export function createBreakers (deps: BreakerDeps): BreakerCapability {
   const log = deps.logger.child({ component: 'breaker' })
@@ -72,7 +72,7 @@ export function createBreakers (deps: BreakerDeps): BreakerCapability {
     // or while half-open, where the probe is one of the trials that decide
     const state = b.state()
     if (state === 'open') return
-    if (state === 'closed' && clock.now() - b.lastAdmitAt < intervalMs / 2) return
+    if (state === 'closed' && clock() - b.lastAdmitAt < intervalMs / 2) return
     try {
       // through the gate like any request: its latency and status feed the breaker; Core's
       // /health/readiness/ only answers 200 or 500, so its time is what tells a slow database

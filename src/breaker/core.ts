@@ -55,7 +55,8 @@ import { SlidingWindow } from './window.js'
 export type { GateClient, UpstreamOutcome }
 export { Admission, GATEWAY_CLIENT } from './admission.js'
 
-export interface Clock { now: () => number }
+import type { Clock } from '../shared/clock.js'
+export type { Clock }
 
 export type BreakerState = 'closed' | 'open' | 'half-open'
 
@@ -177,7 +178,7 @@ export class Breaker {
   get config (): BreakerConfig { return this.#config }
   get inFlight (): number { return this.#fair.total }
   /** The concurrency limit in force now (ramp, adaptive limit and open trickle applied), or null when unlimited. */
-  limit (): number | null { return this.#limit(this.#clock.now()) }
+  limit (): number | null { return this.#limit(this.#clock()) }
   /** Clock time of the last admission (-Infinity before any): the probe only runs when traffic is quiet. */
   get lastAdmitAt (): number { return this.#lastAdmitAt }
   /** Requests in flight of one partition (tests, status). */
@@ -185,7 +186,7 @@ export class Breaker {
 
   /** The current state; moves open → half-open when openFor has passed. */
   state (): BreakerState {
-    if (this.#state === 'open' && this.#clock.now() >= this.#openUntil) this.#toHalfOpen()
+    if (this.#state === 'open' && this.#clock() >= this.#openUntil) this.#toHalfOpen()
     return this.#state
   }
 
@@ -223,7 +224,7 @@ export class Breaker {
    * Retry-After in whole seconds (≥ 1) when it must be shed.
    */
   admit (client?: GateClient): Admission | number {
-    const now = this.#clock.now()
+    const now = this.#clock()
     const id = clientId(client)
     const partition = partitionOf(client)
     let trial = false
@@ -267,7 +268,7 @@ export class Breaker {
   /** Called by {@link Admission.finish}. */
   settle (a: Admission, outcome: UpstreamOutcome): void {
     this.#fair.release(a.partition)
-    const now = this.#clock.now()
+    const now = this.#clock()
     const current = a.epoch === this.#epoch
     if (a.trial && current && this.#state === 'half-open') this.#trialClients.delete(a.client)
     if (outcome.kind === 'abandoned') return
@@ -303,7 +304,7 @@ export class Breaker {
 
   status (): BreakerStatus {
     const state = this.state()
-    const now = this.#clock.now()
+    const now = this.#clock()
     const s: BreakerStatus = { state, reason: this.#reason, ...this.#figures(now) }
     if (state === 'open') s.retryAfterS = Math.max(1, Math.ceil((this.#openUntil - now) / 1000))
     if (this.#adaptive !== undefined) {
@@ -408,7 +409,7 @@ export class Breaker {
   }
 
   #toHalfOpen (): void {
-    const now = this.#clock.now()
+    const now = this.#clock()
     this.#state = 'half-open'
     this.#trialClients.clear()
     this.#badTrialClients.clear()
@@ -419,7 +420,7 @@ export class Breaker {
   }
 
   #close (reason: string, ramp: boolean): void {
-    const now = this.#clock.now()
+    const now = this.#clock()
     const from = this.#state
     this.#state = 'closed'
     this.#reason = reason

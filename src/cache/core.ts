@@ -22,27 +22,17 @@ import type { CacheEvent, CacheRule, CacheStats, CachedDocument, DocumentCacheOp
 import { TooLargeToCache } from './document.js'
 import { clientHasCurrent, etagOf } from './validators.js'
 import { entryIds, matches } from './purge-target.js'
-import { entrySize, negativeKey, negativeSize } from './entry-size.js'
+import { entrySize } from './entry-size.js'
+import { NegativeCache } from './negative.js'
+import { TooLargeKeys } from './too-large.js'
+import { CORE_LAST_MODIFIED_LAG_MS, PurgeLog } from './purge-log.js'
 import { isFlagListPath } from '../shared/flag-list.js'
 import { entryForms } from '../compress/representation.js'
 import type { CompressedBodies } from '../compress/forms.js'
 
-export { cacheKey }
+export { cacheKey, CORE_LAST_MODIFIED_LAG_MS }
+export { DEFAULT_NEGATIVE_TTL_MS } from './negative.js'
 
-/**
- * Core reads Last-Modified from a per-process environment cache that a change does not clear
- * (Flagsmith Core caches it per worker process): for about a minute after a change a worker can still answer an
- * If-Modified-Since with 304. So after a purge we revalidate unconditionally for this long.
- */
-export const CORE_LAST_MODIFIED_LAG_MS = 60_000
-export const DEFAULT_NEGATIVE_TTL_MS = 5_000
-const DEFAULT_NEGATIVE_MAX_BYTES = 8 * 1024 * 1024
-/** a 403 body is a short JSON error; anything bigger is not worth remembering */
-const NEGATIVE_MAX_BODY_BYTES = 4096
-const PURGE_LOG_MAX = 1024
-/** bytes of memory for the keys remembered as too large (key length + bookkeeping, each) */
-const TOO_LARGE_MAX_BYTES = 1024 * 1024
-const TOO_LARGE_ENTRY_OVERHEAD = 96
 const PASS: LookupResult = Object.freeze({ kind: 'pass' })
 const REPLAY_HEADERS = ['content-type', 'x-flagsmith-document-updated-at', 'link'] as const
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json(?:\s*;|$)/i
@@ -60,7 +50,6 @@ class UncachedAnswer extends Error {
 }
 
 interface FillContext { fill: Fill; rule: CacheRule }
-interface PurgeRecord { gen: number; at: number; target: PurgeTarget }
 
 export function lifetimeOf (rule: CacheRule): number {
   return rule.ttl + Math.max(rule.staleWhileRevalidate, rule.staleIfError)
@@ -73,17 +62,15 @@ function headerValue (headers: UpstreamAnswer['headers'], name: string): string 
 
 export class DocumentCache {
   #lru: LRUCache<string, CachedDocument, FillContext>
-  #negative: LRUCache<string, UpstreamAnswer>
-  /** cache keys whose document passed maxEntrySize, until the rule's ttl: they go straight to the proxy */
-  #tooLarge: LRUCache<string, true>
+  readonly #negative: NegativeCache
+  readonly #tooLarge: TooLargeKeys
+  readonly #purges = new PurgeLog()
   // A recent (key, URL, upstream)'s cache key, as the same string object every time, so the hit
   // path's LRU lookup does not flatten and hash a fresh 70-character string (shared/client-memo.ts).
   // Core and Edge are the only upstreams a document comes from; a key's URLs are its pages.
   readonly #keys = new ClientStrings({ maxBytes: 2 * 1024 * 1024, maxIpsPerKey: 16, maxNames: 2 })
   readonly #clock: Clock
   readonly #onEvent: ((event: CacheEvent, count: number) => void) | undefined
-  #purgeGen = 0
-  #purgeLog: PurgeRecord[] = []
   #hits = 0
   #misses = 0
   #stale = 0
@@ -92,19 +79,8 @@ export class DocumentCache {
     this.#clock = opts.clock ?? systemClock
     this.#onEvent = opts.onEvent
     this.#lru = this.#createLru(opts.maxSize)
-    this.#negative = new LRUCache<string, UpstreamAnswer>({
-      maxSize: opts.negativeMaxBytes ?? DEFAULT_NEGATIVE_MAX_BYTES,
-      sizeCalculation: negativeSize,
-      ttl: opts.negativeTtlMs ?? DEFAULT_NEGATIVE_TTL_MS,
-      ttlResolution: 0,
-      perf: { now: this.#clock }
-    })
-    this.#tooLarge = new LRUCache<string, true>({
-      maxSize: TOO_LARGE_MAX_BYTES,
-      sizeCalculation: (_v, k) => k.length + TOO_LARGE_ENTRY_OVERHEAD,
-      ttlResolution: 0,
-      perf: { now: this.#clock }
-    })
+    this.#negative = new NegativeCache(this.#clock, opts.negativeMaxBytes, opts.negativeTtlMs)
+    this.#tooLarge = new TooLargeKeys(this.#clock)
   }
 
   #createLru (maxSize: number): LRUCache<string, CachedDocument, FillContext> {
@@ -152,7 +128,7 @@ export class DocumentCache {
       stale: this.#stale,
       negativeEntries: this.#negative.size,
       tooLargeEntries: this.#tooLarge.size,
-      negativeBytes: this.#negative.calculatedSize
+      negativeBytes: this.#negative.bytes
     }
   }
 
@@ -186,7 +162,7 @@ export class DocumentCache {
    * {@link lookup} then decides. Allocation-free once the cache key is remembered.
    */
   fresh (envKey: string, url: string, rule: CacheRule, upstream = ''): CachedDocument | undefined {
-    if (this.#negative.size > 0 && this.#negative.has(negativeKey(envKey, `${upstream}\n${url}`))) return undefined
+    if (this.#negative.has(envKey, `${upstream}\n${url}`)) return undefined
     const doc = this.#lru.get(this.#key(envKey, url, upstream))
     if (doc === undefined || this.#clock() - doc.storedAt >= rule.ttl) return undefined
     this.#count('hit')
@@ -219,14 +195,14 @@ export class DocumentCache {
    */
   async lookup (req: LookupRequest): Promise<LookupResult> {
     const { envKey, url, rule, upstream = '' } = req
-    const negative = this.#negative.get(negativeKey(envKey, `${upstream}\n${url}`))
+    const negative = this.#negative.get(envKey, `${upstream}\n${url}`)
     if (negative !== undefined) {
       this.#count('negative_hit')
       return { kind: 'response', status: 'HIT', response: negative }
     }
 
     const key = this.#key(envKey, url, upstream)
-    if (this.#tooLarge.size > 0 && this.#tooLarge.has(key)) return PASS
+    if (this.#tooLarge.has(key)) return PASS
     const now = this.#clock()
     let doc = this.#lru.get(key)
     if (doc !== undefined && now - doc.storedAt >= lifetimeOf(rule)) doc = undefined
@@ -255,7 +231,7 @@ export class DocumentCache {
         // definitive, like any answer that replaces the document: the old copy goes
         this.#lru.delete(key)
         // a large error page says nothing about the document's size
-        if (err.answer === undefined || err.answer.statusCode === 200) this.#tooLarge.set(key, true, { ttl: rule.ttl })
+        if (err.answer === undefined || err.answer.statusCode === 200) this.#tooLarge.remember(key, rule.ttl)
         return err.answer === undefined ? PASS : { kind: 'pass', answer: err.answer }
       }
       const upstreamFailure = !(err instanceof UncachedAnswer) || err.upstreamFailure
@@ -291,23 +267,16 @@ export class DocumentCache {
 
   /** Drops documents (and remembered 403s) on this replica; returns how many went. */
   purge (target: PurgeTarget): number {
-    const now = this.#clock()
-    this.#purgeGen++
-    this.#purgeLog.push({ gen: this.#purgeGen, at: now, target })
-    if (this.#purgeLog.length > PURGE_LOG_MAX) this.#purgeLog.splice(0, this.#purgeLog.length - PURGE_LOG_MAX)
-
+    this.#purges.record(target, this.#clock())
+    const digests = new Map<string, string>()
     let n = 0
     if ('all' in target) {
       this.#lru.forEach(() => { n++ })
-      n += this.#negative.size
       this.#lru.clear()
-      this.#negative.clear()
-      this.#tooLarge.clear()
     } else {
       // forEach also visits entries whose refresh is in flight (their stale value); fills for
       // cold keys in flight are caught by the purge log when they complete
       const doomed: string[] = []
-      const digests = new Map<string, string>()
       // an environment's documents name its client key: its flag lists go too (src/shared/flag-list.ts)
       const clientKeys = new Set<string>()
       this.#lru.forEach((doc, key) => {
@@ -318,54 +287,17 @@ export class DocumentCache {
       const already = new Set(doomed)
       if (clientKeys.size > 0) this.#lru.forEach((doc, key) => { if (clientKeys.has(doc.envKey) && !already.has(key)) doomed.push(key) })
       for (const key of doomed) if (this.#lru.delete(key)) n++
-      if ('key' in target) {
-        const prefix = `${target.key}\n`
-        const neg: string[] = []
-        for (const k of this.#negative.keys()) if (k.startsWith(prefix)) neg.push(k)
-        for (const k of neg) if (this.#negative.delete(k)) n++
-        // not counted: nothing is stored for them (an environment-id purge cannot name them:
-        // their documents were never parsed, so they wait for their ttl)
-        const large: string[] = []
-        for (const k of this.#tooLarge.keys()) if (k.startsWith(prefix)) large.push(k)
-        for (const k of large) this.#tooLarge.delete(k)
-      } else if ('keyDigest' in target) {
-        const neg: string[] = []
-        for (const k of this.#negative.keys()) if (matches(target, k.slice(0, k.indexOf('\n')), undefined, digests)) neg.push(k)
-        for (const k of neg) if (this.#negative.delete(k)) n++
-        const large: string[] = []
-        for (const k of this.#tooLarge.keys()) if (matches(target, k.slice(0, k.indexOf('\n')), undefined, digests)) large.push(k)
-        for (const k of large) this.#tooLarge.delete(k)
-      }
     }
+    n += this.#negative.purge(target, digests)
+    this.#tooLarge.purge(target, digests)
     this.#emit('purge', n)
     return n
-  }
-
-  /** Was a purge matching this document recorded after `gen`? (unknown history counts as yes) */
-  #purgedSince (gen: number, envKey: string, doc: CachedDocument | undefined): boolean {
-    if (gen === this.#purgeGen) return false
-    const oldest = this.#purgeLog[0]
-    if (oldest === undefined || oldest.gen > gen + 1) return true
-    for (let i = this.#purgeLog.length - 1; i >= 0 && this.#purgeLog[i]!.gen > gen; i--) {
-      if (matches(this.#purgeLog[i]!.target, envKey, doc)) return true
-    }
-    return false
-  }
-
-  /** When did the last purge matching this document happen, if within the lag window? */
-  #recentPurgeAt (envKey: string, doc: CachedDocument | undefined, now: number): number | undefined {
-    for (let i = this.#purgeLog.length - 1; i >= 0; i--) {
-      const p = this.#purgeLog[i]!
-      if (now - p.at >= CORE_LAST_MODIFIED_LAG_MS) break
-      if (matches(p.target, envKey, doc)) return p.at
-    }
-    return undefined
   }
 
   async #fetchMethod (key: string, stale: CachedDocument | undefined, signal: AbortSignal,
     options: LRUCache.FetcherFetchOptions<string, CachedDocument, FillContext>, context: FillContext): Promise<CachedDocument> {
     const { fill, rule } = context
-    const gen = this.#purgeGen
+    const gen = this.#purges.generation
     const envKey = key.slice(0, key.indexOf('\n'))
     const conditional = stale?.upstreamLastModified !== undefined && this.#clock() >= stale.unconditionalUntil
     const answer = await fill(conditional ? { ifModifiedSince: stale.upstreamLastModified } : {})
@@ -376,7 +308,7 @@ export class DocumentCache {
 
     if (answer.statusCode === 304 && conditional && stale !== undefined) {
       const doc: CachedDocument = { ...stale, storedAt: now }
-      if (ownsSlot && this.#purgedSince(gen, envKey, doc)) this.#lru.delete(key)
+      if (ownsSlot && this.#purges.purgedSince(gen, envKey, doc)) this.#lru.delete(key)
       this.#emit('revalidated')
       return doc
     }
@@ -388,9 +320,7 @@ export class DocumentCache {
     if (ids === undefined || answer.body.length > rule.maxEntrySize || answer.body.length + key.length > this.#lru.maxSize) {
       // a definitive answer that replaces the document: the old copy must not be served any more
       if (ownsSlot) this.#lru.delete(key)
-      if ((status === 403 || status === 401) && answer.body.length <= NEGATIVE_MAX_BODY_BYTES) {
-        this.#negative.set(negativeKey(envKey, key.slice(envKey.length + 1)), answer)
-      }
+      this.#negative.remember(envKey, key.slice(envKey.length + 1), answer)
       throw new UncachedAnswer(answer, false)
     }
 
@@ -426,9 +356,9 @@ export class DocumentCache {
       headers,
       unconditionalUntil: 0
     }
-    const purgedAt = this.#recentPurgeAt(envKey, draft, now)
+    const purgedAt = this.#purges.recentPurgeAt(envKey, draft, now)
     const doc: CachedDocument = purgedAt === undefined ? draft : { ...draft, unconditionalUntil: purgedAt + CORE_LAST_MODIFIED_LAG_MS }
-    if (ownsSlot && this.#purgedSince(gen, envKey, doc)) {
+    if (ownsSlot && this.#purges.purgedSince(gen, envKey, doc)) {
       // asked for before a purge that covers it: give it to the waiters, keep it out of the cache
       this.#lru.delete(key)
     } else if (ownsSlot) {

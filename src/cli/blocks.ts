@@ -6,11 +6,11 @@ import type { BlockView } from '../blocking/core.js'
 import { parseClient, type TopResult } from '../top/top-clients.js'
 import { adminCall, answerError, fail, type AdminOptions } from './admin-client.js'
 import { shellQuote } from '../shared/shell-quote.js'
+import { formatDuration } from '../shared/duration.js'
 
 function until (b: BlockView): string {
   if (b.expiresAt === undefined) return 'until lifted'
-  const s = Math.max(0, Math.round((Date.parse(b.expiresAt) - Date.now()) / 1000))
-  const left = s >= 3600 ? `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60)}m` : s >= 60 ? `${Math.floor(s / 60)}m${s % 60}s` : `${s}s`
+  const left = formatDuration(Date.parse(b.expiresAt) - Date.now(), 'compound')
   return `until ${b.expiresAt} (${left} left)`
 }
 

@@ -23,6 +23,11 @@ export interface AdminExtension {
   status?: () => Record<string, unknown> | Promise<Record<string, unknown>>
 }
 
+/** What an admin route throws for a bad request: the admin app answers `statusCode` and the message. */
+export class AdminError extends Error {
+  constructor (readonly statusCode: number, message: string) { super(message) }
+}
+
 /** The plugins a capability offers for steps of the request pipeline, by step name. */
 export type Steps = Partial<Record<CapabilityStep, PluginEntry>>
 

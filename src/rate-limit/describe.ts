@@ -1,5 +1,6 @@
 /** The operator-facing text of limits (`flaggate explain`), from the compiled policy. */
 import { effectiveLimits, type CompiledLimit, type CompiledRoute, type Policy } from '../policy/compile.js'
+import { formatDuration } from '../shared/duration.js'
 
 /**
  * For `flaggate explain`: the limits that apply to `envKey` on `route`, one line each, e.g.
@@ -12,16 +13,10 @@ export function describeLimits (policy: Policy, route: CompiledRoute, envKey: st
   return limits.map((l: CompiledLimit) => {
     const by = l.by.map((d) => d === 'environmentKey' && envKey === undefined ? 'environmentKey (absent: ip)' : d).join('+')
     const refill = l.burst / l.ratePerSec
-    const parts = [`${l.id}: ${l.rateText}, burst ${l.burst}, by ${by}`, `full again after ${formatSeconds(refill)}`]
+    const parts = [`${l.id}: ${l.rateText}, burst ${l.burst}, by ${by}`, `full again after ${formatDuration(refill * 1000, 'precise')}`]
     if (l.shadow) parts.push('shadow: counted and logged, never rejects')
     if (overridden) parts.push('override for this key')
     return parts.join('; ')
   })
 }
 
-function formatSeconds (s: number): string {
-  if (s < 1) return `${Math.round(s * 1000)}ms`
-  if (s < 120) return `${Number(s.toFixed(2))}s`
-  if (s < 7200) return `${Number((s / 60).toFixed(1))}m`
-  return `${Number((s / 3600).toFixed(1))}h`
-}

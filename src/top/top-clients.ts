@@ -11,8 +11,7 @@
  */
 import { SpaceSaving } from './space-saving.js'
 import { ClientStrings } from '../shared/client-memo.js'
-
-export interface TopClock { now: () => number }
+import { systemClock, type Clock } from '../shared/clock.js'
 
 export type TopBy = 'requests' | 'rejections'
 
@@ -37,7 +36,7 @@ const SEP = '\n'
 export class TopClients {
   readonly capacity: number
   readonly intervalMs: number
-  readonly #clock: TopClock
+  readonly #clock: Clock
   #current: Window
   #previous: Window
   // The sketch's item for a recent client, as the same string object every time, so its Map
@@ -45,11 +44,11 @@ export class TopClients {
   // client calls one or two routes.
   readonly #items = new ClientStrings({ maxBytes: 1024 * 1024, maxIpsPerKey: 64, maxNames: 8 })
 
-  constructor (opts: { capacity?: number; intervalMs?: number; clock?: TopClock } = {}) {
+  constructor (opts: { capacity?: number; intervalMs?: number; clock?: Clock } = {}) {
     this.capacity = opts.capacity ?? 1000
     this.intervalMs = opts.intervalMs ?? 30_000
-    this.#clock = opts.clock ?? { now: () => Date.now() }
-    const now = this.#clock.now()
+    this.#clock = opts.clock ?? systemClock
+    const now = this.#clock()
     this.#current = this.#window(now)
     this.#previous = this.#window(now - this.intervalMs)
   }
@@ -75,13 +74,13 @@ export class TopClients {
 
   /** Starts a new window when the current one is over. */
   tick (): void {
-    const now = this.#clock.now()
+    const now = this.#clock()
     if (now - this.#current.start >= this.intervalMs) this.#rotate(now)
   }
 
   top (by: TopBy, limit: number): TopResult {
     this.tick()
-    const now = this.#clock.now()
+    const now = this.#clock()
     const ranked = by === 'requests' ? 'requests' : 'rejections'
     const other = by === 'requests' ? 'rejections' : 'requests'
     const sums = new Map<string, { ranked: number; error: number }>()

@@ -110,7 +110,7 @@ describe('matchers', () => {
 describe('expiry (injected clock)', () => {
   it('a block with a ttl stops matching at expiresAt, and the registry sweeps it', () => {
     let now = 1_000_000
-    const reg = new BlockRegistry({ clock: { now: () => now } })
+    const reg = new BlockRegistry({ clock: () => now })
     const b = block({ key: 'dev_key', ttl: '30s' }, ctx({ now }))
     expect(b.expiresAt).toBe(now + 30_000)
     expect(reg.upsert(b)).toBe(true)
@@ -128,7 +128,7 @@ describe('expiry (injected clock)', () => {
 
   it('static blocks reload by content: unchanged ones keep their id and age; they cannot be deleted at runtime', () => {
     let now = 5
-    const reg = new BlockRegistry({ clock: { now: () => now } })
+    const reg = new BlockRegistry({ clock: () => now })
     const list = [{ key: 'abcdef123', reason: 'retry storm' }, { ip: '203.0.113.0/24', reason: 'scraper' }]
     reg.setStatic(staticBlocks(list, now))
     const ids = [reg.list().find((b) => b.key !== undefined)!.id, reg.list().find((b) => b.ip !== undefined)!.id]

@@ -229,7 +229,7 @@ describe('adaptive limit in front of a saturated database pool (simulation on th
 
   it('keeps goodput at capacity under 4× overload, where an unlimited proxy collapses', () => {
     const clock = { t: 0 }
-    const breaker = new Breaker('core', CONFIG, { clock: { now: () => clock.t } })
+    const breaker = new Breaker('core', CONFIG, { clock: () => clock.t })
     const limits: number[] = []
     const gated = simulate({ breaker, pool: POOL, serviceMs: () => 50, ratePerS: 4 * CAPACITY, untilMs: 30_000, timeoutMs: 1000, clock, sample: (t) => { if (t % 1000 === 999) limits.push(breaker.status().limit!) } })
     const steady = gated.slice(5)
@@ -246,7 +246,7 @@ describe('adaptive limit in front of a saturated database pool (simulation on th
 
   it('follows the database down when it slows and back up when it recovers', () => {
     const clock = { t: 0 }
-    const breaker = new Breaker('core', CONFIG, { clock: { now: () => clock.t } })
+    const breaker = new Breaker('core', CONFIG, { clock: () => clock.t })
     const limitAt: number[] = []
     // 2 s per request from 20 s to 40 s (a 40× brownout), then 50 ms again
     const serviceMs = (t: number): number => t >= 20_000 && t < 40_000 ? 2000 : 50
@@ -285,7 +285,7 @@ describe('breaker and adaptive limit together (simulation on the stepped clock)'
 
   it('a healthy Core at half its capacity: not one request shed in 10 minutes, from the first second', () => {
     const clock = { t: 0 }
-    const breaker = new Breaker('core', withTrip(1000), { clock: { now: () => clock.t } })
+    const breaker = new Breaker('core', withTrip(1000), { clock: () => clock.t })
     const secs = simulate({ breaker, pool: POOL, serviceMs: () => 50, ratePerS: CAPACITY / 2, untilMs: 600_000, timeoutMs: 2000, clock, clients: 20 })
     expect(secs.reduce((n, s) => n + s.shed, 0)).toBe(0)
     expect(secs.reduce((n, s) => n + s.late, 0)).toBe(0)
@@ -294,7 +294,7 @@ describe('breaker and adaptive limit together (simulation on the stepped clock)'
 
   it('4× overload with a latency trip near the slowed latency (3×): goodput ≥ 0.9× capacity, no second without a 2xx', () => {
     const clock = { t: 0 }
-    const breaker = new Breaker('core', withTrip(150), { clock: { now: () => clock.t } })
+    const breaker = new Breaker('core', withTrip(150), { clock: () => clock.t })
     const secs = simulate({ breaker, pool: POOL, serviceMs: () => 50, ratePerS: 4 * CAPACITY, untilMs: 60_000, timeoutMs: 2000, clock, clients: 50 })
     const steady = secs.slice(5)
     expect(steady.reduce((n, s) => n + s.good, 0) / steady.length).toBeGreaterThanOrEqual(0.9 * CAPACITY)
@@ -303,7 +303,7 @@ describe('breaker and adaptive limit together (simulation on the stepped clock)'
 
   it('brownout (the database 3× slower for 15 s): every second serves, full service within 5 s of recovery', () => {
     const clock = { t: 0 }
-    const breaker = new Breaker('core', withTrip(450), { clock: { now: () => clock.t } })
+    const breaker = new Breaker('core', withTrip(450), { clock: () => clock.t })
     const serviceMs = (t: number): number => t >= 20_000 && t < 35_000 ? 150 : 50
     const states: string[] = []
     const secs = simulate({ breaker, pool: POOL, serviceMs, ratePerS: CAPACITY / 2, untilMs: 60_000, timeoutMs: 2000, clock, clients: 30, sample: (t) => { if (t % 1000 === 999) states.push(breaker.state()) } })

@@ -25,7 +25,7 @@ const BASE: BreakerConfig = {
 function setup (config: Partial<BreakerConfig> = {}) {
   const clock = new SteppedClock()
   const events: BreakerTransition[] = []
-  const breaker = new Breaker('core', { ...BASE, ...config }, { clock, onTransition: (t) => events.push(t) })
+  const breaker = new Breaker('core', { ...BASE, ...config }, { clock: clock.now, onTransition: (t) => events.push(t) })
   /** admits one request of the next of five clients and finishes it with `outcome` (it must be admitted) */
   let turn = 0
   const run = (outcome: UpstreamOutcome): void => {
