@@ -148,7 +148,7 @@ export function compilePolicy (data: PolicyData, version: string, now = new Date
       problems.push({ path: ['routes', i, 'cache'], message: 'only GET and HEAD routes can be cached' })
     }
     if (r.cache !== undefined) {
-      const problem = uncacheableSdkPath(r.match.path ?? r.match.pathPrefix!, r.match.pathPrefix !== undefined) ?? identitiesCacheProblem(r.match)
+      const problem = identitiesCacheProblem(r.match) ?? uncacheableSdkPath(r.match.path ?? r.match.pathPrefix!, r.match.pathPrefix !== undefined)
       if (problem !== undefined) problems.push({ path: ['routes', i, 'cache'], message: problem })
     }
   })

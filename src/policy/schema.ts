@@ -41,9 +41,9 @@ export const Duration = unit('a duration', '30s', parseDuration, boundedDuration
 export const PositiveDuration = unit('a duration', '30s', parseDuration, (v) => positive(v) ?? boundedDuration(v))
 export const Size = unit('a size', '512kb', parseSize, (v) => positive(v) ?? (v <= 1024 ** 4 ? undefined : 'must be at most 1024gb'))
 export const Rate = unit('a rate', '100/s', parseRate, (r) => {
-  if (!(r.perSecond > 0)) return 'rate must be greater than zero'
-  if (r.perSecond > MAX_RATE_PER_SECOND) return 'rate must be at most 1000000/s'
-  if (r.perSecond < MIN_RATE_PER_SECOND) return 'rate must be at least 1/d (one per day)'
+  if (!(r.perSecond > 0)) return 'must be greater than zero'
+  if (r.perSecond > MAX_RATE_PER_SECOND) return 'must be at most 1000000/s'
+  if (r.perSecond < MIN_RATE_PER_SECOND) return 'must be at least 1/d (one per day)'
   return undefined
 })
 export const Percent = unit('a percentage', '50%', parsePercent, (p) => p <= 1 ? undefined : 'must be at most 100%')
@@ -283,8 +283,6 @@ export const PolicySchema = z.strictObject({
   cache: z.strictObject({ maxSize: Size.default(256 * 1024 * 1024) }).default({ maxSize: 256 * 1024 * 1024 }),
   blocklist: z.array(BlockSchema).default([]),
   abuse: z.strictObject({ rejections: CountPerWindow, blockFor: PositiveDuration }).optional(),
-  // distinct keys Core has not accepted, per client address, that may reach Core (rate-limit/unknown-keys.ts)
-  unknownKeys: z.strictObject({ rate: Rate, burst: z.number().int('must be a whole number').min(1, 'must be at least 1').max(MAX_BURST, 'must be at most 1000000000') }).optional(),
   blocking: z.strictObject({
     // relative paths are resolved against the policy file's directory
     stateFile: z.string().min(1).default('.flaggate/blocks.json')

@@ -150,7 +150,7 @@ routes:
     expect(r.ok).toBe(false)
     if (r.ok) return
     expect(r.errors.map((e) => `${e.path}: ${e.message}`)).toEqual([
-      'routes[0].match.path: is not in canonical form: requests are matched on "/api/v1/flags/"',
+      'routes[0].match.path: `path` is not in canonical form: requests are matched on "/api/v1/flags/"',
       'routes[1].match.pathPrefix: can never match: The request path contains an empty segment (//).'
     ])
   })
