@@ -71,6 +71,28 @@ export async function startDelayProxy (opts: DelayProxyOptions): Promise<DelayPr
     upstreams.add(upstream)
     let lastRelease = 0
     let heldBytes = 0
+    // One FIFO per connection, released by one timer at a time: timers of different durations
+    // due in the same millisecond may fire in either order, which would swap two chunks (or end
+    // the stream before its last chunk)
+    const queue: Array<{ at: number; chunk: Buffer | null }> = []
+    let timer: NodeJS.Timeout | undefined
+    const release = (): void => {
+      if (timer !== undefined) timers.delete(timer)
+      timer = undefined
+      while (queue.length > 0 && queue[0]!.at <= Date.now()) {
+        const { chunk } = queue.shift()!
+        if (chunk === null) { client.end(); continue }
+        heldBytes -= chunk.length
+        if (!client.destroyed) client.write(chunk)
+      }
+      if (heldBytes <= HIGH_WATER_BYTES && upstream.isPaused()) upstream.resume()
+      schedule()
+    }
+    const schedule = (): void => {
+      if (timer !== undefined || queue.length === 0) return
+      timer = setTimeout(release, Math.max(0, queue[0]!.at - Date.now()))
+      timers.add(timer)
+    }
     const closeBoth = (): void => { client.destroy(); upstream.destroy() }
     client.on('error', closeBoth)
     upstream.on('error', closeBoth)
@@ -83,18 +105,13 @@ export async function startDelayProxy (opts: DelayProxyOptions): Promise<DelayPr
       lastRelease = at
       heldBytes += chunk.length
       if (heldBytes > HIGH_WATER_BYTES) upstream.pause()
-      const t = setTimeout(() => {
-        timers.delete(t)
-        heldBytes -= chunk.length
-        if (!client.destroyed) client.write(chunk)
-        if (heldBytes <= HIGH_WATER_BYTES && upstream.isPaused()) upstream.resume()
-      }, at - Date.now())
-      timers.add(t)
+      queue.push({ at, chunk })
+      schedule()
     })
     // the server's end of stream comes after its last (held) chunk
     upstream.on('end', () => {
-      const t = setTimeout(() => { timers.delete(t); client.end() }, Math.max(0, lastRelease - Date.now()))
-      timers.add(t)
+      queue.push({ at: Math.max(Date.now(), lastRelease), chunk: null })
+      schedule()
     })
   })
   await listen(server, opts.port ?? 0)
