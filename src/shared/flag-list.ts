@@ -14,6 +14,7 @@
  * prefix names it ({@link identitiesCacheProblem}); a broader cached prefix (`/`) never caches
  * an identities/ request either ({@link isIdentitiesPath}, checked on the request path).
  */
+import { keepOneParam } from './document-query.js'
 
 /** The SDK's flag-list endpoint, `…/flags/` (any API prefix; the canonical path has the trailing slash). */
 export function isFlagListPath (path: string): boolean {
@@ -22,16 +23,7 @@ export function isFlagListPath (path: string): boolean {
 
 /** `?a=1&feature=x&feature=y` → `?feature=y` (the last one wins, as in Django's QueryDict); '' without one. */
 export function flagListQuery (query: string): string {
-  if (query.length < 2) return ''
-  let found: string | undefined
-  let start = 1
-  while (start < query.length) {
-    let end = query.indexOf('&', start)
-    if (end === -1) end = query.length
-    if (query.startsWith('feature', start) && (end - start === 7 || query.charCodeAt(start + 7) === 0x3d)) found = query.slice(start, end)
-    start = end + 1
-  }
-  return found === undefined ? '' : '?' + found
+  return keepOneParam(query, 'feature')
 }
 
 const IDENTITIES = '/identities/'
