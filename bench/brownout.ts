@@ -10,6 +10,7 @@
  *
  * Usage: npm run scenario:brownout [-- --rate 60 --pool 8 --base-ms 5 --peak-ms 400 --duration 70]
  *        npm run scenario:brownout -- --core model [--workers 2] [--base-ms 1 --peak-ms 30]
+ *        npm run scenario:brownout -- --core model --local --duration 30   (local evaluation, mode fallback)
  *        npm run scenario:brownout -- --core http://127.0.0.1:18500 --client-key … --server-key ser.… \
  *          --db-delay-proxy http://127.0.0.1:15433 [--base-ms 0 --peak-ms 30]
  * `--base-ms`/`--peak-ms` are per query for the fake (defaults 5/400) and per database round trip
@@ -35,6 +36,8 @@ const { values } = parseArgs({
     'timeout-ms': { type: 'string', default: '10000' },
     duration: { type: 'string', default: '70' },
     breaker: { type: 'string' },
+    /** list the Core's environment for local evaluation (mode fallback): flags Core cannot answer are answered from its document */
+    local: { type: 'boolean', default: false },
     ...CORE_OPTIONS
   }
 })
@@ -69,7 +72,34 @@ const BREAKER = `breakers:
     recovery: 10s`}
 `
 
-function policy (coreUrl: string): string {
+function localPolicy (dir: string): string {
+  if (values.local !== true) return ''
+  return `localEvaluation:
+  mode: fallback
+  refresh: 10s
+  stateFile: ${join(dir, 'local-state.json')}
+  environments:
+    - serverKey: ${target.serverKey}
+`
+}
+
+/** flags/ answers so far, from the gateway's flaggate_requests_total: by Core (2xx), locally (2xx), failed (not 2xx). */
+async function flagCounts (adminUrl: string): Promise<{ core: number; local: number; failed: number }> {
+  const text = await (await fetch(`${adminUrl}/metrics`)).text()
+  const out = { core: 0, local: 0, failed: 0 }
+  for (const m of text.matchAll(/^flaggate_requests_total\{([^}]*)\} (\d+)/gm)) {
+    const labels = m[1]!
+    if (!labels.includes('route="flags"')) continue
+    const n = Number(m[2])
+    const ok = /status="2/.test(labels)
+    if (!ok) out.failed += n
+    else if (labels.includes('decision="local"')) out.local += n
+    else out.core += n
+  }
+  return out
+}
+
+function policy (coreUrl: string, dir: string): string {
   // loopback is a trusted proxy: the load client's X-Forwarded-For addresses are distinct clients
   return `server: { listen: 127.0.0.1:0, trustedProxies: [127.0.0.1/32] }
 admin: { listen: 127.0.0.1:0 }
@@ -86,7 +116,7 @@ routes:
   - name: default
     match: { pathPrefix: / }
     upstream: core
-${BREAKER}`
+${BREAKER}${localPolicy(dir)}`
 }
 
 interface Breaker { state: string; limit: number | null; inFlight: number; p95Ms: number | null; minRttMs?: number | null }
@@ -96,11 +126,11 @@ try {
   if (!target.latencyKnob) console.log('note: no --db-delay-proxy: the database latency of this Core cannot be changed; the timeline below is only nominal')
   const core = await target.start(children, BASE_MS, { poolSize: POOL })
   const dir = mkdtempSync(join(tmpdir(), 'flaggate-brownout-'))
-  writeFileSync(join(dir, 'gateway.yaml'), policy(core.url))
+  writeFileSync(join(dir, 'gateway.yaml'), policy(core.url, dir))
   const { url: gw, admin: adminUrl } = JSON.parse(await children.start(['dist/cli.js', 'serve', '--config', join(dir, 'gateway.yaml')], { LOG_LEVEL: 'info' },
     (l) => l.msg === 'flaggate serving' ? JSON.stringify({ url: l.url, admin: l.admin }) : undefined)) as { url: string; admin: string }
 
-  const sample: Array<{ queryMs: number; busy: number | undefined; breaker: Breaker }> = []
+  const sample: Array<{ queryMs: number; busy: number | undefined; breaker: Breaker; flags: { core: number; local: number; failed: number } }> = []
   const setDb = async (ms: number): Promise<void> => { await core.setDbLatency(ms) }
   const load = spawn(process.execPath, ['--import', 'tsx', 'bench/load-client.ts'], {
     env: {
@@ -122,14 +152,18 @@ try {
   console.log(`brownout: ${core_} → ${PEAK_MS} ms → ${BASE_MS} ms over ${DURATION_S} s; ${RATE} req/s offered (2 flags : 1 environment document); clients give up after ${TIMEOUT_MS} ms`)
   console.log(BREAKER.trimEnd())
   console.log('')
-  console.log('   t  db ms  core busy  breaker     limit  in flight  p95 ms |   2xx   503  other  gave up  2xx p50 ms')
+  if (values.local === true) console.log(`local evaluation: mode fallback for ${target.serverKey.slice(0, 6)}…; flags/ columns from the gateway's flaggate_requests_total{route="flags"}`)
+  console.log(`   t  db ms  core busy  breaker     limit  in flight  p95 ms |   2xx   503  other  gave up  2xx p50 ms | flags: core 2xx  local 2xx  failed`)
+  let before = await flagCounts(adminUrl)
   const started = Date.now()
   for (let t = 0; t < DURATION_S; t++) {
     await setDb(queryMsAt(t))
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, started + (t + 1) * 1000 - Date.now())))
     const stats = await core.stats()
     const status = await (await fetch(`${adminUrl}/admin/status`)).json() as { breakers: Record<string, Breaker> }
-    sample.push({ queryMs: queryMsAt(t), busy: stats?.busy, breaker: status.breakers.core! })
+    const now = await flagCounts(adminUrl)
+    sample.push({ queryMs: queryMsAt(t), busy: stats?.busy, breaker: status.breakers.core!, flags: { core: now.core - before.core, local: now.local - before.local, failed: now.failed - before.failed } })
+    before = now
   }
   await done
   // a Core that outlives this run gets its normal database back
@@ -139,8 +173,10 @@ try {
     const c = seconds.find((x) => x.t === t + 1)
     const other = c === undefined ? 0 : Object.entries(c.status).filter(([k]) => !k.startsWith('2') && k !== '503').reduce((a, [, v]) => a + v, 0)
     const ok = c === undefined ? 0 : Object.entries(c.status).filter(([k]) => k.startsWith('2')).reduce((a, [, v]) => a + v, 0)
-    console.log(`${String(t + 1).padStart(4)}  ${String(s.queryMs).padStart(5)}  ${String(s.busy ?? '-').padStart(9)}  ${s.breaker.state.padEnd(10)}  ${String(s.breaker.limit ?? '-').padStart(5)}  ${String(s.breaker.inFlight).padStart(9)}  ${String(s.breaker.p95Ms === null ? '-' : Math.round(s.breaker.p95Ms)).padStart(6)} | ${String(ok).padStart(5)} ${String(c?.status['503'] ?? 0).padStart(5)}  ${String(other).padStart(5)}  ${String(c?.timeouts ?? 0).padStart(7)}  ${String(c?.p50 ?? '-').padStart(10)}`)
+    console.log(`${String(t + 1).padStart(4)}  ${String(s.queryMs).padStart(5)}  ${String(s.busy ?? '-').padStart(9)}  ${s.breaker.state.padEnd(10)}  ${String(s.breaker.limit ?? '-').padStart(5)}  ${String(s.breaker.inFlight).padStart(9)}  ${String(s.breaker.p95Ms === null ? '-' : Math.round(s.breaker.p95Ms)).padStart(6)} | ${String(ok).padStart(5)} ${String(c?.status['503'] ?? 0).padStart(5)}  ${String(other).padStart(5)}  ${String(c?.timeouts ?? 0).padStart(7)}  ${String(c?.p50 ?? '-').padStart(10)} | ${String(s.flags.core).padStart(14)}  ${String(s.flags.local).padStart(9)}  ${String(s.flags.failed).padStart(6)}`)
   }
+  const total = sample.reduce((a, s) => ({ core: a.core + s.flags.core, local: a.local + s.flags.local, failed: a.failed + s.flags.failed }), { core: 0, local: 0, failed: 0 })
+  console.log(`flags/ in ${DURATION_S} s: core 2xx ${total.core}, local 2xx ${total.local}, failed ${total.failed}; seconds with a failed flag request: ${sample.filter((s) => s.flags.failed > 0).length}`)
 } finally {
   children.stopAll()
   // a Core that outlives this run gets its normal database back, even after a failure

@@ -8,7 +8,8 @@
  *   local-id-get  GET identities/?identifier=
  *   local-id-post POST identities/ with three traits (transient)
  *
- *   npm run build && node --import tsx bench/local.ts [--requests 20000] [--connections 10]
+ *   npm run bench:local [-- --requests 20000 --connections 10]
+ *   npm run bench -- --only local [--requests 20000]   (the same rows, in the bench's entry point)
  *
  * Short by design (a few seconds per kind). The target: a local flags/ answer costs no more
  * than twice the CPU of a cache HIT.
@@ -19,9 +20,6 @@ import { startFakeCore } from '../test/support/fake-flagsmith.js'
 import { policyYaml, spawnGateway } from '../test/support/gateway.js'
 import { stateDir } from '../test/local/support.js'
 
-const { values } = parseArgs({ options: { requests: { type: 'string', default: '20000' }, connections: { type: 'string', default: '10' } } })
-const REQUESTS = Number(values.requests)
-const CONNECTIONS = Number(values.connections)
 const TICKS_PER_SECOND = 100
 
 function cpuTicks (pid: number): number {
@@ -33,7 +31,8 @@ function cpuTicks (pid: number): number {
 
 interface Kind { name: string; method: 'GET' | 'POST'; path: string; key: string; body?: string }
 
-async function main (): Promise<void> {
+/** The rows, also `npm run bench -- --only local` (bench/run.ts). */
+export async function runLocalBench (REQUESTS = 20000, CONNECTIONS = 10): Promise<void> {
   const { default: autocannon } = await import('autocannon')
   const core = await startFakeCore()
   const gw = await spawnGateway(policyYaml({
@@ -86,4 +85,8 @@ async function main (): Promise<void> {
   await core.close()
 }
 
-await main()
+// run directly (npm run bench:local), not when bench/run.ts imports the rows
+if (process.argv[1] !== undefined && import.meta.url.endsWith(process.argv[1].replace(/^.*\/bench\//, '/bench/'))) {
+  const { values } = parseArgs({ options: { requests: { type: 'string', default: '20000' }, connections: { type: 'string', default: '10' } } })
+  await runLocalBench(Number(values.requests), Number(values.connections))
+}

@@ -17,6 +17,8 @@
  *
  *   compression           `--only compression`: identity vs br vs gzip HITs per document size,
  *                         and the flag-list cache under 1,000 polling browsers (bench/compression.ts)
+ *   local                 `--only local [--requests N]`: local flags/ and identities/ answers,
+ *                         gateway CPU per answer beside a cache HIT (bench/local.ts; needs dist/)
  *
  * Usage: npm run bench [-- --quick] [--duration 5] [--rounds 3] [--connections 50] [--no-redis]
  *        [--no-nginx] [--no-keys] [--out bench/results.md]
@@ -42,6 +44,8 @@ const { values } = parseArgs({
     out: { type: 'string', default: 'bench/results.md' },
     /** run only the rows whose id matches (e.g. 'hit-0|ceiling-0|nginx-hit-0'); for quick comparisons */
     only: { type: 'string' },
+    /** `--only local`: requests per kind (default 20000) */
+    requests: { type: 'string' },
     /** `perf record` the server of the rows whose id matches, during their measured runs (read with bench/perf.ts --data) */
     perf: { type: 'string' }
   }
@@ -103,6 +107,12 @@ async function main (): Promise<void> {
   if (values.only === 'compression') {
     const { runCompressionBench } = await import('./compression.js')
     await runCompressionBench()
+    return
+  }
+  // local evaluation's answers beside a cache HIT: gateway CPU per answer (bench/local.ts)
+  if (values.only === 'local') {
+    const { runLocalBench } = await import('./local.js')
+    await runLocalBench(Number(values.requests ?? 20000))
     return
   }
   const startedAt = new Date()

@@ -29,7 +29,8 @@ export interface CacheDeps {
   /** the RedisStore when `store.redis` is configured: purges then reach every replica */
   redis?: PurgeBusRedis
   clock?: Clock
-  /** told of every purge a signed Flagsmith webhook asks for (local evaluation refreshes its documents) */
+  /** told of every purge a signed Flagsmith webhook asks for here, and of every purge another
+   *  replica publishes (local evaluation refreshes its documents on both) */
   onWebhook?: (target: PurgeTarget) => void
 }
 
@@ -66,7 +67,9 @@ export function createCache (deps: CacheDeps): CacheCapability {
       if (BYTES_EVENTS.has(event)) metrics.cacheBytes.set(cache.bytes)
     }
   })
-  const bus = new PurgeBus({ cache, logger: log, ...(deps.redis !== undefined ? { redis: deps.redis } : {}) })
+  // a webhook on any replica reaches every replica's documents: the purge it published arrives
+  // here, and local evaluation refreshes on it as on a webhook of its own
+  const bus = new PurgeBus({ cache, logger: log, ...(deps.redis !== undefined ? { redis: deps.redis } : {}), ...(deps.onWebhook !== undefined ? { onRemote: deps.onWebhook } : {}) })
   bus.start()
   // compressed forms of entries, made one entry at a time off the request path (src/compress)
   const compressor = new Compressor({ onError: (err) => { log.warn({ err }, 'compressing a cached answer failed; it is served identity') } })

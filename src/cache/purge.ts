@@ -28,6 +28,8 @@ export interface PurgeBusOptions {
   /** omit for a single in-memory replica */
   redis?: PurgeBusRedis
   logger: PurgeLogger
+  /** another replica's purge, after this replica's cache applied it (local evaluation refreshes its documents on it) */
+  onRemote?: (target: PurgeTarget) => void
 }
 
 /**
@@ -57,6 +59,7 @@ export class PurgeBus {
   readonly #cache: DocumentCache
   readonly #redis: PurgeBusRedis | undefined
   readonly #log: PurgeLogger
+  readonly #onRemote: ((target: PurgeTarget) => void) | undefined
   #topic: FleetTopic | undefined
   #closed = false
 
@@ -64,6 +67,7 @@ export class PurgeBus {
     this.#cache = opts.cache
     this.#redis = opts.redis
     this.#log = opts.logger
+    this.#onRemote = opts.onRemote
   }
 
   /** the Redis channel purges travel on, `<keyPrefix>purge`; undefined on a single in-memory replica */
@@ -79,6 +83,7 @@ export class PurgeBus {
         if (this.#closed) return
         const n = this.#cache.purge(msg.target)
         this.#log.info({ purged: n, target: describeTarget(msg.target) }, 'cache purge from another replica')
+        this.#onRemote?.(msg.target)
       },
       missed: () => {
         if (this.#closed) return

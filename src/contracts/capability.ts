@@ -10,7 +10,11 @@ import type { Policy } from '../policy/compile.js'
 import type { CapabilityStep } from './pipeline.js'
 
 /** Shared by both listeners: `/readyz` turns 503 once `draining` is set (shutdown). */
-export interface Lifecycle { draining: boolean }
+export interface Lifecycle {
+  draining: boolean
+  /** lines `/readyz` names in `warnings` while staying 200 (e.g. a stale local-evaluation document) */
+  warnings?: () => string[]
+}
 
 /** A fastify plugin and its options, registered by the composition. */
 export interface PluginEntry { plugin: FastifyPluginAsync<never>; opts: unknown }

@@ -24,6 +24,7 @@ import { sharedDocuments, type SharedRedis } from './shared.js'
 import { StateSaver, loadState, type LocalState } from './state.js'
 import { ENGINE_VERSION } from './engine.js'
 import localAnswer, { type LocalPluginOptions } from './plugin.js'
+import { readinessWarnings, stalenessOf, STALE_AFTER_REFRESHES } from './staleness.js'
 
 export interface LocalRoomDeps {
   policy: () => Policy
@@ -34,6 +35,8 @@ export interface LocalRoomDeps {
   logger: Logger
   version: string
   redis?: SharedRedis
+  /** the clock of document ages (tests step it); Date.now by default */
+  now?: () => number
 }
 
 export interface LocalCapability extends Capability {
@@ -42,6 +45,8 @@ export interface LocalCapability extends Capability {
   onWebhook: (target: PurgeTarget) => void
   /** first refreshes and the periodic ones; call once the breakers are in place */
   start: () => void
+  /** lines for the readiness body: listed environments whose document is stale (staleness.ts) */
+  readinessWarnings: () => string[]
   close: () => Promise<void>
 }
 
@@ -60,6 +65,11 @@ function coreOf (policy: Policy): UpstreamTarget {
   return t
 }
 
+function ageOf (s: Parameters<typeof stalenessOf>[0], refreshMs: number, at: number): { documentAgeSeconds: number | null; stale: boolean } {
+  const st = stalenessOf(s, refreshMs, at)
+  return { documentAgeSeconds: st.ageSeconds, stale: st.stale }
+}
+
 export function stateFilePath (policy: Policy, policyFile: string): string | undefined {
   const f = policy.data.localEvaluation?.stateFile
   if (f === undefined) return undefined
@@ -74,9 +84,11 @@ export function createLocal (deps: LocalRoomDeps): LocalCapability {
   const refreshes = new Counter({ name: 'flaggate_local_refresh_total', help: 'Environment document refreshes, by result (ok, not-modified, shared, refused, error, rejected)', labelNames: ['result'] as const, registers })
   const drops = new Counter({ name: 'flaggate_local_dropped_total', help: 'Writes kept for Core and dropped, by reason (writes-bound, analytics-bound, write-refused)', labelNames: ['reason'] as const, registers })
   if (config === undefined) {
-    return { name: 'local', admin: {}, onWebhook: () => {}, start: () => {}, close: async () => {} }
+    return { name: 'local', admin: {}, onWebhook: () => {}, start: () => {}, readinessWarnings: () => [], close: async () => {} }
   }
 
+  const now = deps.now ?? Date.now
+  const refreshMs = (): number => deps.policy().data.localEvaluation?.refresh ?? config.refresh
   const docs = new LocalDocuments(config.environments.map((e) => e.serverKey))
   const byDigest = new Map([...docs.states.keys()].map((k) => [keyDigest(k), k]))
   const headers = (serverKey: string, target: UpstreamTarget): Record<string, string> =>
@@ -131,8 +143,9 @@ export function createLocal (deps: LocalRoomDeps): LocalCapability {
     docs,
     fetch: fetchDocument,
     ...(deps.redis !== undefined ? { shared: sharedDocuments(deps.redis) } : {}),
-    refreshMs: () => deps.policy().data.localEvaluation?.refresh ?? config.refresh,
+    refreshMs,
     logger: log,
+    now,
     onResult: (result) => {
       refreshes.inc({ result })
       if (result === 'ok' || result === 'shared') saver.changed()
@@ -142,19 +155,20 @@ export function createLocal (deps: LocalRoomDeps): LocalCapability {
   const pluginOpts: LocalPluginOptions = { docs, outbox, onAnswer: (kind) => { answers.inc({ kind }) } }
 
   const status = (): Record<string, unknown> => {
-    const now = Date.now()
+    const at = now()
     const cfg = deps.policy().data.localEvaluation ?? config
     return {
       localEvaluation: {
         mode: cfg.mode,
         refreshSeconds: cfg.refresh / 1000,
+        staleAfterSeconds: STALE_AFTER_REFRESHES * cfg.refresh / 1000,
         engine: `flagsmith-nodejs ${ENGINE_VERSION}`,
         environments: [...docs.states.values()].map((s) => ({
           serverKey: redactKey(s.serverKey),
           clientKey: redactKey(s.env?.clientKey),
           name: s.env?.name,
           documentUpdatedAt: s.env?.updatedAt,
-          documentAgeSeconds: s.confirmedAt === undefined ? null : Math.max(0, Math.round((now - s.confirmedAt) / 100) / 10),
+          ...ageOf(s, cfg.refresh, at),
           lastRefresh: s.last === undefined ? null : { at: new Date(s.last.at).toISOString(), result: s.last.result, ...(s.last.detail !== undefined ? { detail: s.last.detail } : {}) },
           localAnswers: s.served,
           ...(s.env !== undefined ? { features: s.env.size.features, segments: s.env.size.segments, identityOverrides: s.env.size.identityOverrides } : {})
@@ -177,6 +191,7 @@ export function createLocal (deps: LocalRoomDeps): LocalCapability {
       }
     },
     start: () => { refresher.start() },
+    readinessWarnings: () => readinessWarnings(docs.states.values(), refreshMs(), now()),
     close: async () => {
       await refresher.close()
       await outbox.close()

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
 import { afterAll, describe, expect, inject, it } from 'vitest'
-import { startFakeCore, type FakeCore } from '../support/fake-flagsmith.js'
+import { signWebhook, startFakeCore, webhookBody, type FakeCore } from '../support/fake-flagsmith.js'
 import { policyYaml, spawnGateway, type SpawnedGateway } from '../support/gateway.js'
 import { json, raw } from '../support/http.js'
 import { stateDir } from './support.js'
@@ -53,5 +53,36 @@ describe('local evaluation across replicas (Redis)', () => {
     }
     expect(core.counts('/api/v1/flags/')).toBe(0)
   // three gateway processes start one after another: generous on a loaded machine
+  }, 120_000)
+
+  it('a signed webhook on one replica refreshes the document on every replica at once (the fleet purge channel)', async () => {
+    const core: FakeCore = await startFakeCore()
+    opened.push(core)
+    const yaml = (): string => policyYaml({
+      coreUrl: core.url,
+      adminToken: TOKEN,
+      redis: { url: inject('redisUrl'), keyPrefix: `test-${randomUUID()}:` },
+      extra: `localEvaluation:\n  mode: always\n  refresh: 1h\n  stateFile: ${join(stateDir(), 's.json')}\n  environments:\n    - serverKey: ${SERVER}\nwebhooks:\n  flagsmith: { path: /webhooks/flagsmith, secret: s3cret }\n`
+    })
+    const prefixed = yaml()
+    const a = await spawnGateway(prefixed)
+    opened.push(a)
+    await until(async () => (await lastRefresh(a)) !== undefined)
+    const b = await spawnGateway(prefixed.replace(/stateFile: .*/, `stateFile: ${join(stateDir(), 's.json')}`))
+    opened.push(b)
+    await until(async () => (await lastRefresh(b)) !== undefined)
+    const banner = async (g: SpawnedGateway): Promise<unknown> =>
+      (json(await raw(g.url, '/api/v1/flags/?feature=banner', { headers: { 'x-environment-key': CLIENT } })) as { feature_state_value: unknown }).feature_state_value
+    expect([await banner(a), await banner(b)]).toEqual(['hello', 'hello'])
+
+    core.envs[0]!.features[0]!.value = 'changed'
+    core.touch(1)
+    const body = webhookBody(1, 'banner')
+    const hook = await raw(a.url, '/webhooks/flagsmith', { method: 'POST', body, headers: { 'content-type': 'application/json', 'x-flagsmith-signature': signWebhook('s3cret', body) } })
+    expect(hook.status).toBe(200)
+    // refresh: 1h, so only the webhook's purge (through Redis for b) can bring the change
+    await until(async () => (await banner(b)) === 'changed')
+    expect(await banner(a)).toBe('changed')
+    expect(core.counts('/api/v1/flags/')).toBe(0)
   }, 120_000)
 })
