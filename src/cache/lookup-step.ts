@@ -22,6 +22,7 @@ import type { RequestGateway } from '../contracts/request.js'
 import { CACHE_STATUS_HEADER, isCacheable, sendDocument, TRANSFER_HEADERS } from './respond.js'
 import type { Representations } from './representations.js'
 import { decodeBody, DecodedTooLarge, isEncoded, UndecodableBody } from '../compress/decode.js'
+import { acceptsCoding, decodeStreaming } from '../compress/decode-stream.js'
 
 export interface CachePluginOptions {
   cache: DocumentCache
@@ -91,7 +92,19 @@ async function cacheLookup (app: FastifyInstance, opts: CachePluginOptions): Pro
       const answer = result.answer as Handover | undefined
       const body = answer?.take(request)
       if (answer !== undefined && body !== undefined) {
-        void reply.code(answer.statusCode).headers(responseHeaders(answer.headers, gw.upstream)).header(CACHE_STATUS_HEADER, 'BYPASS').send(body)
+        const headers = responseHeaders(answer.headers, gw.upstream)
+        // the fill asked Core for `gzip, br`: a client that did not accept Core's coding gets the
+        // answer decoded on the fly (compress/decode-stream.ts), or a 502 for a coding we cannot decode
+        let sent = body
+        if (!acceptsCoding(request.headers['accept-encoding'], headers['content-encoding'])) {
+          const d = decodeStreaming(body, headers)
+          if (d === undefined) {
+            body.destroy()
+            throw new GatewayError('FLAGGATE_UPSTREAM_UNREACHABLE', `The upstream's answer is in a content-coding the gateway cannot decode (${String(headers['content-encoding'])}).`)
+          }
+          sent = d
+        }
+        void reply.code(answer.statusCode).headers(headers).header(CACHE_STATUS_HEADER, 'BYPASS').send(sent)
         return true
       }
       void reply.header(CACHE_STATUS_HEADER, 'BYPASS')
