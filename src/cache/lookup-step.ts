@@ -23,6 +23,8 @@ import { CACHE_STATUS_HEADER, isCacheable, sendDocument, TRANSFER_HEADERS } from
 import type { Representations } from './representations.js'
 import { decodeBody, DecodedTooLarge, isEncoded, UndecodableBody } from '../compress/decode.js'
 import { acceptsCoding, decodeStreaming } from '../compress/decode-stream.js'
+import { codingLabel, countStreamed } from '../compress/count-stream.js'
+import { HotChildTable } from '../metrics/hot-counter.js'
 
 export interface CachePluginOptions {
   cache: DocumentCache
@@ -43,6 +45,8 @@ export const FILL_ACCEPT_ENCODING = 'gzip, br'
 
 async function cacheLookup (app: FastifyInstance, opts: CachePluginOptions): Promise<void> {
   const { cache, client, metrics, representations: reps } = opts
+  // bytes out of the handed-over answers (they stream), by the coding sent
+  const bytesOut = metrics === undefined ? undefined : new HotChildTable(metrics.hot.responseBytes, (route, encoding) => ({ route, encoding }))
 
 
   // Callback style, so routes without a cache rule pass with no promise at all. Fresh HITs were
@@ -104,6 +108,7 @@ async function cacheLookup (app: FastifyInstance, opts: CachePluginOptions): Pro
           }
           sent = d
         }
+        if (bytesOut !== undefined) countStreamed(sent, bytesOut.get(gw.route!.name, codingLabel(headers['content-encoding']), ''))
         void reply.code(answer.statusCode).headers(headers).header(CACHE_STATUS_HEADER, 'BYPASS').send(sent)
         return true
       }

@@ -10,12 +10,13 @@ import zlib from 'node:zlib'
 import { startFakeCore } from '../support/fake-flagsmith.js'
 import { policyYaml, startTestGateway } from '../support/gateway.js'
 import { raw } from '../support/http.js'
+import { scrapeMetrics } from '../support/metrics.js'
 import { acceptsCoding, decodeStreaming } from '../../src/compress/decode-stream.js'
 
 const ENV_DOC = '/api/v1/environment-document/'
 const SERVER = 'ser.dev_server_key'
 
-async function start (): Promise<{ core: Awaited<ReturnType<typeof startFakeCore>>; url: string }> {
+async function start (): Promise<{ core: Awaited<ReturnType<typeof startFakeCore>>; url: string; adminUrl: string }> {
   const core = await startFakeCore()
   onTestFinished(core.close)
   core.envs[0]!.identityOverrides = 200 // ~120 KB identity, ~10 KB gzipped
@@ -27,7 +28,7 @@ async function start (): Promise<{ core: Awaited<ReturnType<typeof startFakeCore
     cache: { ttl: 30s, staleWhileRevalidate: 0s, staleIfError: 10m, maxEntrySize: 2kb }`
   }), { watch: false })
   onTestFinished(gw.close)
-  return { core, url: gw.url }
+  return { core, url: gw.url, adminUrl: gw.adminUrl }
 }
 
 describe('the fill\'s compressed answer, too large to cache, handed to a client', () => {
@@ -38,7 +39,7 @@ describe('the fill\'s compressed answer, too large to cache, handed to a client'
     ['Accept-Encoding: gzip (gets Core\'s gzip as it is)', 'gzip', 'gzip']
   ] as const) {
     it(name, async () => {
-      const { core, url } = await start()
+      const { core, url, adminUrl } = await start()
       const truth = (await raw(core.url, ENV_DOC, { headers: { 'x-environment-key': SERVER } })).body
       core.db.gzip = true
       const compressed = await raw(core.url, ENV_DOC, { headers: { 'x-environment-key': SERVER, 'accept-encoding': 'gzip' } })
@@ -55,6 +56,10 @@ describe('the fill\'s compressed answer, too large to cache, handed to a client'
       expect(r.headers['content-encoding']).toBe(expected)
       const body = expected === 'gzip' ? zlib.gunzipSync(r.body) : r.body
       expect(body.equals(truth)).toBe(true)
+      // the bytes out, by the coding sent (the handed-over answer streams)
+      const m = await scrapeMetrics(adminUrl)
+      expect(m.sum('flaggate_response_body_bytes_total', { route: 'environment-document' })).toBe(r.body.length)
+      expect(m.value('flaggate_response_body_bytes_total', { route: 'environment-document', encoding: expected ?? 'identity' })).toBe(r.body.length)
       if (expected === undefined) {
         expect(r.headers['content-length']).toBeUndefined()
         expect(String(r.headers.vary)).toMatch(/accept-encoding/i)
