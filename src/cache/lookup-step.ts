@@ -22,6 +22,9 @@ import type { RequestGateway } from '../contracts/request.js'
 import { CACHE_STATUS_HEADER, isCacheable, sendDocument, TRANSFER_HEADERS } from './respond.js'
 import type { Representations } from './representations.js'
 import { decodeBody, DecodedTooLarge, isEncoded, UndecodableBody } from '../compress/decode.js'
+import { acceptsCoding, decodeStreaming } from '../compress/decode-stream.js'
+import { codingLabel, countStreamed } from '../compress/count-stream.js'
+import { HotChildTable } from '../metrics/hot-counter.js'
 
 export interface CachePluginOptions {
   cache: DocumentCache
@@ -42,6 +45,8 @@ export const FILL_ACCEPT_ENCODING = 'gzip, br'
 
 async function cacheLookup (app: FastifyInstance, opts: CachePluginOptions): Promise<void> {
   const { cache, client, metrics, representations: reps } = opts
+  // bytes out of the handed-over answers (they stream), by the coding sent
+  const bytesOut = metrics === undefined ? undefined : new HotChildTable(metrics.hot.responseBytes, (route, encoding) => ({ route, encoding }))
 
 
   // Callback style, so routes without a cache rule pass with no promise at all. Fresh HITs were
@@ -91,7 +96,20 @@ async function cacheLookup (app: FastifyInstance, opts: CachePluginOptions): Pro
       const answer = result.answer as Handover | undefined
       const body = answer?.take(request)
       if (answer !== undefined && body !== undefined) {
-        void reply.code(answer.statusCode).headers(responseHeaders(answer.headers, gw.upstream)).header(CACHE_STATUS_HEADER, 'BYPASS').send(body)
+        const headers = responseHeaders(answer.headers, gw.upstream)
+        // the fill asked Core for `gzip, br`: a client that did not accept Core's coding gets the
+        // answer decoded on the fly (compress/decode-stream.ts), or a 502 for a coding we cannot decode
+        let sent = body
+        if (!acceptsCoding(request.headers['accept-encoding'], headers['content-encoding'])) {
+          const d = decodeStreaming(body, headers)
+          if (d === undefined) {
+            body.destroy()
+            throw new GatewayError('FLAGGATE_UPSTREAM_UNREACHABLE', `The upstream's answer is in a content-coding the gateway cannot decode (${String(headers['content-encoding'])}).`)
+          }
+          sent = d
+        }
+        if (bytesOut !== undefined) countStreamed(sent, bytesOut.get(gw.route!.name, codingLabel(headers['content-encoding']), ''))
+        void reply.code(answer.statusCode).headers(headers).header(CACHE_STATUS_HEADER, 'BYPASS').send(sent)
         return true
       }
       void reply.header(CACHE_STATUS_HEADER, 'BYPASS')

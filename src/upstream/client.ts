@@ -21,6 +21,8 @@ import { BodyTooLarge, diedUnanswered, toGatewayError } from './errors.js'
 import { proxyRequestHeaders, responseHeadersFromRaw, type HeaderSet } from './headers.js'
 import { Pools } from './pools.js'
 import { compressProxied } from '../compress/proxied.js'
+import { codingLabel, countStreamed } from '../compress/count-stream.js'
+import { HotChildTable } from '../metrics/hot-counter.js'
 import { planFallback } from './fallback.js'
 import { UpstreamFailures } from './failures.js'
 
@@ -89,12 +91,15 @@ export class UpstreamClient {
   #policy: Policy | undefined
   // prom-client hashes a label object on every observe(); resolve each child once instead
   readonly #histograms = new Map<string, { observe: (v: number) => void }>()
+  /** flaggate_response_body_bytes_total children for streamed answers, resolved once per route and coding */
+  readonly #bytesOut: HotChildTable
   /** why attempts failed: the last one per upstream (status), a rate-limited warning, the cause for the access log */
   readonly failures: UpstreamFailures
 
   constructor (opts: { metrics: Metrics; logger: Logger; gate?: UpstreamGate }) {
     this.#metrics = opts.metrics
     this.#logger = opts.logger
+    this.#bytesOut = new HotChildTable(opts.metrics.hot.responseBytes, (route, encoding) => ({ route, encoding }))
     this.gate = opts.gate ?? OPEN_GATE
     this.failures = new UpstreamFailures(opts.logger)
   }
@@ -209,7 +214,10 @@ export class UpstreamClient {
     }
     const res = result.res
     const compress = gw.route?.compress
-    if (compress === undefined) return reply.code(res.statusCode).headers(res.headers).send(res.body)
+    if (compress === undefined) {
+      if (!Buffer.isBuffer(res.body)) this.#countStreamed(route, res.body, codingLabel(res.headers['content-encoding']))
+      return reply.code(res.statusCode).headers(res.headers).send(res.body)
+    }
     // the route asks for compression on the fly (src/compress/proxied.ts): never of an answer the
     // upstream already encoded
     const c = await compressProxied(compress, request.headers['accept-encoding'], method, res.statusCode, res.headers, res.body)
@@ -217,7 +225,13 @@ export class UpstreamClient {
       if (Buffer.isBuffer(c.body)) this.#metrics.responseBytes.labels(route, c.encoding).inc(c.body.length)
       if (c.identityBytes !== undefined && Buffer.isBuffer(c.body)) this.#metrics.compressedIdentityBytes.labels(route, c.encoding).inc(c.identityBytes)
     }
+    if (!Buffer.isBuffer(c.body)) this.#countStreamed(route, c.body, c.encoding !== 'identity' ? c.encoding : codingLabel(res.headers['content-encoding']))
     return reply.code(res.statusCode).headers(res.headers).send(c.body)
+  }
+
+  /** A streamed answer's bytes, by the coding sent, counted as it ends (compress/count-stream.ts). */
+  #countStreamed (route: string, body: Readable, coding: string): void {
+    countStreamed(body, this.#bytesOut.get(route, coding, ''))
   }
 
   /**
