@@ -1,19 +1,8 @@
 import { describe, expect, it } from 'vitest'
-import { formatPolicyError, loadPolicy } from '../../src/policy/load.js'
+import { loadPolicy } from '../../src/policy/load.js'
+import { BASE_POLICY, errorsOf } from '../support/policy-errors.js'
 
-const BASE = `upstreams:
-  core: { url: "http://127.0.0.1:9" }
-routes:
-  - name: all
-    match: { pathPrefix: / }
-    upstream: core
-`
-
-function errorsOf (yaml: string, env: NodeJS.ProcessEnv = {}): string[] {
-  const r = loadPolicy('p.yaml', yaml, env)
-  if (r.ok) throw new Error('expected the policy to be invalid')
-  return r.errors.map(formatPolicyError)
-}
+const BASE = BASE_POLICY
 
 describe('policy: localEvaluation, checked for form without asking Core', () => {
   it('fills the defaults', () => {
