@@ -53,11 +53,22 @@ describe('fair share: properties', () => {
     }))
   })
 
-  it('among fair users the limit holds: what partitions hold up to their share never sums past it', () => {
+  it('among fair users the limit holds beyond one request each: what partitions hold past their first, up to their share, never sums past it', () => {
     fc.assert(fc.property(fc.integer({ min: 1, max: 40 }), ops, (limit, script) => {
       replay(limit, script, (fs, held) => {
         const share = Math.max(1, limit / fs.active)
-        expect(held.reduce((sum, h) => sum + Math.min(h, share), 0)).toBeLessThanOrEqual(limit + 1e-9)
+        expect(held.reduce((sum, h) => sum + Math.max(0, Math.min(h, share) - 1), 0)).toBeLessThanOrEqual(limit + 1e-9)
+      })
+    }))
+  })
+
+  it('a partition holding nothing is admitted at the limit beside one holding more than its share, below the hard cap', () => {
+    fc.assert(fc.property(fc.integer({ min: 1, max: 40 }), ops, (limit, script) => {
+      replay(limit, script, (fs, held, s) => {
+        const before = held[s.op.p]! - (s.admitted ? 1 : 0)
+        const share = Math.max(1, limit / fs.active)
+        const stormy = held.some((h, p) => p !== s.op.p && h > share)
+        if (before === 0 && stormy && s.totalBefore < HARD_CAP_FACTOR * limit) expect(s.admitted).toBe(true)
       })
     }))
   })
