@@ -17,6 +17,8 @@
  *        npm run bench:overload -- --core model [--workers 2] [--query-ms 30]
  *        npm run bench:overload -- --core http://127.0.0.1:18500 --client-key … --server-key ser.… \
  *          --db-delay-proxy http://127.0.0.1:15433 [--query-ms 30]
+ *        npm run bench:overload -- --core model --factor 0.5 --duration 600 --rounds 1 --skip-bare
+ *          (the healthy soak: half of Core's capacity for 10 minutes; `shed` must stay 0)
  * With `--core model` or a Core URL (bench/core-target.ts), `--query-ms` is the latency of each
  * database round trip (default 30), Core's capacity is measured with a closed-loop client
  * (bench/closed-loop.ts, 2× workers connections; gunicorn closes every connection, which
@@ -42,6 +44,7 @@ const { values } = parseArgs({
     'timeout-ms': { type: 'string', default: '1000' },
     breaker: { type: 'string', default: '{ maxInFlight: auto }' },
     'capacity-s': { type: 'string', default: '5' },
+    'skip-bare': { type: 'boolean', default: false },
     ...CORE_OPTIONS
   }
 })
@@ -123,13 +126,17 @@ async function roundIn (i: number, all: Children[]): Promise<{ capacity: number;
   children.stopAll()
   const rate = Math.round(FACTOR * capacity)
 
-  // 2. bare proxy, fresh Core
-  children = fresh()
-  core = await startCore(children)
-  const bareUrl = await children.start(['--import', 'tsx', 'bench/bare-proxy.ts'], { UPSTREAM_URL: core.url }, (l) => l.url as string)
-  const bare = await offer(bareUrl, rate)
-  const bareCore = await coreStats(core)
-  children.stopAll()
+  // 2. bare proxy, fresh Core (skipped by --skip-bare: the healthy soak compares with nothing)
+  let bare: Run = { goodput: 0, seconds: [], summary: { sent: 0, timeouts: 0, errors: 0, status: {}, p50: null, p99: null } }
+  let bareCore: Awaited<ReturnType<typeof coreStats>> = { maxBusySeen: '-', requests: '-' }
+  if (values['skip-bare'] !== true) {
+    children = fresh()
+    core = await startCore(children)
+    const bareUrl = await children.start(['--import', 'tsx', 'bench/bare-proxy.ts'], { UPSTREAM_URL: core.url }, (l) => l.url as string)
+    bare = await offer(bareUrl, rate)
+    bareCore = await coreStats(core)
+    children.stopAll()
+  }
 
   // 3. flaggate, maxInFlight: auto, fresh Core
   children = fresh()
@@ -145,7 +152,8 @@ async function roundIn (i: number, all: Children[]): Promise<{ capacity: number;
   console.log(`round ${i}: Core capacity ${capacity.toFixed(0)} req/s (${coreIs}); offered ${rate} req/s, clients give up after ${TIMEOUT_MS} ms`)
   for (const [name, r, c] of [['bare @fastify/http-proxy', bare, bareCore], [`flaggate ${values.breaker}`, gate, gateCore]] as const) {
     const s = r.summary as { sent: number; timeouts: number; errors: number; status: Record<string, number>; p50: number | null; p99: number | null }
-    console.log(`  ${name.padEnd(28)} goodput ${f0(r.goodput)} req/s   sent ${s.sent}  status ${JSON.stringify(s.status)}  gave up ${s.timeouts}  errors ${s.errors}  2xx p50 ${s.p50} ms p99 ${s.p99} ms  Core received ${c.requests}, at most ${c.maxBusySeen} at once`)
+    if (name.startsWith('bare') && values['skip-bare'] === true) continue
+    console.log(`  ${name.padEnd(28)} goodput ${f0(r.goodput)} req/s   sent ${s.sent}  shed (503) ${s.status['503'] ?? 0}  status ${JSON.stringify(s.status)}  gave up ${s.timeouts}  errors ${s.errors}  2xx p50 ${s.p50} ms p99 ${s.p99} ms  Core received ${c.requests}, at most ${c.maxBusySeen} at once`)
     console.log(`  ${''.padEnd(28)} good/s by second: ${r.seconds.map((x) => x.good).join(' ')}`)
   }
   return { capacity, bare: bare.goodput, flaggate: gate.goodput }
