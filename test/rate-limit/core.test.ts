@@ -202,7 +202,10 @@ describe('real time (Redis TIME, production path)', () => {
     ]
     const results = await Promise.all(stores.map(async ([name, take]) => {
       let burst = 0
+      const burstStart = performance.now()
       for (let i = 0; i < 11; i++) if (await take()) burst++
+      // on a busy machine the 11 takes can span tens of ms: what dripped in meanwhile may pass
+      const dripped = Math.floor((performance.now() - burstStart) / 1000 * 20)
       const start = performance.now()
       let steady = 0
       let lastTake = start
@@ -213,10 +216,11 @@ describe('real time (Redis TIME, production path)', () => {
         await sleep(5)
       }
       const elapsed = lastTake - start
-      return { name, burst, steady, expected: elapsed / 1000 * 20 }
+      return { name, burst, dripped, steady, expected: elapsed / 1000 * 20 }
     }))
     for (const r of results) {
-      expect(r.burst, r.name).toBe(10)
+      expect(r.burst, r.name).toBeGreaterThanOrEqual(10)
+      expect(r.burst, r.name).toBeLessThanOrEqual(10 + r.dripped)
       // one token of slack each way for the start and end of the window
       expect(r.steady, `${r.name}: ${r.steady} in ${r.expected.toFixed(1)} expected`).toBeGreaterThanOrEqual(Math.floor(r.expected) - 1)
       expect(r.steady, r.name).toBeLessThanOrEqual(Math.ceil(r.expected) + 1)
@@ -243,10 +247,12 @@ describe('real time (Redis TIME, production path)', () => {
   it('a Redis bucket expires exactly when it is full again', async () => {
     const prefix = `test-${randomUUID()}:`
     const reqs = [{ key: 'exp', params: bucketParams(20, 10) }]
+    const t0 = performance.now()
     for (let i = 0; i < 10; i++) await takeRedis(redis, prefix, reqs)
     const pttl = await redis.pttl(`${prefix}exp`)
-    // 10 tokens at 50 ms each: full again in 500 ms
-    expect(pttl).toBeGreaterThan(400)
+    // 10 tokens at 50 ms each: full again in 500 ms from the last take, less what dripped back
+    // while the takes ran (tens of ms on a busy machine)
+    expect(pttl).toBeGreaterThan(400 - (performance.now() - t0))
     expect(pttl).toBeLessThanOrEqual(500)
     await sleep(pttl + 20)
     expect(await redis.exists(`${prefix}exp`)).toBe(0)
