@@ -9,7 +9,11 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { startRecordingUpstream, type RecordingUpstream } from '../support/recording-upstream.js'
 import { startFakeCollector, type FakeCollector } from '../support/fake-otlp-collector.js'
-import { policyYaml, startTestGateway, type TestGateway } from '../support/gateway.js'
+import { mkdtempSync, readFileSync, existsSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { policyYaml, spawnGateway, startTestGateway, type TestGateway } from '../support/gateway.js'
 import { raw } from '../support/http.js'
 import { redactKey } from '../../src/shared/redact.js'
 
@@ -178,5 +182,27 @@ describe('tracing off (no section)', () => {
     expect(core.calls[0]!.headers['x-request-id']).toBe(logged[0])
     expect(core.calls[1]!.headers).toMatchObject({ traceparent: given, tracestate: 'vendor=1', 'x-request-id': 'mine' })
     expect(collector.posts).toHaveLength(0)
+  })
+})
+
+describe('free when off', () => {
+  // a gateway process whose module loads are recorded: OpenTelemetry is loaded only for a policy with `tracing`
+  async function loadedOtel (tracing: string | undefined): Promise<string[]> {
+    const log = join(mkdtempSync(join(tmpdir(), 'flaggate-imports-')), 'imports.log')
+    const hook = fileURLToPath(new URL('../support/record-imports.mjs', import.meta.url))
+    const extra = tracing === undefined ? '' : `tracing: ${tracing}\n`
+    const g = await spawnGateway(policyYaml({ coreUrl: core.url, routes: ROUTES, extra }), { NODE_OPTIONS: `--import ${hook}`, RECORD_IMPORTS_FILE: log, RECORD_IMPORTS_MATCH: '/@opentelemetry/' })
+    try {
+      expect((await raw(g.url, '/api/v1/traits/')).status).toBe(200)
+    } finally {
+      await g.stop()
+    }
+    return existsSync(log) ? readFileSync(log, 'utf8').split('\n').filter((l) => l !== '') : []
+  }
+
+  it('without the section no OpenTelemetry module is ever loaded; with it they are', async () => {
+    expect(await loadedOtel(undefined)).toEqual([])
+    const on = await loadedOtel(`{ otlp: "${collector.url}", sampleRatio: 0 }`)
+    expect(on.some((u) => u.includes('/@opentelemetry/sdk-trace/'))).toBe(true)
   })
 })
