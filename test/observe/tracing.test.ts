@@ -16,6 +16,8 @@ import { fileURLToPath } from 'node:url'
 import { policyYaml, spawnGateway, startTestGateway, type TestGateway } from '../support/gateway.js'
 import { raw } from '../support/http.js'
 import { redactKey } from '../../src/shared/redact.js'
+import { loadPolicy } from '../../src/policy/load.js'
+import { BASE_POLICY, errorsOf } from '../support/policy-errors.js'
 
 const KEY = 'dev_client_key'
 const CLIENT_TRACE = '0af7651916cd43dd8448eb211c80319c'
@@ -47,6 +49,18 @@ async function gateway (tracing: string | undefined): Promise<TestGateway> {
   gw = await startTestGateway(policyYaml({ coreUrl: core.url, routes: ROUTES, extra }), { watch: false })
   return gw
 }
+
+describe('the policy section', () => {
+  it('needs an http(s) collector URL and a ratio between 0 and 1; sampleRatio defaults to 1', () => {
+    const errors = errorsOf(BASE_POLICY + 'tracing: { otlp: "otel-collector:4318", sampleRatio: 2 }\n')
+    expect(errors).toHaveLength(2)
+    expect(errors[0]).toMatch(/^p\.yaml:7:\d+: tracing\.otlp: .*must be an absolute http:\/\/ or https:\/\/ URL$/)
+    expect(errors[1]).toMatch(/^p\.yaml:7:\d+: tracing\.sampleRatio: .*must be between 0 and 1$/)
+    expect(errorsOf(BASE_POLICY + 'tracing: { sampleRatio: 0.1 }\n')).toHaveLength(1)
+    const r = loadPolicy('p.yaml', BASE_POLICY + 'tracing: { otlp: http://collector:4318 }\n', {})
+    expect(r.ok && r.policy.data.tracing).toEqual({ otlp: 'http://collector:4318', sampleRatio: 1 })
+  })
+})
 
 describe('tracing on (sampleRatio 1)', () => {
   it('continues the client\'s trace: one SERVER span whose parent is the caller, Core gets a traceparent naming it and the request id', async () => {
