@@ -149,6 +149,22 @@ describe('tracing on (sampleRatio 1)', () => {
   })
 })
 
+describe('a collector that cannot be reached', () => {
+  it('costs the requests nothing: they are answered, and the gateway warns that spans were dropped', { timeout: 90_000 }, async () => {
+    const down = await startFakeCollector()
+    await down.close() // its port now refuses connections
+    const g = await gateway(`{ otlp: "${down.url}", sampleRatio: 1 }`)
+    for (let i = 0; i < 3; i++) expect((await raw(g.url, '/api/v1/traits/')).status).toBe(200)
+    // the batch leaves within 5 s; the exporter retries it (with backoff, within its 10 s timeout) before giving up
+    const warnedOf = () => g.logs.lines.filter((l) => l.msg === 'trace export failed: spans dropped (warned at most once a minute)')
+    const deadline = Date.now() + 60_000
+    while (warnedOf().length === 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200))
+    const warned = warnedOf()
+    expect(warned).toHaveLength(1)
+    expect(warned[0]).toMatchObject({ url: `${down.url}/v1/traces`, spans: 3 })
+  })
+})
+
 describe('sampling', () => {
   it('sampleRatio 0 exports nothing, yet Core still gets a traceparent (not sampled) in the client\'s trace', async () => {
     const g = await gateway(`{ otlp: "${collector.url}", sampleRatio: 0 }`)
