@@ -20,6 +20,7 @@ import type { Metrics } from './metrics/registry.js'
 import { createAccessLog } from './observe/access-log.js'
 import { createRequestMetrics } from './observe/request-metrics.js'
 import type { DecisionRates } from './observe/decision-rates.js'
+import type { RequestTracing } from './observe/tracing.js'
 import { causeOf } from './upstream/failures.js'
 import { lazyChildLogger } from './shared/logger.js'
 import { installConnectionCap } from './routing/connection-cap.js'
@@ -37,6 +38,8 @@ export interface PublicAppDeps {
   routes?: PluginEntry[]
   /** requests per second by decision, for the admin status */
   rates?: DecisionRates
+  /** OpenTelemetry spans, only when the policy has a `tracing` section (otherwise no hook at all) */
+  tracing?: RequestTracing
 }
 
 const UPSTREAM_FAILURES: ReadonlySet<ErrorCode> = new Set(['FLAGGATE_UPSTREAM_OVERLOADED', 'FLAGGATE_UPSTREAM_UNREACHABLE', 'FLAGGATE_UPSTREAM_TIMEOUT'])
@@ -146,7 +149,15 @@ export async function buildPublicApp (deps: PublicAppDeps): Promise<FastifyInsta
   const proxyHandler = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => await client.forward(request, reply)
   await app.register(async (scope) => {
     for (const { step } of PIPELINE) {
-      if (step === 'routing') await scope.register(routing, { store: deps.store })
+      if (step === 'routing') {
+        await scope.register(routing, { store: deps.store })
+        // the span starts once the record exists and before any step may answer, so every
+        // upstream request made for this one carries it; an observer, it decides nothing
+        if (deps.tracing !== undefined) {
+          scope.addHook('onRequest', deps.tracing.onRequest)
+          scope.addHook('onRequestAbort', deps.tracing.onRequestAbort)
+        }
+      }
       else if (step === 'proxy') {
         scope.route({ method: [...ALL_METHODS], url: '/*', handler: proxyHandler })
         scope.route({ method: [...ALL_METHODS], url: '/', handler: proxyHandler })
@@ -158,6 +169,7 @@ export async function buildPublicApp (deps: PublicAppDeps): Promise<FastifyInsta
     // observers, after the answer: they read the per-request record and write nothing on it
     scope.addHook('onResponse', createRequestMetrics(deps.metrics, deps.rates))
     scope.addHook('onResponse', createAccessLog(deps.logger))
+    if (deps.tracing !== undefined) scope.addHook('onResponse', deps.tracing.onResponse)
   })
   return app
 }

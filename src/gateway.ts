@@ -26,6 +26,7 @@ import { createTop } from './top/capability.js'
 import { createProbes } from './probes/capability.js'
 import { createBreakers } from './breaker/capability.js'
 import { createLocal } from './local/index.js'
+import type { RequestTracing } from './observe/tracing.js'
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
 
@@ -121,10 +122,18 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   })
   const reload = (): ReturnType<PolicyStore['reload']> => store.reload()
 
+  // OpenTelemetry only when the policy starts with a `tracing` section: without one, its packages
+  // are never loaded and no request pays for it (adding the section later needs a restart)
+  const tracing = await startTracing(store.current, logger, (policy, upstream) => policy.data.breakers[upstream] === undefined ? undefined : breakers.gate.breaker(upstream)?.state())
+  if (tracing !== undefined) {
+    closers.unshift(() => tracing.close()) // closed last, once every request (and its span) has ended
+    store.on('reload', (policy) => { tracing.reload(policy) })
+  }
+
   // each upstream's URL and last failure, and requests per second by decision, in /admin/status
   const rates = new DecisionRates()
   extensions.push({ status: () => ({ ...client.status(), traffic: rates.status() }) })
-  const app = await buildPublicApp({ store, client, metrics, logger, lifecycle, steps, routes, rates })
+  const app = await buildPublicApp({ store, client, metrics, logger, lifecycle, steps, routes, rates, ...(tracing !== undefined ? { tracing } : {}) })
   const admin = await buildAdminApp({ store, metrics, logger, lifecycle, version: VERSION, extensions, reload })
 
   lifecycle.warnings = local.readinessWarnings
@@ -171,4 +180,12 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   }
 
   return { store, metrics, logger, client, app, admin, url: urlOf(app), adminUrl: urlOf(admin), lifecycle, reload, close }
+}
+
+async function startTracing (policy: PolicyStore['current'], logger: Logger, breakerState: (policy: PolicyStore['current'], upstream: string) => string | undefined): Promise<RequestTracing | undefined> {
+  const config = policy.data.tracing
+  if (config === undefined) return undefined
+  const { createTracing } = await import('./observe/tracing.js')
+  logger.info({ otlp: config.otlp, sampleRatio: config.sampleRatio }, 'tracing on: spans exported over OTLP/HTTP')
+  return createTracing({ tracing: config, version: VERSION, logger, breakerState })
 }

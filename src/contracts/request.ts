@@ -58,6 +58,13 @@ export interface RequestGateway {
   /** GET/HEAD only: where the upstream module retries once on a connection error, timeout or 5xx. Writer: edge (the cache lookup clears it once it has used it) */
   fallbackUpstream?: string
   /**
+   * With `tracing` in the policy: the W3C trace headers (`traceparent`, and `tracestate` when the
+   * client sent one) naming the gateway's span, which every upstream request made for this one
+   * (proxy, cache fill) carries in place of the client's. Unset without tracing: the client's
+   * headers pass as they came. Writer: tracing (observe/tracing.ts), right after routing
+   */
+  traceHeaders?: Readonly<Record<string, string>>
+  /**
    * Set by local evaluation (src/local/plugin.ts) for a listed environment: the answer to give
    * when this request fails for want of the upstream (the gate's 503, a 5xx, a timeout, an
    * unreachable upstream); undefined from it means no local answer (no document yet)

@@ -230,6 +230,17 @@ const LocalEvaluationSchema = z.strictObject({
 })
 
 /**
+ * OpenTelemetry tracing (observe/tracing.ts): a span per proxied request, exported over OTLP/HTTP
+ * to `<otlp>/v1/traces`. Absent: nothing is loaded and no request does any tracing work.
+ */
+const TracingSchema = z.strictObject({
+  otlp: HttpUrl,
+  // the share of traces recorded and exported, decided on the trace id (the same ratio gives the
+  // same decision in every service that uses it); an unsampled request still gets a traceparent
+  sampleRatio: z.number({ error: 'must be a number between 0 and 1' }).min(0, 'must be between 0 and 1').max(1, 'must be between 0 and 1').default(1)
+})
+
+/**
  * Bounds of the public listener. requestTimeout: the whole request (headers and body) must arrive
  * within it (NGINX: client_header_timeout + client_body_timeout, 60 s each between reads);
  * headersTimeout: the header block; keepAliveTimeout: an idle connection between requests (above
@@ -292,6 +303,7 @@ export const PolicySchema = z.strictObject({
     flagsmith: z.strictObject({ path: z.string().startsWith('/'), secret: z.string().min(1) }).optional()
   }).default({}),
   localEvaluation: LocalEvaluationSchema.optional(),
+  tracing: TracingSchema.optional(),
   probes: z.array(z.strictObject({
     name: z.string().min(1),
     path: z.string().startsWith('/'),
@@ -311,3 +323,4 @@ export type UpstreamData = PolicyData['upstreams'][string]
 export type BreakerData = z.output<typeof BreakerSchema>
 export type RedisData = z.output<typeof RedisSchema>
 export type LocalEvaluationData = z.output<typeof LocalEvaluationSchema>
+export type TracingData = z.output<typeof TracingSchema>

@@ -121,6 +121,9 @@ function restartNeeded (boot: Policy, next: Policy): string[] {
   if (!same(boot.data.server.listen, next.data.server.listen)) out.push('server.listen')
   if (!same(boot.data.admin.listen, next.data.admin.listen)) out.push('admin.listen')
   if (JSON.stringify(boot.data.store) !== JSON.stringify(next.data.store)) out.push('store')
+  // tracing is loaded at start or not at all (nothing of it is loaded without the section), and
+  // its exporter keeps its collector URL; only sampleRatio follows a reload
+  if (boot.data.tracing?.otlp !== next.data.tracing?.otlp) out.push('tracing')
   return out
 }
 

@@ -12,7 +12,10 @@
  *   wrote them, so even from a trusted peer they are the client's word. Their underscore
  *   spellings (`True_Client_IP`, `X_Forwarded_For`) go too: WSGI servers such as Django's map
  *   `-` and `_` to the same META name;
- * - nothing is added to a request that the client did not send (no Content-Type on a bare POST);
+ * - nothing is added to a request that the client did not send (no Content-Type on a bare POST),
+ *   except the gateway's own: forwarding headers, `X-Request-Id` (the client's, or the id the
+ *   gateway gave the request: Core's logs and the access log name the same request) and, with
+ *   tracing on, `traceparent` naming the gateway's span (contracts/request.ts `traceHeaders`);
  * - every answer names the upstream that gave it in X-Flaggate-Upstream.
  */
 import type { FastifyRequest } from 'fastify'
@@ -111,7 +114,18 @@ export function proxyRequestHeaders (request: FastifyRequest, target: UpstreamTa
   }
   out.host = target.host
   addForwarding(out, request, gw, trusted)
+  addCorrelation(out, request, gw)
   return out
+}
+
+/** X-Request-Id always; the gateway's trace headers in place of the client's when tracing is on. */
+function addCorrelation (out: HeaderSet, request: FastifyRequest, gw: RequestGateway): void {
+  out['x-request-id'] = request.id
+  const trace = gw.traceHeaders
+  if (trace === undefined) return
+  // a tracestate belongs to the traceparent it came with: the client's goes unless ours carries it on
+  if (out.tracestate !== undefined && trace.tracestate === undefined) delete out.tracestate
+  for (const name in trace) out[name] = trace[name]!
 }
 
 /**
@@ -130,6 +144,8 @@ export function fillRequestHeaders (request: FastifyRequest, target: UpstreamTar
   if (gw.envKey !== undefined) out['x-environment-key'] = gw.envKey
   out.host = target.host
   addForwarding(out, request, gw, peerIsTrusted(request))
+  // the request that started the fill names it: its id, and its span with tracing on
+  addCorrelation(out, request, gw)
   return out as Record<string, string>
 }
 
