@@ -15,6 +15,7 @@ import { startFakeCore, type FakeCore } from '../support/fake-flagsmith.js'
 import { policyYaml, spawnGateway, type SpawnedGateway } from '../support/gateway.js'
 import { raw } from '../support/http.js'
 import { until } from './support.js'
+import { renderStatus } from '../../src/admin/status-text.js'
 
 const PREFIX = 'sec12:'
 const TOKEN = 'security-test-token-0123456789'
@@ -84,6 +85,8 @@ describe('attack 12: a replica started while Redis is down', () => {
     const ready = await raw(g.url, '/readyz')
     expect(ready.status).toBe(200)
     expect(ready.body.toString()).toContain('cannot be written')
+    const status = JSON.parse((await raw(g.adminUrl, '/admin/status', { headers: auth })).body.toString()) as Record<string, unknown>
+    expect(renderStatus(status)).toContain('STATE FILE NOT WRITABLE')
     await block(g, KEY_A)
     expect(await flags(g, KEY_A)).toBe(403)
   }, 60_000)
