@@ -136,7 +136,7 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   const app = await buildPublicApp({ store, client, metrics, logger, lifecycle, steps, routes, rates, ...(tracing !== undefined ? { tracing } : {}) })
   const admin = await buildAdminApp({ store, metrics, logger, lifecycle, version: VERSION, extensions, reload })
 
-  lifecycle.warnings = local.readinessWarnings
+  lifecycle.warnings = () => [...local.readinessWarnings(), ...blocking.readinessWarnings()]
   local.start()
   // the blocks of the previous run (state file) or of the fleet (Redis), bounded: serve anyway
   await blocking.ready()

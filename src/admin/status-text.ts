@@ -124,6 +124,13 @@ function blockingLines (b: Obj, now: Date): string[] {
         : `kept in ${String(s.file)}${saved}`)
     } else {
       out.push(`kept in ${String(s.kind)}${str(s.lastError) !== undefined ? `, last error: ${String(s.lastError)}` : ''}`)
+      // with Redis, the state file is this replica's last copy (a start while Redis is down)
+      const f = s.stateFile
+      if (isObj(f)) {
+        out.push(str(f.lastError) !== undefined
+          ? `STATE FILE NOT WRITABLE: ${String(f.file)}: ${String(f.lastError)} (blocks are still kept in Redis; a replica started while Redis is down will not enforce them)`
+          : `last copy in ${String(f.file)}${str(f.savedAt) === undefined ? '' : `, saved ${formatAgo(f.savedAt, now)}`}`)
+      }
     }
   }
   const a = b.automatic

@@ -48,6 +48,8 @@ export interface BlockingCapability extends Capability {
   /** resolves when the blocks of the previous run / the fleet are loaded (bounded) */
   ready: () => Promise<void>
   reload: (policy: Policy) => void
+  /** lines for the readiness body: with Redis, a state file that cannot keep the last known blocks */
+  readinessWarnings: () => string[]
   close: () => Promise<void>
 }
 
@@ -65,9 +67,12 @@ function abuseSettings (policy: Policy): AbuseSettings | undefined {
 export function createBlocking (deps: BlockingDeps): BlockingCapability {
   const log = deps.logger.child({ component: 'blocking' })
   const gauge = deps.metrics.blocksActive
+  // with Redis, the state file mirrors every change this replica learns (state-file.ts): set below
+  let mirror: StateFileBackend | undefined
   const registry: BlockRegistry = new BlockRegistry({
     ...(deps.clock !== undefined ? { clock: deps.clock } : {}),
     onChange: () => {
+      mirror?.changed()
       const c = registry.counts()
       gauge.set({ source: 'static' }, c.static)
       gauge.set({ source: 'runtime' }, c.runtime)
@@ -77,9 +82,17 @@ export function createBlocking (deps: BlockingDeps): BlockingCapability {
   const clock = registry.clock
   registry.setStatic(staticBlocks(deps.policy().data.blocklist, clock()))
 
-  const backend: BlockBackend = deps.redis !== undefined
-    ? new RedisBlockSync(deps.redis, registry, log, deps.sync)
-    : new StateFileBackend(stateFilePath(deps.policy(), deps.policyFile), registry, log)
+  let backend: BlockBackend
+  if (deps.redis !== undefined) {
+    // the blocks this replica last knew, in force until Redis answers (a start during an outage)
+    mirror = new StateFileBackend(stateFilePath(deps.policy(), deps.policyFile), registry, log, { mirror: true })
+    mirror.start()
+    const sync = new RedisBlockSync(deps.redis, registry, log, deps.sync)
+    sync.restoredFromFile(mirror.restored)
+    backend = sync
+  } else {
+    backend = new StateFileBackend(stateFilePath(deps.policy(), deps.policyFile), registry, log)
+  }
   backend.start()
 
   const add = (block: Block): void => {
@@ -135,7 +148,7 @@ export function createBlocking (deps: BlockingDeps): BlockingCapability {
       blocks: registry.size,
       blocking: {
         ...c,
-        store: backend.status(),
+        store: mirror === undefined ? backend.status() : { ...backend.status(), stateFile: mirror.status() },
         automatic: a === undefined ? null : { rejections: a.rejections, windowMs: a.windowMs, blockForMs: a.blockForMs }
       }
     }
@@ -154,9 +167,14 @@ export function createBlocking (deps: BlockingDeps): BlockingCapability {
       registry.setStatic(staticBlocks(policy.data.blocklist, clock()))
       abuse.configure(abuseSettings(policy))
     },
+    readinessWarnings: () => {
+      const p = mirror?.problem()
+      return p === undefined ? [] : [p]
+    },
     close: async () => {
       clearInterval(sweeper)
       await backend.close()
+      await mirror?.close()
     }
   }
 }

@@ -13,6 +13,11 @@
  * blocks made here are in force here at once and queued; they are written (and published) when
  * it answers again. Hash fields cannot expire on Redis 7.0, so every replica deletes the blocks
  * whose time is up when it sweeps them (idempotent).
+ *
+ * A replica started while Redis is down enforces the blocks its state file last mirrored
+ * (capability.ts); once Redis answers, Redis is the truth: those it no longer holds are dropped
+ * by the first load, unless Redis holds no block history at all (lost its data), where the file
+ * is the best copy left and is written back, as a running replica does.
  */
 import { BlockMessageSchema } from '../store/fleet-messages.js'
 import type { Cluster, Redis } from 'ioredis'
@@ -92,6 +97,8 @@ export class RedisBlockSync implements BlockBackend {
   #lastSyncAt: number | undefined
   #fullLoads = 0
   #lastError: string | undefined
+  /** blocks the state file gave at start, until Redis first answers */
+  #restored: Block[] = []
 
   constructor (redis: BlockSyncRedis, registry: BlockRegistry, logger: BlockLogger, opts: RedisBlockSyncOptions = {}) {
     this.#redis = redis
@@ -117,6 +124,9 @@ export class RedisBlockSync implements BlockBackend {
     })
     this.#schedule(0)
   }
+
+  /** The blocks the state file restored (in force until Redis answers; see the header). */
+  restoredFromFile (blocks: readonly Block[]): void { this.#restored = [...blocks] }
 
   async ready (): Promise<void> {
     let timer: NodeJS.Timeout | undefined
@@ -193,7 +203,16 @@ export class RedisBlockSync implements BlockBackend {
     try {
       // Before writing anything: a block queued during the outage, written first, would start the
       // counter again from 1 and hide the loss, and the load below would drop every other block
-      if (this.#lostData(await this.#redis.client.get(this.versionKey))) {
+      const held = await this.#redis.client.get(this.versionKey)
+      if (!this.#loaded && held === null) {
+        // no block history in Redis: it lost its data; what the file restored is all that is left
+        for (const b of this.#restored) {
+          const current = this.#registry.get(b.id)
+          if (current !== undefined && !this.#pendingRemoves.has(b.id)) this.#pendingAdds.set(b.id, current)
+        }
+      }
+      this.#restored = []
+      if (this.#lostData(held)) {
         // Redis lost its data (restarted without persistence, flushed). What this replica holds
         // is the best copy left: write it back rather than drop it, then read what the others
         // wrote back and count from there.

@@ -8,6 +8,12 @@
  * `flush()` lets the admin API refuse a runtime block that this file cannot keep (a read-only
  * directory in a container): a block that silently vanishes at the next restart is worse than a
  * clear 503 telling the operator to set FLAGGATE_STATE_FILE to a writable path or use Redis.
+ *
+ * With Redis, the same file is this replica's last copy of the fleet's blocks (`mirror`): every
+ * change the replica learns, its own and the others', is written here, so a replica started while
+ * Redis is down enforces the blocks it last knew until Redis answers (redis-sync.ts). There a
+ * file that cannot be written only loses that fallback (Redis keeps the blocks), so nothing is
+ * refused for it: the status and readiness say so.
  */
 import { mkdirSync, readFileSync } from 'node:fs'
 import { rename, writeFile, mkdir } from 'node:fs/promises'
@@ -26,15 +32,26 @@ export class StateFileBackend implements BlockBackend {
   #dirty = false
   #lastError: string | undefined
   #lastSavedAt: string | undefined
+  #loading = false
+  /** the blocks the file gave at start (still in force then) */
+  restored: Block[] = []
+  readonly #mirror: boolean
 
-  constructor (file: string, registry: BlockRegistry, logger: BlockLogger) {
+  constructor (file: string, registry: BlockRegistry, logger: BlockLogger, opts: { mirror?: boolean } = {}) {
     this.file = file
     this.#registry = registry
     this.#log = logger
+    this.#mirror = opts.mirror === true
   }
 
   /** Loads the blocks of the previous run (synchronously, before the listener opens). */
   start (): void {
+    this.#load()
+    // a mirror is written at once: a directory that cannot take it shows in the status from the start
+    if (this.#mirror) this.#save()
+  }
+
+  #load (): void {
     let text: string
     try {
       text = readFileSync(this.file, 'utf8')
@@ -46,20 +63,34 @@ export class StateFileBackend implements BlockBackend {
       this.#probeWritable()
       return
     }
-    let loaded = 0
     let dropped = 0
+    // the registry tells every upsert below; rewriting the file it is being read from would only churn
+    this.#loading = true
     try {
-      const content = JSON.parse(text) as Partial<StateFileContent>
-      for (const raw of Array.isArray(content.blocks) ? content.blocks : []) {
+      const content = JSON.parse(text) as Partial<StateFileContent> | null
+      const blocks: unknown = typeof content === 'object' && content !== null ? content.blocks : undefined
+      for (const raw of Array.isArray(blocks) ? blocks : []) {
         const b = blockFromJson(raw)
-        if (b !== undefined && this.#registry.upsert(b)) loaded++; else dropped++
+        if (b !== undefined && this.#registry.upsert(b)) this.restored.push(b); else dropped++
       }
     } catch (err) {
       this.#lastError = `${this.file} is not valid JSON: ${(err as Error).message}`
       this.#log.error({ file: this.file, err: (err as Error).message }, 'blocks state file corrupt: runtime blocks of the previous run are not restored; it will be overwritten on the next change')
       return
+    } finally {
+      this.#loading = false
     }
-    this.#log.info({ file: this.file, restored: loaded, expiredOrInvalid: dropped }, 'runtime blocks restored from the state file')
+    this.#log.info({ file: this.file, restored: this.restored.length, expiredOrInvalid: dropped }, this.#mirror
+      ? 'blocks last known restored from the state file: in force until Redis answers'
+      : 'runtime blocks restored from the state file')
+  }
+
+  /** Mirror mode: the registry changed (a block added, lifted, expired, here or from Redis). */
+  changed (): void { if (!this.#loading) this.#save() }
+
+  /** Mirror mode: why the last copy of the blocks is not kept, for readiness; undefined when it is. */
+  problem (): string | undefined {
+    return this.#lastError === undefined ? undefined : `blocks state file ${this.file} cannot be written (${this.#lastError}): a replica restarted while Redis is down will not enforce the blocks it last knew`
   }
 
   async ready (): Promise<void> {}
@@ -85,7 +116,9 @@ export class StateFileBackend implements BlockBackend {
   #probeWritable (): void {
     try { mkdirSync(dirname(this.file), { recursive: true }) } catch (err) {
       this.#lastError = (err as Error).message
-      this.#log.warn({ file: this.file, err: (err as Error).message }, 'blocks state file directory cannot be created: runtime blocks will not survive a restart (set blocking.stateFile to a writable path, or use Redis)')
+      this.#log.warn({ file: this.file, err: (err as Error).message }, this.#mirror
+        ? 'blocks state file directory cannot be created: a replica restarted while Redis is down will not enforce the blocks it last knew (set blocking.stateFile to a writable path)'
+        : 'blocks state file directory cannot be created: runtime blocks will not survive a restart (set blocking.stateFile to a writable path, or use Redis)')
     }
   }
 
@@ -109,7 +142,9 @@ export class StateFileBackend implements BlockBackend {
       this.#lastError = undefined
     } catch (err) {
       if (this.#lastError !== (err as Error).message) {
-        this.#log.error({ file: this.file, err: (err as Error).message }, 'blocks state file not written: blocks are in force but will not survive a restart')
+        this.#log.error({ file: this.file, err: (err as Error).message }, this.#mirror
+          ? 'blocks state file not written: Redis keeps the blocks, but a replica restarted while Redis is down will not enforce them'
+          : 'blocks state file not written: blocks are in force but will not survive a restart')
       }
       this.#lastError = (err as Error).message
     }

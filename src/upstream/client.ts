@@ -12,13 +12,17 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 import { Readable } from 'node:stream'
-import { errors as undiciErrors, type Dispatcher } from 'undici'
+import type { Dispatcher } from 'undici'
 import { GatewayError } from '../errors.js'
 import type { Metrics } from '../metrics/registry.js'
 import type { Policy, UpstreamTarget } from '../policy/compile.js'
 import { OPEN_GATE, type Admission, type GateClient, type UpstreamGate } from './gate.js'
 import { BodyTooLarge, diedUnanswered, toGatewayError } from './errors.js'
-import { proxyRequestHeaders, responseHeadersFromRaw, type HeaderSet } from './headers.js'
+import { proxyRequestHeaders, type HeaderSet } from './headers.js'
+import { invalidStatus, ProxyHandler, type AnswerHold, type ProxiedResponse } from './proxy-handler.js'
+import { ANSWER_BUFFER_BYTES, HELD_PER_CLIENT, HeldAnswers } from './held-answers.js'
+import { DEFAULT_IPV6_PREFIX } from '../shared/ip-prefix.js'
+import { redactKey } from '../shared/redact.js'
 import { Pools } from './pools.js'
 import { compressProxied } from '../compress/proxied.js'
 import { codingLabel, countStreamed } from '../compress/count-stream.js'
@@ -49,18 +53,12 @@ export interface FetchRequest {
   client?: GateClient
 }
 
+export { BUFFERED_BODY_BYTES } from './proxy-handler.js'
+
 export function elapsedMs (since: bigint): number {
   return Number(process.hrtime.bigint() - since) / 1e6
 }
 
-/** A proxied answer, its headers already as the client gets them: a small one read whole, any other still streaming (see ProxyHandler). */
-interface ProxiedResponse {
-  statusCode: number
-  headers: Record<string, string | string[]>
-  body: Buffer | Readable
-  /** when the response headers arrived: the attempt's latency ends here, not when a read-whole body did */
-  headersAt: bigint
-}
 interface Answer { res: ProxiedResponse; upstream: string }
 
 function failure (ge: GatewayError, latencyMs: number): { kind: 'timeout' | 'unreachable'; latencyMs: number } {
@@ -86,6 +84,10 @@ export class UpstreamClient {
   /** settable after construction: the composition sets the breakers' gate here */
   gate: UpstreamGate
   readonly #pools = new Pools()
+  /** connections held by answers waiting on slow clients, per client (held-answers.ts) */
+  readonly #held = new HeldAnswers()
+  #lastCutLog = 0
+  #cutsUnlogged = 0
   readonly #metrics: Metrics
   readonly #logger: Logger
   #policy: Policy | undefined
@@ -138,11 +140,11 @@ export class UpstreamClient {
   }
 
   /** The proxy's request: ProxyHandler instead of undici's request(); the same one retry as #request. */
-  async #proxy (upstream: string, origin: string, path: string, method: string, headers: HeaderSet, body: Buffer | undefined, timeoutMs: number): Promise<ProxiedResponse> {
+  async #proxy (upstream: string, origin: string, path: string, method: string, headers: HeaderSet, body: Buffer | undefined, timeoutMs: number, hold: AnswerHold): Promise<ProxiedResponse> {
     const opts = dispatchOptions(origin, path, method, headers, body, timeoutMs)
     let handler: ProxyHandler | undefined
     const once = async (): Promise<ProxiedResponse> => await new Promise((resolve, reject) => {
-      handler = new ProxyHandler(upstream, method === 'HEAD', resolve, reject)
+      handler = new ProxyHandler(upstream, method === 'HEAD', resolve, reject, hold)
       this.#pools.dispatcher.dispatch(opts, handler)
     })
     try {
@@ -154,6 +156,23 @@ export class UpstreamClient {
     }
   }
 
+  /** The slow-reader bound of one answer for `client` (held-answers.ts). */
+  #holdFor (upstream: string, client: GateClient): AnswerHold {
+    const who = HeldAnswers.clientOf(upstream, client, this.#policy?.data.server.ipv6Prefix ?? DEFAULT_IPV6_PREFIX)
+    return {
+      tryHold: () => this.#held.tryHold(who),
+      release: () => { this.#held.release(who) },
+      cut: () => {
+        // at most one line a minute: each cut is an attacker's request, the log must not be theirs
+        const now = Date.now()
+        if (now - this.#lastCutLog < 60_000) { this.#cutsUnlogged++; return }
+        this.#logger.warn({ upstream, client: client.key === undefined ? client.ip : `${redactKey(client.key)}@${client.ip}`, heldPerClient: HELD_PER_CLIENT, bufferBytes: ANSWER_BUFFER_BYTES, cutSinceLastLine: this.#cutsUnlogged }, 'answer cut: the client holds its share of upstream connections with answers it does not read')
+        this.#lastCutLog = now
+        this.#cutsUnlogged = 0
+      }
+    }
+  }
+
   /** One gated attempt of a proxied request: the answer (a small body read, a larger one unread), or the error to send. */
   async #attempt (name: string, target: UpstreamTarget, route: string, client: GateClient, method: string, path: string, headers: HeaderSet, body: Buffer | undefined, timeoutMs: number): Promise<Answer | GatewayError> {
     const admission = this.gate.admit(name, route, client)
@@ -161,7 +180,7 @@ export class UpstreamClient {
     const t0 = process.hrtime.bigint()
     let res: ProxiedResponse
     try {
-      res = await this.#proxy(name, target.origin, path, method, headers, body, timeoutMs)
+      res = await this.#proxy(name, target.origin, path, method, headers, body, timeoutMs, this.#holdFor(name, client))
     } catch (err) {
       const ge = this.failures.record(toGatewayError(err), name, target)
       admission.finish(failure(ge, elapsedMs(t0)))
@@ -279,110 +298,6 @@ export class UpstreamClient {
 
   /** Graceful when `force` is false; past the shutdown deadline, hung upstream requests are cut. */
   async close (force = false): Promise<void> { await this.#pools.close(force) }
-}
-
-/** Answers up to this many bytes with a Content-Length are read whole before they are sent. */
-export const BUFFERED_BODY_BYTES = 64 * 1024
-
-/**
- * The proxy's side of undici's dispatch API, in place of `dispatcher.request()`.
- *
- * A small answer of known length (most SDK answers: flags, identities, traits) is read whole and
- * sent with its headers in one write, as NGINX's proxy_buffering does: piping a stream costs
- * listeners, end-of-stream tracking and a write per chunk. request() would wrap every answer in
- * its body stream (an AsyncResource, a Readable, the header object parsed) before we read it
- * back out; here the chunks go straight into an array (bench/results.md, fifth round). A failure
- * while reading it becomes our 502/504, since nothing has been sent yet.
- * (Only with a Content-Type: fastify gives a Buffer without one application/octet-stream, and an
- * answer must reach the client with the headers Core gave it.)
- *
- * Larger, unsized and HEAD answers stream: a Readable fed by onData, paused by its own
- * backpressure (undici stops reading the socket until read() resumes it); destroying it (the
- * client went away) aborts the upstream request.
- */
-class ProxyHandler implements Dispatcher.DispatchHandler {
-  #abort: ((err?: Error) => void) | undefined
-  #chunks: Buffer[] | undefined
-  #size = 0
-  #stream: Readable | undefined
-  #status = 0
-  #headers: Record<string, string | string[]> | undefined
-  #headersAt = 0n
-  #done = false
-  /** response headers (not a 1xx) have arrived */
-  answered = false
-
-  constructor (
-    private readonly upstream: string,
-    private readonly head: boolean,
-    private readonly resolve: (res: ProxiedResponse) => void,
-    private readonly reject: (err: unknown) => void
-  ) {}
-
-  onConnect (abort: (err?: Error) => void): void { this.#abort = abort }
-
-  onHeaders (statusCode: number, rawHeaders: Buffer[] | string[] | null, resume: () => void): boolean {
-    if (statusCode < 200) return true // 1xx: informational, the answer follows
-    // a status no HTTP client may relay (999): the upstream is broken, a 502, never our 500
-    if (statusCode > 599) { this.reject(invalidStatus(statusCode)); this.#abort?.(invalidStatus(statusCode)); return false }
-    this.answered = true
-    const headersAt = this.#headersAt = process.hrtime.bigint()
-    // the client's headers, under the one header policy, built once from the raw pairs
-    const headers = responseHeadersFromRaw(rawHeaders ?? [], this.upstream)
-    const declared = headers['content-length']
-    if (!this.head && typeof declared === 'string' && Number(declared) <= BUFFERED_BODY_BYTES && headers['content-type'] !== undefined) {
-      this.#status = statusCode
-      this.#headers = headers
-      this.#chunks = []
-      return true
-    }
-    this.#stream = new Readable({
-      read: () => { resume() },
-      destroy: (err, cb) => {
-        if (!this.#done) { this.#done = true; this.#abort?.(err ?? new undiciErrors.RequestAbortedError()) }
-        cb(err)
-      }
-    })
-    // handed over with its first bytes (or its end): a framing error before them (a bad chunk
-    // size) is still the upstream's 502, not a stream that fails under fastify's 500
-    this.#pending = { statusCode, headers, body: this.#stream, headersAt }
-    return true
-  }
-
-  #pending: ProxiedResponse | undefined
-  #handOver (): void {
-    const p = this.#pending
-    if (p !== undefined) { this.#pending = undefined; this.resolve(p) }
-  }
-
-  onData (chunk: Buffer): boolean {
-    if (this.#chunks !== undefined) { this.#chunks.push(chunk); this.#size += chunk.length; return true }
-    const more = this.#stream?.push(chunk) ?? true
-    this.#handOver()
-    return more
-  }
-
-  onComplete (): void {
-    this.#done = true
-    const chunks = this.#chunks
-    if (chunks !== undefined) {
-      this.resolve({ statusCode: this.#status, headers: this.#headers!, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.#size), headersAt: this.#headersAt })
-    } else {
-      this.#stream?.push(null)
-      this.#handOver()
-    }
-  }
-
-  onError (err: Error): void {
-    this.#done = true
-    // before the answer was handed over (or while a small one was read): the promise says it
-    if (this.#stream === undefined || this.#pending !== undefined) { this.#pending = undefined; this.#stream?.on('error', () => {}); this.#stream?.destroy(); this.reject(err) } else this.#stream.destroy(err)
-  }
-}
-
-/** An upstream status outside 100-599: mapped to 502 FLAGGATE_UPSTREAM_UNREACHABLE by toGatewayError. */
-function invalidStatus (status: number): Error {
-  return Object.assign(new Error(`the upstream answered with an invalid status code ${status}`), { code: 'FLAGGATE_INVALID_UPSTREAM_STATUS' })
 }
 
 async function readBody (res: Dispatcher.ResponseData, max: number, handOver: boolean): Promise<Buffer> {
