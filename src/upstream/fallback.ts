@@ -8,6 +8,7 @@
  * fill, a 5xx it read).
  */
 import type { Policy, UpstreamTarget } from '../policy/compile.js'
+import { upstreamOf, upstreamUrlOf, type RequestGateway } from '../contracts/request.js'
 
 /**
  * A path built for upstream `from` (its base path + the request's path and query), moved onto
@@ -53,4 +54,16 @@ export function planFallback (opts: {
   const remainingMs = Math.floor(budgetMs - opts.elapsedMs)
   if (remainingMs < 1) return undefined
   return { from, to: fallback, target, path: rebasePath(targets, from, fallback, opts.path), timeoutMs: Math.min(target.timeoutMs, remainingMs) }
+}
+
+/**
+ * The fallback for this request, taken: planned from where the request goes now and the edge
+ * step's fallback, and recorded in `gw.fallback` (so `upstreamOf(gw)` is now the fallback's
+ * upstream). Once per request: undefined when a fallback was already taken, or none is possible.
+ */
+export function takeFallback (gw: RequestGateway, elapsedMs: number): FallbackPlan | undefined {
+  if (gw.fallback !== undefined) return undefined
+  const plan = planFallback({ targets: gw.policy.targets, routeUpstream: gw.route?.upstream, from: upstreamOf(gw), path: upstreamUrlOf(gw), fallback: gw.edge?.fallback, elapsedMs })
+  if (plan !== undefined) gw.fallback = { from: plan.from, upstream: plan.to, url: plan.path }
+  return plan
 }
