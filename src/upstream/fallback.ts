@@ -2,7 +2,7 @@
  * The Edge fallback rule, once for the proxy (client.ts `forward`) and the cache's fill
  * (cache/lookup-step.ts): a read routed to one upstream (Edge, or the route's own upstream) whose
  * first attempt failed is asked once of the other upstream the edge step named
- * (`fallbackUpstream`), at the same path rebased onto that upstream's base path, within what is
+ * (`gw.edge.fallback`), at the same path rebased onto that upstream's base path, within what is
  * left of the time budget: the timeout of the route's own upstream, counted from the first
  * attempt. What counts as "failed" is the caller's (the proxy also retries a 5xx it streamed; the
  * fill, a 5xx it read).
