@@ -44,6 +44,9 @@ export interface PublicAppDeps {
 
 const UPSTREAM_FAILURES: ReadonlySet<ErrorCode> = new Set(['FLAGGATE_UPSTREAM_OVERLOADED', 'FLAGGATE_UPSTREAM_UNREACHABLE', 'FLAGGATE_UPSTREAM_TIMEOUT'])
 
+/** the codes of a request the gateway shed rather than served (decision `shed`) */
+const SHED: ReadonlySet<ErrorCode> = new Set(['FLAGGATE_UPSTREAM_OVERLOADED', 'FLAGGATE_OVERLOADED'])
+
 const ALL_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const
 
 /**
@@ -119,8 +122,9 @@ export async function buildPublicApp (deps: PublicAppDeps): Promise<FastifyInsta
       if (local !== undefined) return local
     }
     if (ge.code === 'FLAGGATE_INTERNAL_ERROR') request.log.error({ err }, 'unexpected error')
-    // the gate shed it (breaker open, maxInFlight reached): requests_total{decision="shed"}
-    if (ge.code === 'FLAGGATE_UPSTREAM_OVERLOADED' && request.gateway !== undefined) request.gateway.decision = 'shed'
+    // shed: the gate refused it (breaker open, maxInFlight reached), or routing's body budget
+    // (server.bufferedBodies) did: requests_total{decision="shed"}
+    if (SHED.has(ge.code) && request.gateway !== undefined) request.gateway.shed = true
     // why the upstream failed (DNS, refused, reset, TLS, timeout; which upstream and host), for the access log
     const cause = causeOf(ge)
     if (cause !== undefined && request.gateway !== undefined) request.gateway.upstreamError = cause.text

@@ -45,19 +45,7 @@ export interface Block {
 }
 
 /** The wire form of `GET /admin/blocks`: ISO times, never the key's digest. */
-export interface BlockView {
-  id: string
-  key?: string
-  ip?: string
-  userAgent?: string
-  routes?: string[]
-  reason: string
-  publicReason?: string
-  source: BlockSource
-  createdAt: string
-  expiresAt?: string
-  actor: string
-}
+export type BlockView = Omit<Block, 'keyDigest' | 'createdAt' | 'expiresAt'> & { createdAt: string; expiresAt?: string }
 
 export function viewOf (b: Block): BlockView {
   return {

@@ -12,6 +12,7 @@ import type { Block } from './core.js'
 import type { BlockRegistry } from './registry.js'
 import type { AbuseDetector } from './abuse.js'
 import type { TopRecorder } from '../top/capability.js'
+import { decisionOf } from '../contracts/request.js'
 
 export interface BlockingPluginOptions {
   registry: BlockRegistry
@@ -41,7 +42,7 @@ async function blocking (app: FastifyInstance, opts: BlockingPluginOptions): Pro
     const now = clock()
     const b = index.match(route.name, gw.envKey, gw.clientIp, request.headers['user-agent'], now, gw.clientNet)
     if (b === undefined) { done(); return }
-    gw.decision = 'blocked'
+    gw.blocked = true
     done(blockedError(b, now))
   })
 
@@ -49,7 +50,7 @@ async function blocking (app: FastifyInstance, opts: BlockingPluginOptions): Pro
     const gw = request.gateway
     const route = gw?.route
     if (route === undefined) { done(); return }
-    const decision = gw.decision
+    const decision = decisionOf(gw)
     recordOutcome(route.name, gw.envKey, gw.clientNet, decision === 'limited' || decision === 'blocked')
     if (decision === 'limited' && gw.limitedClient !== undefined) abuse.record(gw.limitedClient, route.name, gw.limitedBy ?? route.name)
     done()

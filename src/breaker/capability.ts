@@ -5,7 +5,7 @@
  * of /admin/status, the transition log and the optional active probe per upstream.
  *
  * No step on the request path: the upstream client calls the gate, the cache and Edge read
- * `gate.isOpen`, and the app's error handler marks a shed request's decision.
+ * `gate.isOpen`, and the app's error handler marks a shed request (`shed`, contracts/request.ts).
  */
 import type { Logger } from 'pino'
 import type { Policy } from '../policy/compile.js'

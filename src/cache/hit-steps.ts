@@ -13,6 +13,7 @@ import type { FastifyInstance } from 'fastify'
 import type { DocumentCache } from './core.js'
 import { isCacheable, singleHeader, TurnWriter } from './respond.js'
 import { etagOfRepresentation, type Representations } from './representations.js'
+import { upstreamOf, upstreamUrlOf } from '../contracts/request.js'
 
 export interface HitStepOptions { cache: DocumentCache; representations: Representations }
 
@@ -25,11 +26,10 @@ async function cacheConditional (app: FastifyInstance, opts: HitStepOptions): Pr
     const ifModifiedSince = request.headers['if-modified-since']
     if (gw === undefined || gw.envKey === undefined || (ifNoneMatch === undefined && ifModifiedSince === undefined)) { done(); return }
     // matched against the representation this client would get: a br ETag is current for br only
-    const hit = cache.notModified(gw.envKey, gw.upstreamUrl, gw.route!.cache!, ifNoneMatch, ifModifiedSince, gw.upstream,
+    const hit = cache.notModified(gw.envKey, upstreamUrlOf(gw), gw.route!.cache!, ifNoneMatch, ifModifiedSince, upstreamOf(gw),
       (doc) => etagOfRepresentation(doc, reps.choose(request, doc)))
     if (hit === undefined) { done(); return }
     gw.cacheStatus = 'HIT'
-    gw.decision = 'cached'
     // replying from a callback-style hook: fastify skips the rest of the chain, done() is not called
     writer.hit(request, reply, hit.document, hit.freshForMs)
   })
@@ -44,10 +44,9 @@ async function cacheFreshHit (app: FastifyInstance, opts: HitStepOptions): Promi
     const gw = isCacheable(request)
     if (gw === undefined || gw.envKey === undefined) { done(); return }
     const rule = gw.route!.cache!
-    const doc = cache.fresh(gw.envKey, gw.upstreamUrl, rule, gw.upstream)
+    const doc = cache.fresh(gw.envKey, upstreamUrlOf(gw), rule, upstreamOf(gw))
     if (doc === undefined) { done(); return }
     gw.cacheStatus = 'HIT'
-    gw.decision = 'cached'
     // replying from a callback-style hook: fastify skips the rest of the chain, done() is not called
     writer.hit(request, reply, doc, cache.freshForMs(doc, rule))
   })

@@ -15,10 +15,10 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Readable } from 'node:stream'
 import type { DocumentCache } from './core.js'
 import { TooLargeToCache, type CacheRule, type Fill, type LookupResult, type OversizeAnswer, type UpstreamAnswer } from './document.js'
-import { BodyTooLarge, elapsedMs, fillRequestHeaders, planFallback, responseHeaders, type UpstreamClient } from '../upstream/index.js'
+import { BodyTooLarge, elapsedMs, fillRequestHeaders, responseHeaders, takeFallback, timeUpstream, type UpstreamClient } from '../upstream/index.js'
 import type { Metrics } from '../metrics/registry.js'
 import { GatewayError } from '../errors.js'
-import type { RequestGateway } from '../contracts/request.js'
+import { upstreamOf, upstreamUrlOf, type RequestGateway } from '../contracts/request.js'
 import { CACHE_STATUS_HEADER, isCacheable, sendDocument, TRANSFER_HEADERS } from './respond.js'
 import type { Representations } from './representations.js'
 import { decodeBody, DecodedTooLarge, isEncoded, UndecodableBody } from '../compress/decode.js'
@@ -72,12 +72,12 @@ async function cacheLookup (app: FastifyInstance, opts: CachePluginOptions): Pro
       result = await lookup(request, gw, rule, undefined)
       // edge routing: a read whose document Edge failed to give is asked of the fallback once,
       // as the proxy does, under the fallback's own key (the documents never mix)
-      if (gw.fallbackUpstream !== undefined && result.kind === 'response' && result.status === 'MISS' && result.response.statusCode >= 500) {
+      if (gw.edge?.fallback !== undefined && result.kind === 'response' && result.status === 'MISS' && result.response.statusCode >= 500) {
         result = await lookupOnFallback(request, gw, rule) ?? result
       }
     } catch (err) {
       let fallback: LookupResult | undefined
-      if (gw.fallbackUpstream !== undefined && err instanceof GatewayError && (err.code === 'FLAGGATE_UPSTREAM_TIMEOUT' || err.code === 'FLAGGATE_UPSTREAM_UNREACHABLE')) {
+      if (gw.edge?.fallback !== undefined && err instanceof GatewayError && (err.code === 'FLAGGATE_UPSTREAM_TIMEOUT' || err.code === 'FLAGGATE_UPSTREAM_UNREACHABLE')) {
         fallback = await lookupOnFallback(request, gw, rule).catch((e: unknown) => { err = e; return undefined })
       }
       if (fallback === undefined) {
@@ -96,7 +96,7 @@ async function cacheLookup (app: FastifyInstance, opts: CachePluginOptions): Pro
       const answer = result.answer as Handover | undefined
       const body = answer?.take(request)
       if (answer !== undefined && body !== undefined) {
-        const headers = responseHeaders(answer.headers, gw.upstream)
+        const headers = responseHeaders(answer.headers, upstreamOf(gw))
         // the fill asked Core for `gzip, br`: a client that did not accept Core's coding gets the
         // answer decoded on the fly (compress/decode-stream.ts), or a 502 for a coding we cannot decode
         let sent = body
@@ -122,9 +122,7 @@ async function cacheLookup (app: FastifyInstance, opts: CachePluginOptions): Pro
       return false
     }
     gw.cacheStatus = result.status
-    if (result.status === 'HIT') gw.decision = 'cached'
-    else if (result.status === 'STALE' || result.status === 'UPDATING') gw.decision = 'stale'
-    const upstream = result.status === 'MISS' ? gw.upstream : 'none'
+    const upstream = result.status === 'MISS' ? upstreamOf(gw) : 'none'
 
     if (result.kind === 'response') { sendAnswer(reply, result.response, result.status, upstream); return true }
 
@@ -133,26 +131,24 @@ async function cacheLookup (app: FastifyInstance, opts: CachePluginOptions): Pro
   }
 
   async function lookup (request: FastifyRequest, gw: RequestGateway, rule: CacheRule, timeoutMs: number | undefined): Promise<LookupResult> {
+    const upstream = upstreamOf(gw)
     return await cache.lookup({
       envKey: gw.envKey!,
-      url: gw.upstreamUrl,
-      upstream: gw.upstream,
+      url: upstreamUrlOf(gw),
+      upstream,
       rule,
-      breakerOpen: client.gate.isOpen(gw.upstream),
+      breakerOpen: client.gate.isOpen(upstream),
       fill: fillFor(request, gw, timeoutMs)
     })
   }
 
   /**
-   * Moves the request to `gw.fallbackUpstream` (once, by the Edge fallback rule of
+   * Moves the request to the edge step's fallback (once, by the Edge fallback rule of
    * upstream/fallback.ts) and looks the document up there; undefined when no time is left.
    */
   async function lookupOnFallback (request: FastifyRequest, gw: RequestGateway, rule: CacheRule): Promise<LookupResult | undefined> {
-    const plan = planFallback({ targets: gw.policy.targets, routeUpstream: gw.route!.upstream, from: gw.upstream, path: gw.upstreamUrl, fallback: gw.fallbackUpstream, elapsedMs: elapsedMs(gw.upstreamStartedAt ?? gw.startedAt) })
-    gw.fallbackUpstream = undefined
+    const plan = takeFallback(gw, elapsedMs(gw.upstreamStartedAt ?? gw.startedAt))
     if (plan === undefined) return undefined
-    gw.upstreamUrl = plan.path
-    gw.upstream = plan.to
     metrics?.upstreamFallbacks.labels(gw.route!.name, plan.from, plan.to).inc()
     return await lookup(request, gw, rule, plan.timeoutMs)
   }
@@ -160,21 +156,21 @@ async function cacheLookup (app: FastifyInstance, opts: CachePluginOptions): Pro
   /** The upstream request of a fill, made on behalf of the request that started it. */
   function fillFor (request: FastifyRequest, gw: RequestGateway, timeoutMs: number | undefined): Fill {
     return async ({ ifModifiedSince }) => {
-      const target = gw.policy.targets[gw.upstream]!
+      const upstream = upstreamOf(gw)
+      const target = gw.policy.targets[upstream]!
       const headers = fillRequestHeaders(request, target)
       // the stored bytes are decoded (below) and served to every client in the coding it accepts:
       // a Core with compression on sends fewer bytes, and we never store what we cannot decode
       headers['accept-encoding'] = FILL_ACCEPT_ENCODING
       if (ifModifiedSince !== undefined) headers['if-modified-since'] = ifModifiedSince
-      const started = process.hrtime.bigint()
-      gw.upstreamStartedAt ??= started
+      const timer = timeUpstream(gw)
       try {
-        const answer = await client.fetch({ upstream: gw.upstream, route: gw.route!.name, path: gw.upstreamUrl, method: 'GET', headers, timeoutMs: timeoutMs ?? target.timeoutMs, maxBodyBytes: gw.route!.cache!.maxEntrySize, handOverLargeBody: true, client: { key: gw.envKey, ip: gw.clientIp } })
+        const answer = await client.fetch({ upstream, route: gw.route!.name, path: upstreamUrlOf(gw), method: 'GET', headers, timeoutMs: timeoutMs ?? target.timeoutMs, maxBodyBytes: gw.route!.cache!.maxEntrySize, handOverLargeBody: true, client: { key: gw.envKey, ip: gw.clientIp } })
         return await decoded(answer, gw.route!.cache!.maxEntrySize)
       } catch (err) {
         throw err instanceof BodyTooLarge ? new TooLargeToCache(handOver(request, err)) : err
       } finally {
-        gw.upstreamMs = elapsedMs(started)
+        timer.stop()
       }
     }
   }

@@ -13,6 +13,7 @@ import { negotiate, type Encoding } from '../compress/negotiate.js'
 import type { Compressor } from '../compress/forms.js'
 import { HotChildTable } from '../metrics/hot-counter.js'
 import type { Metrics } from '../metrics/registry.js'
+import { upstreamOf, upstreamUrlOf } from '../contracts/request.js'
 
 export { MIN_COMPRESS_BYTES }
 
@@ -64,7 +65,9 @@ export class Representations {
   #ask (request: FastifyRequest, doc: CachedDocument): void {
     const gw = request.gateway
     if (gw?.envKey === undefined || this.compressor.pending(doc)) return
-    const { envKey, upstreamUrl, upstream } = gw
+    const envKey = gw.envKey
+    const upstreamUrl = upstreamUrlOf(gw)
+    const upstream = upstreamOf(gw)
     this.compressor.request(doc, doc.body, (bodies) => { this.cache.attachForms(envKey, upstreamUrl, upstream, doc, bodies) })
   }
 

@@ -12,7 +12,7 @@ import { responseHeaders } from '../upstream/index.js'
 import type { CachedDocument } from './document.js'
 import { clientHasCurrent } from './validators.js'
 import { UPSTREAM_HEADER } from '../contracts/wire.js'
-import type { RequestGateway } from '../contracts/request.js'
+import { upstreamUrlOf, type RequestGateway } from '../contracts/request.js'
 import { bodyOf, etagOfRepresentation, isNegotiable, type Representations } from './representations.js'
 import type { Encoding } from '../compress/negotiate.js'
 import { isFlagListPath, isIdentitiesPath } from '../shared/flag-list.js'
@@ -120,7 +120,7 @@ export function sendDocument (reps: Representations, request: FastifyRequest, re
   res.writeHead(current ? 304 : 200, out)
   reply.hijack()
   const gw = request.gateway
-  if (gw?.route !== undefined && isFlagListPath(pathOf(gw.upstreamUrl))) reps.flagList(status)
+  if (gw?.route !== undefined && isFlagListPath(pathOf(upstreamUrlOf(gw)))) reps.flagList(status)
   if (current) { res.end(); return }
   res.end(bodyOf(doc, coding))
   if (gw?.route !== undefined) reps.sent(gw.route.name, coding, doc)
@@ -180,6 +180,6 @@ export function isCacheable (request: FastifyRequest): RequestGateway | undefine
   if (request.method !== 'GET' && request.method !== 'HEAD') return undefined
   // Core writes on identities/ (validation refuses a cache rule that names it): a broader cached
   // prefix never caches it either (shared/flag-list.ts)
-  if (isIdentitiesPath(pathOf(gw.upstreamUrl))) return undefined
+  if (isIdentitiesPath(pathOf(upstreamUrlOf(gw)))) return undefined
   return gw
 }

@@ -17,8 +17,9 @@
  * - the proxy is the route handler: only what no step answered reaches Core.
  *
  * A step that answers ends the request there (fastify skips the rest of the chain). `decides`
- * lists the values of `request.gateway.decision` a step may write (contracts/request.ts); a
- * request no step answered keeps `allowed`, and the proxy's gate may turn it into `shed`.
+ * lists the decisions (`decisionOf`, contracts/request.ts) a step's answer may be reported as;
+ * a request no step answered is `allowed`, unless it was shed (the proxy's gate, or routing's
+ * body budget).
  *
  * `local` (src/local) answers a listed environment's flags/ and identities/ from its document in
  * `mode: always` (an identity POST in preHandler, once its body is read); in `mode: fallback` it
@@ -27,7 +28,7 @@
  * before any cache or Core is asked.
  */
 export const PIPELINE = [
-  { step: 'routing', hook: 'onRequest', component: 'routing', decides: [], does: 'matches the policy route, canonicalises the path, creates request.gateway; answers 404/400 itself' },
+  { step: 'routing', hook: 'onRequest', component: 'routing', decides: ['shed'], does: 'matches the policy route, canonicalises the path, creates request.gateway; answers 404/400 itself, and 503 (shed) past the body budget' },
   { step: 'block', hook: 'onRequest', component: 'blocking', decides: ['blocked'], does: 'answers 403 to a blocked key, IP or user agent' },
   { step: 'edge', hook: 'onRequest', component: 'edge', decides: [], does: 'chooses Core or Edge for this request (and the read fallback)' },
   { step: 'conditional', hook: 'onRequest', component: 'cache', decides: ['cached'], does: 'answers 304 from the cache to If-None-Match / If-Modified-Since, costing no token' },

@@ -35,11 +35,9 @@ async function edgeRouting (app: FastifyInstance, opts: EdgePluginOptions): Prom
     const d = decideEdge(route.edge, { routeUpstream: route.upstream, method: request.method, key: gw.envKey, upstreamOpen: isOpen(route.upstream) })
     count(route.name, d.upstream, d.reason)
     if (d.upstream !== route.upstream) {
-      // routing built the URL for the route's upstream: swap its base path for Edge's
-      gw.upstreamUrl = rebasePath(gw.policy.targets, route.upstream, EDGE_UPSTREAM, gw.upstreamUrl)
-      gw.upstream = d.upstream
-      // reads only (decideEdge): the upstream module retries them once on the route's upstream
-      if (d.fallback !== undefined) gw.fallbackUpstream = d.fallback
+      // routing built the URL for the route's upstream: swap its base path for Edge's. A fallback
+      // is named for reads only (decideEdge): the upstream module retries them once there
+      gw.edge = { upstream: d.upstream, url: rebasePath(gw.policy.targets, route.upstream, EDGE_UPSTREAM, gw.routeUrl), fallback: d.fallback }
     }
     done()
   })

@@ -79,7 +79,7 @@ async function localAnswer (app: FastifyInstance, opts: LocalPluginOptions): Pro
     }
     m.state.served++
     opts.onAnswer?.(kind)
-    gw.decision = 'local'
+    gw.answeredLocally = true
     return reply.code(a.status).headers(LOCAL_HEADERS).send(a.status === 204 ? undefined : a.body)
   }
 

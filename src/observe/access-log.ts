@@ -11,6 +11,7 @@ import type { Logger } from 'pino'
 import { redactKey } from '../shared/redact.js'
 import { BoundedMemo } from '../shared/memo.js'
 import { lineSinkOf } from '../shared/logger.js'
+import { decisionOf } from '../contracts/request.js'
 
 // Core's dashboard API names environments by their key: /api/v1/environments/<api_key>/...
 const ENV_IN_PATH = /(\/environments\/)([^/?#]+)/
@@ -118,7 +119,7 @@ export function createAccessLog (logger: Logger) {
       url: loggableUrl(path, q === -1 ? '' : raw.slice(q)),
       status: reply.statusCode,
       upstream: upstreamHeader === undefined ? 'none' : String(upstreamHeader),
-      decision: gw.decision,
+      decision: decisionOf(gw),
       cache: gw.cacheStatus,
       limitedBy: gw.limitedBy,
       upstreamMs: gw.upstreamMs === undefined ? undefined : Math.round(gw.upstreamMs * 10) / 10,

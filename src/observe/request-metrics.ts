@@ -7,6 +7,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Metrics } from '../metrics/registry.js'
 import { HotChildTable } from '../metrics/hot-counter.js'
 import type { DecisionRates } from './decision-rates.js'
+import { decisionOf } from '../contracts/request.js'
 
 export function createRequestMetrics (metrics: Pick<Metrics, 'hot'>, rates?: DecisionRates) {
   const requests = new HotChildTable(metrics.hot.requests, (route, decision, status) => ({ route, decision, status: String(status) }))
@@ -14,8 +15,9 @@ export function createRequestMetrics (metrics: Pick<Metrics, 'hot'>, rates?: Dec
     const gw = request.gateway
     if (gw === null || gw === undefined) { done(); return }
     const routeName = gw.route?.name ?? 'none'
-    requests.get(routeName, gw.decision, reply.statusCode).inc()
-    rates?.record(gw.decision)
+    const decision = decisionOf(gw)
+    requests.get(routeName, decision, reply.statusCode).inc()
+    rates?.record(decision)
     // upstream latency is observed by the upstream module, once per attempt (upstream/client.ts)
     done()
   }

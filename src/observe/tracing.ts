@@ -35,7 +35,7 @@ import { BatchSpanProcessor, TraceIdRatioBasedSampler, TracerProvider, type Read
 import { ATTR_CLIENT_ADDRESS, ATTR_ERROR_TYPE, ATTR_HTTP_REQUEST_METHOD, ATTR_HTTP_RESPONSE_STATUS_CODE, ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION, ATTR_URL_PATH } from '@opentelemetry/semantic-conventions'
 import type { Policy } from '../policy/compile.js'
 import type { TracingData } from '../policy/schema.js'
-import type { RequestGateway } from '../contracts/request.js'
+import { decisionOf, upstreamOf, type RequestGateway } from '../contracts/request.js'
 import { UPSTREAM_HEADER } from '../contracts/wire.js'
 import { loggableUrl, redactions } from './access-log.js'
 
@@ -125,7 +125,7 @@ export function spanAttributes (request: FastifyRequest, reply: FastifyReply, gw
     [ATTR_CLIENT_ADDRESS]: gw.clientIp,
     'flaggate.request_id': request.id,
     'flaggate.route': gw.route?.name ?? 'none',
-    'flaggate.decision': gw.decision,
+    'flaggate.decision': decisionOf(gw),
     'flaggate.upstream': upstream === undefined ? 'none' : String(upstream)
   }
   if (gw.cacheStatus !== undefined) a['flaggate.cache.status'] = gw.cacheStatus
@@ -162,9 +162,9 @@ export function createTracing (opts: TracingOptions): RequestTracing {
     spans.set(request, null)
     if (span.isRecording()) {
       if (reply === undefined) {
-        span.setAttributes({ [ATTR_HTTP_REQUEST_METHOD]: request.method, 'flaggate.request_id': request.id, 'flaggate.route': gw.route?.name ?? 'none', 'flaggate.decision': gw.decision, 'flaggate.aborted': true })
+        span.setAttributes({ [ATTR_HTTP_REQUEST_METHOD]: request.method, 'flaggate.request_id': request.id, 'flaggate.route': gw.route?.name ?? 'none', 'flaggate.decision': decisionOf(gw), 'flaggate.aborted': true })
       } else {
-        const a = spanAttributes(request, reply, gw, gw.upstream === 'none' ? undefined : opts.breakerState(gw.policy, gw.upstream))
+        const a = spanAttributes(request, reply, gw, upstreamOf(gw) === 'none' ? undefined : opts.breakerState(gw.policy, upstreamOf(gw)))
         span.setAttributes(a)
         if (reply.statusCode >= 500) span.setStatus({ code: SpanStatusCode.ERROR })
       }

@@ -118,7 +118,6 @@ async function rateLimit (app: FastifyInstance, opts: RateLimitPluginOptions): P
     const p = plan.limits[refused]!
     const d = decision.limits[refused]!
     const retryAfter = Math.max(1, seconds(d.retryAfterMs))
-    gw.decision = 'limited'
     gw.limitedBy = p.limit.id
     gw.limitedClient = limitedClient(p.limit.by, gw.envKey, gw.clientNet)
     return new GatewayError('FLAGGATE_RATE_LIMITED',

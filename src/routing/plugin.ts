@@ -30,13 +30,11 @@ async function routing (app: FastifyInstance, opts: RoutingOptions): Promise<voi
     const gw: RequestGateway = request.gateway = {
       policy,
       route: undefined,
-      upstream: 'none',
       path: undefined,
-      upstreamUrl: '',
+      routeUrl: '',
       envKey,
       clientIp: chain[0]!,
       clientNet: countedAddress(chain[0]!, policy.data.server.ipv6Prefix),
-      decision: 'allowed',
       cacheStatus: undefined,
       upstreamMs: undefined,
       limitedBy: undefined,
@@ -59,8 +57,7 @@ async function routing (app: FastifyInstance, opts: RoutingOptions): Promise<voi
       return
     }
     gw.route = r.route
-    gw.upstream = r.route.upstream
-    gw.upstreamUrl = r.upstreamUrl
+    gw.routeUrl = r.upstreamUrl
     done()
   })
 
@@ -90,7 +87,7 @@ async function routing (app: FastifyInstance, opts: RoutingOptions): Promise<voi
     if (declared > limit) { done(tooLarge(), undefined); return }
     // a declared length is charged whole before any byte is read; a chunked body as it comes
     let prepaid = declared > 0 ? declared : 0
-    if (prepaid > 0 && !charge(request, prepaid)) { request.gateway.decision = 'shed'; done(overBudget(), undefined); return }
+    if (prepaid > 0 && !charge(request, prepaid)) { done(overBudget(), undefined); return }
     const chunks: Buffer[] = []
     let size = 0
     let failed = false
@@ -99,7 +96,7 @@ async function routing (app: FastifyInstance, opts: RoutingOptions): Promise<voi
       size += chunk.length
       if (size > limit) { failed = true; done(tooLarge(), undefined); return }
       if (size > prepaid) {
-        if (!charge(request, size - prepaid)) { failed = true; request.gateway.decision = 'shed'; done(overBudget(), undefined); return }
+        if (!charge(request, size - prepaid)) { failed = true; done(overBudget(), undefined); return }
         prepaid = size
       }
       chunks.push(chunk)

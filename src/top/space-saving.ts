@@ -90,12 +90,10 @@ export class SpaceSaving {
       const parent = (i - 1) >> 1
       const p = heap[parent]!
       if (p.count <= c.count) break
-      heap[i] = p
-      p.pos = i
+      this.#place(p, i)
       i = parent
     }
-    heap[i] = c
-    c.pos = i
+    this.#place(c, i)
   }
 
   #down (i: number): void {
@@ -109,11 +107,15 @@ export class SpaceSaving {
       const m = r < n && heap[r]!.count < heap[l]!.count ? r : l
       const child = heap[m]!
       if (c.count <= child.count) break
-      heap[i] = child
-      child.pos = i
+      this.#place(child, i)
       i = m
     }
-    heap[i] = c
+    this.#place(c, i)
+  }
+
+  /** puts `c` at heap index `i`, and tells it so */
+  #place (c: Counter, i: number): void {
+    this.#heap[i] = c
     c.pos = i
   }
 }

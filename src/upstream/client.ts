@@ -27,7 +27,9 @@ import { Pools } from './pools.js'
 import { compressProxied } from '../compress/proxied.js'
 import { codingLabel, countStreamed } from '../compress/count-stream.js'
 import { HotChildTable } from '../metrics/hot-counter.js'
-import { planFallback } from './fallback.js'
+import { takeFallback } from './fallback.js'
+import { elapsedMs, timeUpstream } from './timing.js'
+import { upstreamOf, upstreamUrlOf } from '../contracts/request.js'
 import { UpstreamFailures } from './failures.js'
 
 export interface UpstreamResponse { statusCode: number; headers: Record<string, string | string[] | undefined>; body: Buffer }
@@ -54,10 +56,6 @@ export interface FetchRequest {
 }
 
 export { BUFFERED_BODY_BYTES } from './proxy-handler.js'
-
-export function elapsedMs (since: bigint): number {
-  return Number(process.hrtime.bigint() - since) / 1e6
-}
 
 interface Answer { res: ProxiedResponse; upstream: string }
 
@@ -193,8 +191,8 @@ export class UpstreamClient {
   }
 
   /**
-   * Streams the client's request to `gw.upstream` and the answer to the client. With
-   * `gw.fallbackUpstream` set, a GET or HEAD whose first attempt failed (connection error, timeout,
+   * Streams the client's request to `upstreamOf(gw)` and the answer to the client. When the edge
+   * step named a fallback, a GET or HEAD whose first attempt failed (connection error, timeout,
    * 5xx) is sent once to the fallback by the Edge fallback rule (fallback.ts). Other methods are
    * never retried.
    */
@@ -203,14 +201,15 @@ export class UpstreamClient {
     const route = gw.route?.name ?? 'none'
     const method = request.method
     const body = Buffer.isBuffer(request.body) && request.body.length > 0 ? request.body : undefined
-    const first = gw.policy.targets[gw.upstream]
-    if (first === undefined) throw new GatewayError('FLAGGATE_UPSTREAM_UNREACHABLE', `No upstream named '${gw.upstream}' in the policy.`)
-    const started = gw.upstreamStartedAt = process.hrtime.bigint()
+    const upstream = upstreamOf(gw)
+    const first = gw.policy.targets[upstream]
+    if (first === undefined) throw new GatewayError('FLAGGATE_UPSTREAM_UNREACHABLE', `No upstream named '${upstream}' in the policy.`)
+    const timer = timeUpstream(gw)
     const client: GateClient = { key: gw.envKey, ip: gw.clientIp }
-    let result = await this.#attempt(gw.upstream, first, route, client, method, gw.upstreamUrl, proxyRequestHeaders(request, first), body, first.timeoutMs)
+    let result = await this.#attempt(upstream, first, route, client, method, upstreamUrlOf(gw), proxyRequestHeaders(request, first), body, first.timeoutMs)
 
     const plan = (method === 'GET' || method === 'HEAD') && worthFallback(result)
-      ? planFallback({ targets: gw.policy.targets, routeUpstream: gw.route?.upstream, from: gw.upstream, path: gw.upstreamUrl, fallback: gw.fallbackUpstream, elapsedMs: elapsedMs(started) })
+      ? takeFallback(gw, elapsedMs(timer.started))
       : undefined
     if (plan !== undefined) {
       // the first answer is not sent. A small one was read whole (its socket is back in the pool);
@@ -221,7 +220,7 @@ export class UpstreamClient {
       this.#metrics.upstreamFallbacks.labels(route, plan.from, plan.to).inc()
       result = await this.#attempt(plan.to, plan.target, route, client, method, plan.path, proxyRequestHeaders(request, plan.target), body, plan.timeoutMs)
     }
-    gw.upstreamMs = elapsedMs(started)
+    timer.stop()
     if (result instanceof GatewayError) throw result
     // a 5xx for a request local evaluation can answer (a GatewayError reaches it through the error handler)
     if (result.res.statusCode >= 500 && gw.localFallback !== undefined) {

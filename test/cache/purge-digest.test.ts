@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { Redis } from 'ioredis'
+import { subscribed } from '../support/fleet.js'
 import { startFakeCore, type FakeCore } from '../support/fake-flagsmith.js'
 import { policyYaml, startTestGateway, type TestGateway } from '../support/gateway.js'
 import { json, raw } from '../support/http.js'
@@ -30,10 +31,7 @@ describe('purges between replicas name keys by digest', () => {
     await sub.subscribe(`${keyPrefix}purge`)
     const probe = new Redis(inject('redisUrl'))
     // both replicas and this test subscribed before anything is purged
-    const ready = await eventually(async () => {
-      const [, n] = await probe.pubsub('NUMSUB', `${keyPrefix}purge`) as [string, number]
-      return Number(n) === 3
-    }, 10_000, 50)
+    const ready = await subscribed(probe, [`${keyPrefix}purge`], 3)
     probe.disconnect()
     expect(ready).toBe(true)
   })

@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest'
 import { Redis } from 'ioredis'
+import { subscribed } from '../support/fleet.js'
 import { startFakeCore, signWebhook, webhookBody, type FakeCore } from '../support/fake-flagsmith.js'
 import { policyYaml, spawnGateway, startTestGateway, type SpawnedGateway } from '../support/gateway.js'
 import { startPrivateRedis } from '../support/redis-server.js'
@@ -29,11 +30,7 @@ describe('purges reach every replica', () => {
     ;[a, b] = await Promise.all([spawnGateway(yaml), spawnGateway(yaml)])
     redis = new Redis(inject('redisUrl'))
     // both replicas subscribed before anything is purged
-    const subscribed = await eventually(async () => {
-      const [, n] = await redis.pubsub('NUMSUB', `${keyPrefix}purge`) as [string, number]
-      return Number(n) === 2
-    }, 10_000, 50)
-    expect(subscribed).toBe(true)
+    expect(await subscribed(redis, [`${keyPrefix}purge`], 2)).toBe(true)
   })
 
   afterAll(async () => {
@@ -106,7 +103,7 @@ describe('purges missed while Redis was away', () => {
     onTestFinished(b.close)
     const admin = new Redis(redis.url)
     onTestFinished(() => { admin.disconnect() })
-    expect(await eventually(async () => Number((await admin.pubsub('NUMSUB', `${a.store.current.data.store!.redis.keyPrefix}purge`) as [string, number])[1]) === 2, 5000, 50)).toBe(true)
+    expect(await subscribed(admin, [`${a.store.current.data.store!.redis.keyPrefix}purge`], 2, 5000)).toBe(true)
     for (const gw of [a, b]) { await envDoc(gw, DEV_KEY); expect((await envDoc(gw, DEV_KEY)).headers['x-cache-status']).toBe('HIT') }
 
     // both subscriptions cut: whatever was published meanwhile is lost to them

@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { Redis } from 'ioredis'
+import { subscribed } from '../support/fleet.js'
 import { startFakeCore, signWebhook, webhookBody, type FakeCore } from '../support/fake-flagsmith.js'
 import { policyYaml, spawnGateway, type SpawnedGateway } from '../support/gateway.js'
 import { json, raw } from '../support/http.js'
@@ -38,11 +39,7 @@ describe('flag-list purges reach every replica', () => {
     })
     ;[a, b] = await Promise.all([spawnGateway(yaml), spawnGateway(yaml)])
     redis = new Redis(inject('redisUrl'))
-    const subscribed = await eventually(async () => {
-      const [, n] = await redis.pubsub('NUMSUB', `${keyPrefix}purge`) as [string, number]
-      return Number(n) === 2
-    }, 10_000, 50)
-    expect(subscribed).toBe(true)
+    expect(await subscribed(redis, [`${keyPrefix}purge`], 2)).toBe(true)
   })
 
   afterAll(async () => {

@@ -58,6 +58,11 @@ describe('attack 14: bodies one byte short of the limit, many at once', () => {
     expect(refused[0]).toMatch(/"code":"FLAGGATE_OVERLOADED"/)
     expect(refused[0]).toMatch(/retry-after: 1/i)
     expect(answers.filter((t) => t === '(pending)').length).toBeLessThanOrEqual(32)
+    // reported as shed, as the gate's 503s are (access log, requests_total{decision})
+    const shedLogged = (): number => gw.logs.lines.filter((l) => l.msg === 'request' && l.status === 503 && l.decision === 'shed').length
+    const deadline = Date.now() + 10_000
+    while (shedLogged() < refused.length && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(shedLogged()).toBe(refused.length)
     // another client's body is still taken
     const r = await raw(gw.url, '/api/v1/traits/', { method: 'POST', headers: { 'x-environment-key': 'k', 'content-type': 'application/json' }, body: '{"trait_key":"a"}' })
     expect(r.status).toBe(200)

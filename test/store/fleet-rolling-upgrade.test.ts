@@ -8,6 +8,7 @@
 import { createHash, randomUUID } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { Redis } from 'ioredis'
+import { subscribed } from '../support/fleet.js'
 import { startFakeCore, type FakeCore } from '../support/fake-flagsmith.js'
 import { policyYaml, startTestGateway, type TestGateway } from '../support/gateway.js'
 import { raw } from '../support/http.js'
@@ -31,10 +32,7 @@ describe('fleet channel across a rolling upgrade', () => {
     sub.on('message', (channel: string, message: string) => { heard.push({ channel, message }) })
     await sub.subscribe(`${keyPrefix}purge`, `${keyPrefix}blocks`)
     // the gateway's subscriber is on both channels (one connection) before anything is sent
-    const ready = await eventually(async () => {
-      const counts = await pub.pubsub('NUMSUB', `${keyPrefix}purge`, `${keyPrefix}blocks`) as Array<string | number>
-      return Number(counts[1]) === 2 && Number(counts[3]) === 2
-    }, 10_000, 50)
+    const ready = await subscribed(pub, [`${keyPrefix}purge`, `${keyPrefix}blocks`], 2)
     expect(ready).toBe(true)
   })
 

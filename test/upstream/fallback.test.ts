@@ -1,6 +1,6 @@
 /**
- * The generic fallback of `forward()`: with `gw.fallbackUpstream` set (edge routing will set it;
- * here a test room sets it, driving the real gateway), a GET or HEAD that fails on the first
+ * The generic fallback of `forward()`: with `gw.edge.fallback` set (the edge step sets it;
+ * here a test step sets it, driving the real gateway), a GET or HEAD that fails on the first
  * upstream is sent once to the fallback; other methods never are.
  */
 import fp from 'fastify-plugin'
@@ -30,8 +30,8 @@ class RecordingGate implements UpstreamGate {
 const viaEdge = fp(async (scope: FastifyInstance) => {
   scope.addHook('onRequest', (request, _reply, done) => {
     const mode = request.headers['x-test-edge']
-    if (mode !== undefined) request.gateway.upstream = 'edge'
-    if (mode === '1') request.gateway.fallbackUpstream = 'core'
+    const gw = request.gateway
+    if (mode !== undefined) gw.edge = { upstream: 'edge', url: gw.routeUrl, fallback: mode === '1' ? 'core' : undefined }
     done()
   })
 })
