@@ -7,6 +7,7 @@ import type { Capability, PluginEntry } from '../contracts/capability.js'
 import type { RedisStore } from '../store/redis.js'
 import { createMemoryLimiter, createRedisLimiter, type RateLimiter, type MemoryLimiterOptions } from './core.js'
 import rateLimitPlugin, { type RateLimitPluginOptions } from './plugin.js'
+import { AddressBudget } from './address-budget.js'
 
 /** The limiter for a gateway: fleet-wide through the shared Redis store when there is one. */
 export function createLimiter (redis: RedisStore | undefined, opts: MemoryLimiterOptions = {}): RateLimiter {
@@ -18,14 +19,19 @@ export function createLimiter (redis: RedisStore | undefined, opts: MemoryLimite
 export interface RateLimitCapability extends Capability {
   limiter: RateLimiter
   steps: { 'rate-limit': PluginEntry }
+  /** the Flagsmith webhook's own limit (`webhooks.flagsmith.limit`), per client address */
+  webhookBudget: AddressBudget
 }
 
 export function createRateLimit (deps: { redis: RedisStore | undefined; metrics: RateLimitPluginOptions['metrics']; maxKeys?: number }): RateLimitCapability {
   const limiter = createLimiter(deps.redis, { maxKeys: deps.maxKeys })
   const opts: RateLimitPluginOptions = { limiter, metrics: deps.metrics }
+  // webhook senders are few: a small LRU is plenty, and a flood of addresses only evicts full buckets
+  const webhookBudget = new AddressBudget('webhook', { maxKeys: 10_000 })
   return {
     name: 'rate-limit',
     limiter,
+    webhookBudget,
     steps: { 'rate-limit': { plugin: rateLimitPlugin, opts } },
     admin: {
       /** `store` section of `/admin/status`: `{kind, healthy, mode, liveReplicas?}` */
@@ -35,6 +41,9 @@ export function createRateLimit (deps: { redis: RedisStore | undefined; metrics:
           : deps.redis.status()
       })
     },
-    close: () => limiter.close()
+    close: async () => {
+      webhookBudget.close()
+      await limiter.close()
+    }
   }
 }
