@@ -293,6 +293,8 @@ export const PolicySchema = z.strictObject({
   })).default([]),
   cache: z.strictObject({ maxSize: Size.default(256 * 1024 * 1024) }).default({ maxSize: 256 * 1024 * 1024 }),
   blocklist: z.array(BlockSchema).default([]),
+  // distinct keys Core has not accepted, per client address, sent upstream (rate-limit/unknown-keys.ts); absent: none
+  unknownKeys: BudgetSchema.optional(),
   abuse: z.strictObject({ rejections: CountPerWindow, blockFor: PositiveDuration }).optional(),
   blocking: z.strictObject({
     // relative paths are resolved against the policy file's directory
