@@ -24,7 +24,9 @@ export class ReplayFilter {
 
   constructor (opts: { maxEntries?: number; clock?: Clock } = {}) {
     const clock = opts.clock ?? systemClock
-    this.#seen = new LRUCache<string, true>({ max: opts.maxEntries ?? DEFAULT_REPLAY_MAX_ENTRIES, ttlAutopurge: false, perf: { now: clock } })
+    // ttlResolution 0: the clock is read at every check (lru-cache would otherwise reuse a reading
+    // for a while, which a stepped clock never advances)
+    this.#seen = new LRUCache<string, true>({ max: opts.maxEntries ?? DEFAULT_REPLAY_MAX_ENTRIES, ttlAutopurge: false, ttlResolution: 0, perf: { now: clock } })
   }
 
   /** The body's digest: what is remembered and what the log shows (never the body). */

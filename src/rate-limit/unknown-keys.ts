@@ -55,8 +55,10 @@ export class UnknownKeys {
 
   constructor (opts: { clock?: Clock; knownMax?: number; chargedMax?: number; maxAddresses?: number } = {}) {
     const perf = { now: opts.clock ?? systemClock }
-    this.#known = new LRUCache<string, true>({ max: opts.knownMax ?? KNOWN_KEYS_MAX, ttl: KNOWN_KEY_TTL_MS, perf })
-    this.#charged = new LRUCache<string, true>({ max: opts.chargedMax ?? CHARGED_MAX, ttl: CHARGED_TTL_MS, perf })
+    // ttlResolution 0: the clock is read at every check (lru-cache would otherwise reuse a reading
+    // for a while, which a stepped clock never advances)
+    this.#known = new LRUCache<string, true>({ max: opts.knownMax ?? KNOWN_KEYS_MAX, ttl: KNOWN_KEY_TTL_MS, ttlResolution: 0, perf })
+    this.#charged = new LRUCache<string, true>({ max: opts.chargedMax ?? CHARGED_MAX, ttl: CHARGED_TTL_MS, ttlResolution: 0, perf })
     this.#budget = new AddressBudget('unknownKeys', { ...(opts.clock !== undefined ? { clock: opts.clock } : {}), ...(opts.maxAddresses !== undefined ? { maxKeys: opts.maxAddresses } : {}) })
   }
 
