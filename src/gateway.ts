@@ -6,7 +6,9 @@
  */
 import { DecisionRates } from './observe/decision-rates.js'
 import { readFileSync } from 'node:fs'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { GatewayError } from './errors.js'
+import { clientOf } from './routing/client.js'
 import type { Logger } from 'pino'
 import { PolicyStore } from './policy/store.js'
 import { formatPolicyError } from './policy/load.js'
@@ -29,6 +31,9 @@ import { createLocal } from './local/index.js'
 import type { RequestTracing } from './observe/tracing.js'
 
 export const VERSION: string = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version
+
+/** the name route-scoped blocks (`routes: [webhook]`) give the Flagsmith webhook; unscoped blocks apply to it too */
+export const WEBHOOK_ROUTE = 'webhook'
 
 export interface GatewayOptions {
   configPath: string
@@ -91,8 +96,16 @@ export async function startGateway (opts: GatewayOptions): Promise<Gateway> {
   const edge = createEdge({ metrics, isOpen: (upstream) => client.gate.isOpen(upstream) })
   // local evaluation (src/local): a signed Flagsmith webhook refreshes its documents at once
   const local = createLocal({ policy: () => store.current, policyFile: store.file, client, metrics, logger, version: VERSION, ...(redis !== undefined ? { redis } : {}) })
-  const cache = createCache({ policy: () => store.current, client, metrics, logger, ...(redis !== undefined ? { redis } : {}), onWebhook: (t) => { local.onWebhook(t) } })
   const rateLimit = createRateLimit({ redis, metrics })
+  // the webhook route sits beside the proxied scope: blocks and its own limit are asked here
+  const admitWebhook = (request: FastifyRequest): GatewayError | undefined => {
+    const policy = store.current
+    const c = clientOf(request.socket.remoteAddress, request.headers['x-forwarded-for'], policy)
+    const limit = policy.data.webhooks.flagsmith?.limit
+    return blocking.check(WEBHOOK_ROUTE, undefined, c.ip, c.net, request.headers['user-agent']) ??
+      (limit === undefined ? undefined : rateLimit.webhookBudget.take(c.net, limit, 'too many webhook requests from this address'))
+  }
+  const cache = createCache({ policy: () => store.current, client, metrics, logger, ...(redis !== undefined ? { redis } : {}), onWebhook: (t) => { local.onWebhook(t) }, admitWebhook })
   // Synthetic probes call the public listener, so they start once it listens (below)
   const probes = createProbes({ metrics, logger, version: VERSION })
 

@@ -17,7 +17,8 @@ import type { BlockBackend } from './backend.js'
 import { StateFileBackend } from './state-file.js'
 import { RedisBlockSync, type BlockSyncRedis, type RedisBlockSyncOptions } from './redis-sync.js'
 import { AbuseDetector, type AbuseEvent, type AbuseSettings } from './abuse.js'
-import blockingPlugin, { type BlockingPluginOptions } from './plugin.js'
+import blockingPlugin, { blockedError, type BlockingPluginOptions } from './plugin.js'
+import type { GatewayError } from '../errors.js'
 import { blockingAdminExtension } from './admin.js'
 import type { TopRecorder } from '../top/capability.js'
 import { formatDuration } from '../shared/duration.js'
@@ -44,6 +45,8 @@ export interface BlockingCapability extends Capability {
   steps: { block: PluginEntry }
   admin: AdminExtension
   add: (block: Block) => void
+  /** the 403 for a request outside the proxied scope (the webhook), or undefined; `route` is the name route-scoped blocks are matched against */
+  check: (route: string, envKey: string | undefined, ip: string, net: string, userAgent: string | undefined) => GatewayError | undefined
   remove: (id: string) => Block | undefined
   /** resolves when the blocks of the previous run / the fleet are loaded (bounded) */
   ready: () => Promise<void>
@@ -161,6 +164,12 @@ export function createBlocking (deps: BlockingDeps): BlockingCapability {
     steps: { block: { plugin: blockingPlugin, opts: pluginOpts } },
     admin: blockingAdminExtension({ registry, policy: deps.policy, logger: log, add: addDurably, remove, status, scope: deps.redis !== undefined ? 'fleet' : 'replica' }),
     add,
+    check: (route, envKey, ip, net, userAgent) => {
+      if (registry.index.size === 0) return undefined
+      const now = clock()
+      const b = registry.index.match(route, envKey, ip, userAgent, now, net)
+      return b === undefined ? undefined : blockedError(b, now)
+    },
     remove,
     ready: () => backend.ready(),
     reload: (policy) => {

@@ -32,6 +32,8 @@ export interface CacheDeps {
   /** told of every purge a signed Flagsmith webhook asks for here, and of every purge another
    *  replica publishes (local evaluation refreshes its documents on both) */
   onWebhook?: (target: PurgeTarget) => void
+  /** blocks and the webhook route's own limit (the composition wires blocking and rate-limit here) */
+  admitWebhook?: WebhookPluginOptions['admit']
 }
 
 export interface CacheCapability extends Capability {
@@ -80,7 +82,12 @@ export function createCache (deps: CacheDeps): CacheCapability {
     metrics,
     representations
   }
-  const webhookOpts: WebhookPluginOptions = { policy: deps.policy, purge: (t) => { deps.onWebhook?.(t); return bus.purge(t) }, logger: log }
+  const webhookOpts: WebhookPluginOptions = {
+    policy: deps.policy,
+    purge: (t) => { deps.onWebhook?.(t); return bus.purge(t) },
+    ...(deps.admitWebhook !== undefined ? { admit: deps.admitWebhook } : {}),
+    logger: log
+  }
   return {
     name: 'cache',
     cache,

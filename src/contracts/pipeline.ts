@@ -13,6 +13,8 @@
  *   document; answering it is cheaper than refusing it);
  * - the rate limit comes before a fresh HIT: a HIT costs a token, so a client cannot read past
  *   its limit by asking for a cached document;
+ * - the unknown-key budget comes after every step that can answer without the upstream, so it
+ *   is spent only by requests that are going there (a HIT or a 304 never spends it);
  * - the cache lookup (preHandler) coalesces a MISS into one Core request per document;
  * - the proxy is the route handler: only what no step answered reaches Core.
  *
@@ -35,6 +37,7 @@ export const PIPELINE = [
   { step: 'rate-limit', hook: 'onRequest', component: 'rate-limit', decides: ['limited'], does: 'takes a token of every limit in force, or answers 429' },
   { step: 'local', hook: 'onRequest', component: 'local', decides: ['local'], does: 'answers a listed environment\'s flags/ and identities/ from its document (always), or arms the answer to give when Core fails (fallback)' },
   { step: 'fresh-hit', hook: 'onRequest', component: 'cache', decides: ['cached'], does: 'answers a fresh cached document (a HIT costs a token)' },
+  { step: 'unknown-keys', hook: 'onRequest', component: 'rate-limit', decides: ['limited'], does: 'spends the client address\'s unknownKeys budget for a key Core has not accepted, or answers 429; only requests no earlier step answered' },
   { step: 'lookup', hook: 'preHandler', component: 'cache', decides: ['cached', 'stale'], does: 'serves stale or fills the cache, one Core request per document' },
   { step: 'proxy', hook: 'handler', component: 'upstream', decides: ['shed'], does: 'streams the request to the chosen upstream (through its gate) and the answer back' }
 ] as const

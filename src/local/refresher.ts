@@ -48,6 +48,8 @@ export interface RefresherOptions {
 export class Refresher {
   readonly #o: RefresherOptions
   readonly #inflight = new Map<string, Promise<void>>()
+  /** a forced refresh waiting for the running one of its key (at most one per key) */
+  readonly #queued = new Map<string, Promise<void>>()
   readonly #now: () => number
   #timer: NodeJS.Timeout | undefined
   #closed = false
@@ -73,16 +75,33 @@ export class Refresher {
     await Promise.all([...this.#o.docs.states.keys()].map(async (k) => { await this.refresh(k, force) }))
   }
 
-  /** Single flight per key: a refresh asked for while one runs joins it. `force`: skip the shared copy and If-Modified-Since (a webhook said it changed). */
+  /**
+   * Single flight per key: a refresh asked for while one runs joins it. `force`: skip the shared
+   * copy and If-Modified-Since (a webhook said it changed). A forced refresh asked for while one
+   * runs cannot just join it: the change it announces may be newer than the document that
+   * request is fetching. It queues one forced refresh after the running one; any further ones
+   * join that (so a burst of webhooks costs Core at most two fetches, and none is lost).
+   */
   async refresh (serverKey: string, force = false): Promise<void> {
     const state = this.#o.docs.states.get(serverKey)
     if (state === undefined || this.#closed) return
-    let p = this.#inflight.get(serverKey)
-    if (p === undefined) {
-      p = this.#refreshOne(state, force).finally(() => { this.#inflight.delete(serverKey) })
+    const running = this.#inflight.get(serverKey)
+    if (running === undefined) {
+      const p = this.#refreshOne(state, force).finally(() => { if (this.#inflight.get(serverKey) === p) this.#inflight.delete(serverKey) })
       this.#inflight.set(serverKey, p)
+      await p
+      return
     }
-    await p
+    if (!force) { await running; return }
+    let next = this.#queued.get(serverKey)
+    if (next === undefined) {
+      next = running.catch(() => {}).then(async () => {
+        this.#queued.delete(serverKey)
+        await this.refresh(serverKey, true)
+      })
+      this.#queued.set(serverKey, next)
+    }
+    await next
   }
 
   #record (state: EnvironmentState, result: RefreshResult, detail?: string): void {
@@ -154,6 +173,6 @@ export class Refresher {
   async close (): Promise<void> {
     this.#closed = true
     clearTimeout(this.#timer)
-    await Promise.allSettled([...this.#inflight.values()])
+    await Promise.allSettled([...this.#inflight.values(), ...this.#queued.values()])
   }
 }

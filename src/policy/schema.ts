@@ -85,6 +85,17 @@ export const LimitSchema = z.strictObject({
   burst: z.number().int('must be a whole number').min(1, 'must be at least 1').max(MAX_BURST, 'must be at most 1000000000'),
   shadow: z.boolean().default(false)
 })
+/** A token bucket per client address, for the budgets that are not route limits (`unknownKeys`, the webhook's `limit`). */
+export const BudgetSchema = z.strictObject({
+  rate: Rate,
+  burst: z.number().int('must be a whole number').min(1, 'must be at least 1').max(MAX_BURST, 'must be at most 1000000000')
+})
+export const DEFAULT_WEBHOOK_REPLAY_WINDOW_MS = 3_600_000
+export const DEFAULT_WEBHOOK_COALESCE_MS = 250
+export const MAX_WEBHOOK_COALESCE_MS = 5_000
+// Flagsmith sends one webhook per changed feature state: a large version publish is a burst of
+// them from one address, and Flagsmith never retries a 429, so the default lets a big burst in
+export const DEFAULT_WEBHOOK_LIMIT = { rate: { perSecond: 20, text: '20/s' }, burst: 200 }
 const Limits = z.union([LimitSchema, z.array(LimitSchema)]).transform((l) => Array.isArray(l) ? l : [l])
 
 const CacheRuleSchema = z.strictObject({
@@ -293,6 +304,8 @@ export const PolicySchema = z.strictObject({
   })).default([]),
   cache: z.strictObject({ maxSize: Size.default(256 * 1024 * 1024) }).default({ maxSize: 256 * 1024 * 1024 }),
   blocklist: z.array(BlockSchema).default([]),
+  // distinct keys Core has not accepted, per client address, sent upstream (rate-limit/unknown-keys.ts); absent: none
+  unknownKeys: BudgetSchema.optional(),
   abuse: z.strictObject({ rejections: CountPerWindow, blockFor: PositiveDuration }).optional(),
   blocking: z.strictObject({
     // relative paths are resolved against the policy file's directory
@@ -300,7 +313,16 @@ export const PolicySchema = z.strictObject({
   }).default({ stateFile: '.flaggate/blocks.json' }),
   breakers: z.record(z.string(), BreakerSchema).default({}),
   webhooks: z.strictObject({
-    flagsmith: z.strictObject({ path: z.string().startsWith('/'), secret: z.string().min(1) }).optional()
+    flagsmith: z.strictObject({
+      path: z.string().startsWith('/'),
+      secret: z.string().min(1),
+      // the same signed body again within this window purges nothing (cache/webhook-replay.ts)
+      replayWindow: PositiveDuration.default(DEFAULT_WEBHOOK_REPLAY_WINDOW_MS),
+      // distinct webhooks within this window make one purge; bounded so a purge is never late by much
+      coalesce: Duration.refine((ms) => ms <= MAX_WEBHOOK_COALESCE_MS, { message: 'must be at most 5s (a purge waits this long)' }).default(DEFAULT_WEBHOOK_COALESCE_MS),
+      // per client address, before the body is read
+      limit: BudgetSchema.default(DEFAULT_WEBHOOK_LIMIT)
+    }).optional()
   }).default({}),
   localEvaluation: LocalEvaluationSchema.optional(),
   tracing: TracingSchema.optional(),

@@ -1,6 +1,7 @@
 import { isIP } from 'node:net'
 import proxyaddr from 'proxy-addr'
 import { normaliseIp, type IpSet } from '../shared/ip.js'
+import { countedAddress } from '../shared/ip-prefix.js'
 
 /**
  * The client's address and the X-Forwarded-For chain the trusted hops vouch for. proxy-addr does
@@ -24,4 +25,14 @@ export function clientChain (peerAddress: string | undefined, xff: string | stri
 /** The client's address: the peer, or the first address the trusted proxies did not add. */
 export function clientIp (peerAddress: string | undefined, xff: string | string[] | undefined, trusted: IpSet): string {
   return clientChain(peerAddress, xff, trusted)[0]!
+}
+
+/**
+ * Who sent a request that the routing step does not see (the Flagsmith webhook, beside the
+ * proxied scope): the address blocks match (`ip`) and the address as counted (`net`), exactly as
+ * routing records them for proxied requests.
+ */
+export function clientOf (peerAddress: string | undefined, xff: string | string[] | undefined, policy: { trustedProxies: IpSet; data: { server: { ipv6Prefix: number } } }): { ip: string; net: string } {
+  const ip = clientIp(peerAddress, xff, policy.trustedProxies)
+  return { ip, net: countedAddress(ip, policy.data.server.ipv6Prefix) }
 }

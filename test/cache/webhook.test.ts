@@ -35,3 +35,39 @@ describe('X-Flagsmith-Signature', () => {
     expect(signatureMatches('s3cret', Buffer.from(body), [sig])).toBe(false)
   })
 })
+
+describe('replays and coalescing (pure cores, stepped clock)', () => {
+  it('a digest is first once per window; forgotten after it, or when forget() is called', async () => {
+    const { ReplayFilter } = await import('../../src/cache/webhook-replay.js')
+    let now = 1_000_000
+    const f = new ReplayFilter({ clock: () => now, maxEntries: 2 })
+    const d = ReplayFilter.digest(Buffer.from('{"a": 1}'))
+    expect(f.first(d, 60_000)).toBe(true)
+    expect(f.first(d, 60_000)).toBe(false)
+    now += 60_001
+    expect(f.first(d, 60_000)).toBe(true)
+    f.forget(d)
+    expect(f.first(d, 60_000)).toBe(true)
+    // bounded: the least recently seen goes first
+    expect(f.first('b', 60_000)).toBe(true)
+    expect(f.first('c', 60_000)).toBe(true)
+    expect(f.size).toBe(2)
+  })
+
+  it('the union of a window: duplicates once, everything alone', async () => {
+    const { unionOf } = await import('../../src/cache/webhook-coalesce.js')
+    expect(unionOf([{ envId: 1 }, { envId: 2 }, { envId: 1 }, { projectId: 1 }])).toEqual([{ envId: 1 }, { envId: 2 }, { projectId: 1 }])
+    expect(unionOf([{ envId: 1 }, { all: true }, { envId: 2 }])).toEqual([{ all: true }])
+  })
+
+  it('webhooks within one window make one purge, and each gets its count', async () => {
+    const { PurgeCoalescer } = await import('../../src/cache/webhook-coalesce.js')
+    const calls: unknown[] = []
+    const c = new PurgeCoalescer((targets) => { calls.push(targets); return 7 }, 0)
+    const counts = await Promise.all([c.add([{ envId: 1 }]), c.add([{ envId: 2 }]), c.add([{ envId: 1 }])])
+    expect(counts).toEqual([7, 7, 7])
+    expect(calls).toEqual([[{ envId: 1 }, { envId: 2 }]])
+    expect(await c.add([])).toBe(0)
+    expect(calls).toHaveLength(1)
+  })
+})

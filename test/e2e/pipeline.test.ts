@@ -21,9 +21,9 @@ function remaining (r: RawResponse): number | undefined {
 }
 
 describe('the request pipeline, in order', () => {
-  it('is one table: routing, block, edge, conditional, rate-limit, local, fresh-hit, lookup, proxy', () => {
-    expect(PIPELINE.map((s) => s.step)).toEqual(['routing', 'block', 'edge', 'conditional', 'rate-limit', 'local', 'fresh-hit', 'lookup', 'proxy'])
-    expect(PIPELINE.map((s) => s.hook)).toEqual(['onRequest', 'onRequest', 'onRequest', 'onRequest', 'onRequest', 'onRequest', 'onRequest', 'preHandler', 'handler'])
+  it('is one table: routing, block, edge, conditional, rate-limit, local, fresh-hit, unknown-keys, lookup, proxy', () => {
+    expect(PIPELINE.map((s) => s.step)).toEqual(['routing', 'block', 'edge', 'conditional', 'rate-limit', 'local', 'fresh-hit', 'unknown-keys', 'lookup', 'proxy'])
+    expect(PIPELINE.map((s) => s.hook)).toEqual(['onRequest', 'onRequest', 'onRequest', 'onRequest', 'onRequest', 'onRequest', 'onRequest', 'onRequest', 'preHandler', 'handler'])
   })
 
   it('block before everything, a 304 costs no token, a HIT does, a 429 and a MISS as the table says', async () => {
