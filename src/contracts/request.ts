@@ -49,12 +49,12 @@ export interface RequestGateway {
   upstreamMs: number | undefined
   /** why the upstream attempt failed, when the answer is a 502/504 of ours. Writer: the app's error handler (app.ts), from the upstream module's cause */
   upstreamError?: string
-  /** the limit that refused this request, for the log. Writer: rate-limit (rate-limit/plugin.ts; unknown-keys-step.ts, a later step of the same component that runs only when the first admitted) */
+  /** the limit that refused this request, for the log. Writer: rate-limit (rate-limit/plugin.ts; rate-limit/unknown-keys-step.ts, a later step of the same component that runs only when the first admitted) */
   limitedBy: string | undefined
   /**
    * what the refusing limit counted as the client (the key, the key from one IP, or the IP),
    * so an automatic block targets exactly that; unset when it counted a header. Writer: rate-limit
-   * (rate-limit/plugin.ts; unknown-keys-step.ts, the address)
+   * (rate-limit/plugin.ts; rate-limit/unknown-keys-step.ts, the address)
    */
   limitedClient?: { key?: string; ip?: string }
   /** hrtime at onRequest. Writer: routing (routing/plugin.ts) */
