@@ -25,7 +25,7 @@ async function cacheConditional (app: FastifyInstance, opts: HitStepOptions): Pr
     const ifModifiedSince = request.headers['if-modified-since']
     if (gw === undefined || gw.envKey === undefined || (ifNoneMatch === undefined && ifModifiedSince === undefined)) { done(); return }
     // matched against the representation this client would get: a br ETag is current for br only
-    const hit = cache.notModified(gw.envKey, gw.upstreamUrl, gw.route!.cache!, ifNoneMatch, ifModifiedSince, gw.upstream,
+    const hit = cache.notModified(gw.envKey, cache.documentUrl(gw.upstreamUrl, gw.upstream), gw.route!.cache!, ifNoneMatch, ifModifiedSince, gw.upstream,
       (doc) => etagOfRepresentation(doc, reps.choose(request, doc)))
     if (hit === undefined) { done(); return }
     gw.cacheStatus = 'HIT'
@@ -44,7 +44,7 @@ async function cacheFreshHit (app: FastifyInstance, opts: HitStepOptions): Promi
     const gw = isCacheable(request)
     if (gw === undefined || gw.envKey === undefined) { done(); return }
     const rule = gw.route!.cache!
-    const doc = cache.fresh(gw.envKey, gw.upstreamUrl, rule, gw.upstream)
+    const doc = cache.fresh(gw.envKey, cache.documentUrl(gw.upstreamUrl, gw.upstream), rule, gw.upstream)
     if (doc === undefined) { done(); return }
     gw.cacheStatus = 'HIT'
     gw.decision = 'cached'

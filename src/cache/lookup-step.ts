@@ -133,13 +133,15 @@ async function cacheLookup (app: FastifyInstance, opts: CachePluginOptions): Pro
   }
 
   async function lookup (request: FastifyRequest, gw: RequestGateway, rule: CacheRule, timeoutMs: number | undefined): Promise<LookupResult> {
+    // keyed and filled by the same URL: no page_id for an upstream that does not paginate (pages.ts)
+    const url = cache.documentUrl(gw.upstreamUrl, gw.upstream)
     return await cache.lookup({
       envKey: gw.envKey!,
-      url: gw.upstreamUrl,
+      url,
       upstream: gw.upstream,
       rule,
       breakerOpen: client.gate.isOpen(gw.upstream),
-      fill: fillFor(request, gw, timeoutMs)
+      fill: fillFor(request, gw, url, timeoutMs)
     })
   }
 
@@ -158,7 +160,7 @@ async function cacheLookup (app: FastifyInstance, opts: CachePluginOptions): Pro
   }
 
   /** The upstream request of a fill, made on behalf of the request that started it. */
-  function fillFor (request: FastifyRequest, gw: RequestGateway, timeoutMs: number | undefined): Fill {
+  function fillFor (request: FastifyRequest, gw: RequestGateway, url: string, timeoutMs: number | undefined): Fill {
     return async ({ ifModifiedSince }) => {
       const target = gw.policy.targets[gw.upstream]!
       const headers = fillRequestHeaders(request, target)
@@ -169,7 +171,7 @@ async function cacheLookup (app: FastifyInstance, opts: CachePluginOptions): Pro
       const started = process.hrtime.bigint()
       gw.upstreamStartedAt ??= started
       try {
-        const answer = await client.fetch({ upstream: gw.upstream, route: gw.route!.name, path: gw.upstreamUrl, method: 'GET', headers, timeoutMs: timeoutMs ?? target.timeoutMs, maxBodyBytes: gw.route!.cache!.maxEntrySize, handOverLargeBody: true, client: { key: gw.envKey, ip: gw.clientIp } })
+        const answer = await client.fetch({ upstream: gw.upstream, route: gw.route!.name, path: url, method: 'GET', headers, timeoutMs: timeoutMs ?? target.timeoutMs, maxBodyBytes: gw.route!.cache!.maxEntrySize, handOverLargeBody: true, client: { key: gw.envKey, ip: gw.clientIp } })
         return await decoded(answer, gw.route!.cache!.maxEntrySize)
       } catch (err) {
         throw err instanceof BodyTooLarge ? new TooLargeToCache(handOver(request, err)) : err

@@ -450,3 +450,52 @@ describe('resize', () => {
     expect(statusOf(await cache.lookup({ envKey: 'ser.k49', url: URL_, rule: RULE, fill: async () => { throw new Error('not expected') } }))).toBe('HIT')
   })
 })
+
+describe('pages (attack 10, src/cache/pages.ts)', () => {
+  const page = (i: number): string => `${URL_}?page_id=identity_override:1:${i}`
+
+  it('page_id is dropped for an upstream that does not paginate and kept for edge', () => {
+    const { cache } = setup()
+    expect(cache.documentUrl(page(1), 'core')).toBe(URL_)
+    expect(cache.documentUrl(page(1), 'edge')).toBe(page(1))
+    expect(cache.documentUrl('/api/v1/flags/?feature=x', 'core')).toBe('/api/v1/flags/?feature=x')
+  })
+
+  it('an upstream whose document names a next page paginates from then on', async () => {
+    const { cache } = setup()
+    const link = { link: `<${URL_}?page_id=identity_override%3A1%3Aabc>; rel="next"` }
+    await cache.lookup({ envKey: KEY, url: URL_, upstream: 'core', rule: RULE, fill: async () => ok(doc(1), link) })
+    expect(cache.documentUrl(page(1), 'core')).toBe(page(1))
+    expect(cache.documentUrl(page(1), 'other')).toBe(URL_)
+  })
+
+  it('distinct pages filled at once store at most 16; every waiter still gets its page', async () => {
+    const { cache } = setup()
+    const gate = deferred<void>()
+    const all = Array.from({ length: 40 }, async (_, i) => await cache.lookup({
+      envKey: KEY, url: page(i), upstream: 'edge', rule: RULE, fill: async () => { await gate.promise; return ok(doc(1, { page: i })) }
+    }))
+    await flush()
+    gate.resolve()
+    const results = await Promise.all(all)
+    for (const [i, r] of results.entries()) expect(JSON.parse(bodyOf(r))).toMatchObject({ page: i })
+    expect(cache.stats().entries).toBe(16)
+    // past the bound: not looked up (proxied)
+    expect(statusOf(await cache.lookup({ envKey: KEY, url: page(99), upstream: 'edge', rule: RULE, fill: async () => ok(doc(1)) }))).toBe('pass')
+    // another key has its own 16
+    expect(statusOf(await cache.lookup({ envKey: 'ser.other', url: page(99), upstream: 'edge', rule: RULE, fill: async () => ok(doc(1)) }))).toBe('MISS')
+  })
+
+  it('a page slot is free again once its entry could no longer be served, or after a purge of the key', async () => {
+    const { cache, clock } = setup()
+    for (let i = 0; i < 16; i++) await cache.lookup({ envKey: KEY, url: page(i), upstream: 'edge', rule: RULE, fill: async () => ok(doc(1)) })
+    const next = { envKey: KEY, url: page(16), upstream: 'edge', rule: RULE, fill: async () => ok(doc(1)) }
+    expect(statusOf(await cache.lookup(next))).toBe('pass')
+    cache.purge({ key: KEY })
+    expect(statusOf(await cache.lookup(next))).toBe('MISS')
+    for (let i = 17; i < 32; i++) await cache.lookup({ ...next, url: page(i) })
+    expect(statusOf(await cache.lookup({ ...next, url: page(40) }))).toBe('pass')
+    clock.advance(RULE.ttl + Math.max(RULE.staleWhileRevalidate, RULE.staleIfError))
+    expect(statusOf(await cache.lookup({ ...next, url: page(40) }))).toBe('MISS')
+  })
+})
