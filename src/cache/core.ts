@@ -241,10 +241,19 @@ export class DocumentCache {
       fetched = await this.#lru.fetch(key, { forceRefresh: true, allowStale: false, ttl: lifetimeOf(rule), context: { fill: req.fill, rule } })
     } catch (err) {
       if (err instanceof TooLargeToCache) {
-        // definitive, like any answer that replaces the document: the old copy goes
+        if (err.answer !== undefined && err.answer.statusCode !== 200) {
+          // a large error page says nothing about the document or its size: the copy we hold
+          // stays and is served within staleIfError (the page is released unread: lookup-step.ts Handover)
+          const current = this.#lru.peek(key, { allowStale: true })
+          if (current !== undefined && this.#clock() - current.storedAt < rule.ttl + rule.staleIfError) {
+            this.#count('stale')
+            return { kind: 'document', status: 'STALE', document: current, freshForMs: 0 }
+          }
+          return { kind: 'pass', answer: err.answer }
+        }
+        // the document outgrew maxEntrySize: definitive, the old copy goes
         this.#lru.delete(key)
-        // a large error page says nothing about the document's size
-        if (err.answer === undefined || err.answer.statusCode === 200) this.#tooLarge.remember(key, rule.ttl)
+        this.#tooLarge.remember(key, rule.ttl)
         return err.answer === undefined ? PASS : { kind: 'pass', answer: err.answer }
       }
       const upstreamFailure = !(err instanceof UncachedAnswer) || err.upstreamFailure
@@ -334,6 +343,13 @@ export class DocumentCache {
     if (status >= 500 || status === 429) throw new UncachedAnswer(answer, true)
     const contentType = headerValue(answer.headers, 'content-type')
     const ids = status === 200 && contentType !== undefined && JSON_TYPE.test(contentType) ? entryIds(answer.body, isFlagListPath(pathOfKey(key))) : undefined
+    if (ids === undefined && stale !== undefined && status !== 401 && status !== 403) {
+      // A refresh answered with anything but a document (406, 404, a redirect, an HTML page, JSON
+      // that does not parse) says nothing about the document we hold: it stays, and stale-if-error
+      // applies, as for a 5xx. Only Core refusing the key (401/403) drops it: a revoked key must
+      // stop being served. (attack 11, docs/security.md)
+      throw new UncachedAnswer(answer, true)
+    }
     if (ids === undefined || answer.body.length > rule.maxEntrySize || answer.body.length + key.length > this.#lru.maxSize) {
       // a definitive answer that replaces the document: the old copy must not be served any more
       if (ownsSlot) this.#lru.delete(key)

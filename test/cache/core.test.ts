@@ -311,7 +311,7 @@ describe('what is stored', () => {
     expect(cache.stats().tooLargeEntries).toBe(0)
   })
 
-  it('only 200 JSON is stored; a definitive non-200 drops the old copy', async () => {
+  it('only 200 JSON is stored; a refresh answered otherwise keeps the old copy, unless Core refuses the key', async () => {
     const { cache, clock } = setup()
     const html = fakeUpstream(() => ({ statusCode: 200, headers: { 'content-type': 'text/html' }, body: Buffer.from('<html>') }))
     expect((await cache.lookup({ envKey: KEY, url: URL_, rule: RULE, fill: html.fill })).kind).toBe('response')
@@ -319,10 +319,21 @@ describe('what is stored', () => {
     expect((await cache.lookup({ envKey: KEY, url: URL_, rule: RULE, fill: broken.fill })).kind).toBe('response')
     expect(cache.stats().entries).toBe(0)
 
+    // a 404 (or 406, an HTML page…) to a refresh says nothing about the document: STALE (attack 11)
     const up = fakeUpstream((n) => n === 1 ? ok(doc(1)) : { statusCode: 404, headers: {}, body: Buffer.from('{"detail":"Not found."}') })
     await cache.lookup({ envKey: KEY, url: URL_, rule: RULE, fill: up.fill })
     clock.advance(RULE.ttl + RULE.staleWhileRevalidate + 1)
+    expect(await cache.lookup({ envKey: KEY, url: URL_, rule: RULE, fill: up.fill })).toMatchObject({ kind: 'document', status: 'STALE' })
+    expect(cache.stats().entries).toBe(1)
+    // past staleIfError the 404 is the answer, and the copy is still not replaced by it
+    clock.advance(RULE.staleIfError)
     expect(await cache.lookup({ envKey: KEY, url: URL_, rule: RULE, fill: up.fill })).toMatchObject({ kind: 'response', response: { statusCode: 404 } })
+
+    // Core refusing the key on a refresh drops the copy: a revoked key stops being served
+    const revoked = fakeUpstream((n) => n === 1 ? ok(doc(1)) : { statusCode: 403, headers: {}, body: Buffer.from('{"detail":"Invalid or missing Environment Key"}') })
+    await cache.lookup({ envKey: 'ser.revoked', url: URL_, rule: RULE, fill: revoked.fill })
+    clock.advance(RULE.ttl + RULE.staleWhileRevalidate + 1)
+    expect(await cache.lookup({ envKey: 'ser.revoked', url: URL_, rule: RULE, fill: revoked.fill })).toMatchObject({ kind: 'response', response: { statusCode: 403 } })
     expect(cache.stats().entries).toBe(0)
   })
 
