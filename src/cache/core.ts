@@ -25,6 +25,7 @@ import { entryIds, matches } from './purge-target.js'
 import { entrySize } from './entry-size.js'
 import { NegativeCache } from './negative.js'
 import { TooLargeKeys } from './too-large.js'
+import { DocumentPages } from './pages.js'
 import { CORE_LAST_MODIFIED_LAG_MS, PurgeLog } from './purge-log.js'
 import { isFlagListPath } from '../shared/flag-list.js'
 import { entryForms } from '../compress/representation.js'
@@ -65,6 +66,7 @@ export class DocumentCache {
   readonly #negative: NegativeCache
   readonly #tooLarge: TooLargeKeys
   readonly #purges = new PurgeLog()
+  readonly #pages = new DocumentPages()
   // A recent (key, URL, upstream)'s cache key, as the same string object every time, so the hit
   // path's LRU lookup does not flatten and hash a fresh 70-character string (shared/client-memo.ts).
   // Core and Edge are the only upstreams a document comes from; a key's URLs are its pages.
@@ -147,6 +149,15 @@ export class DocumentCache {
     return { document: doc, freshForMs: rule.ttl - age }
   }
 
+  /**
+   * The URL a document is keyed and filled by: `url` (upstream path plus `?page_id=…`) for an
+   * upstream that paginates documents, without its `page_id` for one that does not (pages.ts).
+   * Every caller passes its URL through this before any other method.
+   */
+  documentUrl (url: string, upstream = ''): string {
+    return this.#pages.url(url, upstream)
+  }
+
   #key (envKey: string, url: string, upstream: string): string {
     let key = this.#keys.get(envKey, url, upstream)
     if (key === undefined) {
@@ -204,6 +215,8 @@ export class DocumentCache {
     const key = this.#key(envKey, url, upstream)
     if (this.#tooLarge.has(key)) return PASS
     const now = this.#clock()
+    // past its key's bound of pages: proxied, not cached (pages.ts)
+    if (this.#pages.isPage(key) && !this.#pages.admits(key, now)) return PASS
     let doc = this.#lru.get(key)
     if (doc !== undefined && now - doc.storedAt >= lifetimeOf(rule)) doc = undefined
     if (doc !== undefined) {
@@ -228,10 +241,19 @@ export class DocumentCache {
       fetched = await this.#lru.fetch(key, { forceRefresh: true, allowStale: false, ttl: lifetimeOf(rule), context: { fill: req.fill, rule } })
     } catch (err) {
       if (err instanceof TooLargeToCache) {
-        // definitive, like any answer that replaces the document: the old copy goes
+        if (err.answer !== undefined && err.answer.statusCode !== 200) {
+          // a large error page says nothing about the document or its size: the copy we hold
+          // stays and is served within staleIfError (the page is released unread: lookup-step.ts Handover)
+          const current = this.#lru.peek(key, { allowStale: true })
+          if (current !== undefined && this.#clock() - current.storedAt < rule.ttl + rule.staleIfError) {
+            this.#count('stale')
+            return { kind: 'document', status: 'STALE', document: current, freshForMs: 0 }
+          }
+          return { kind: 'pass', answer: err.answer }
+        }
+        // the document outgrew maxEntrySize: definitive, the old copy goes
         this.#lru.delete(key)
-        // a large error page says nothing about the document's size
-        if (err.answer === undefined || err.answer.statusCode === 200) this.#tooLarge.remember(key, rule.ttl)
+        this.#tooLarge.remember(key, rule.ttl)
         return err.answer === undefined ? PASS : { kind: 'pass', answer: err.answer }
       }
       const upstreamFailure = !(err instanceof UncachedAnswer) || err.upstreamFailure
@@ -273,6 +295,7 @@ export class DocumentCache {
     if ('all' in target) {
       this.#lru.forEach(() => { n++ })
       this.#lru.clear()
+      this.#pages.clear()
     } else {
       // forEach also visits entries whose refresh is in flight (their stale value); fills for
       // cold keys in flight are caught by the purge log when they complete
@@ -286,7 +309,10 @@ export class DocumentCache {
       })
       const already = new Set(doomed)
       if (clientKeys.size > 0) this.#lru.forEach((doc, key) => { if (clientKeys.has(doc.envKey) && !already.has(key)) doomed.push(key) })
-      for (const key of doomed) if (this.#lru.delete(key)) n++
+      for (const key of doomed) {
+        if (this.#lru.delete(key)) n++
+        this.#pages.release(key)
+      }
     }
     n += this.#negative.purge(target, digests)
     this.#tooLarge.purge(target, digests)
@@ -308,7 +334,7 @@ export class DocumentCache {
 
     if (answer.statusCode === 304 && conditional && stale !== undefined) {
       const doc: CachedDocument = { ...stale, storedAt: now }
-      if (ownsSlot && this.#purges.purgedSince(gen, envKey, doc)) this.#lru.delete(key)
+      if (ownsSlot && (this.#purges.purgedSince(gen, envKey, doc) || !this.#keepsPage(key, now, rule))) this.#lru.delete(key)
       this.#emit('revalidated')
       return doc
     }
@@ -317,6 +343,13 @@ export class DocumentCache {
     if (status >= 500 || status === 429) throw new UncachedAnswer(answer, true)
     const contentType = headerValue(answer.headers, 'content-type')
     const ids = status === 200 && contentType !== undefined && JSON_TYPE.test(contentType) ? entryIds(answer.body, isFlagListPath(pathOfKey(key))) : undefined
+    if (ids === undefined && stale !== undefined && status !== 401 && status !== 403) {
+      // A refresh answered with anything but a document (406, 404, a redirect, an HTML page, JSON
+      // that does not parse) says nothing about the document we hold: it stays, and stale-if-error
+      // applies, as for a 5xx. Only Core refusing the key (401/403) drops it: a revoked key must
+      // stop being served. (attack 11, docs/security.md)
+      throw new UncachedAnswer(answer, true)
+    }
     if (ids === undefined || answer.body.length > rule.maxEntrySize || answer.body.length + key.length > this.#lru.maxSize) {
       // a definitive answer that replaces the document: the old copy must not be served any more
       if (ownsSlot) this.#lru.delete(key)
@@ -329,6 +362,7 @@ export class DocumentCache {
       const v = headerValue(answer.headers, name)
       if (v !== undefined) headers[name] = v
     }
+    this.#pages.learn(key, headers.link)
     const etag = etagOf(answer.body)
     const upstreamLastModified = headerValue(answer.headers, 'last-modified')
     let lastModifiedMs: number
@@ -361,10 +395,18 @@ export class DocumentCache {
     if (ownsSlot && this.#purges.purgedSince(gen, envKey, doc)) {
       // asked for before a purge that covers it: give it to the waiters, keep it out of the cache
       this.#lru.delete(key)
+    } else if (ownsSlot && !this.#keepsPage(key, now, rule)) {
+      // a page past its key's bound (distinct pages filled at once): the waiters get it, not the cache
+      this.#lru.delete(key)
     } else if (ownsSlot) {
       this.#emit('store')
     }
     return doc
+  }
+
+  /** Whether `key` may be stored: not a page, or a page that holds one of its key's slots (pages.ts). */
+  #keepsPage (key: string, now: number, rule: CacheRule): boolean {
+    return !this.#pages.isPage(key) || this.#pages.claim(key, now, now + lifetimeOf(rule))
   }
 
   #count (event: 'hit' | 'miss' | 'stale' | 'updating' | 'negative_hit'): void {

@@ -96,7 +96,10 @@ export type LookupResult =
 
 export interface LookupRequest {
   envKey: string
-  /** canonical upstream path plus `?page_id=…` when given (key.ts documentQuery): what the fill requests */
+  /**
+   * canonical upstream path plus `?page_id=…` when given and the upstream paginates (the cache's
+   * documentUrl, pages.ts): what the fill requests
+   */
   url: string
   /** the upstream the fill goes to: part of the key, so Edge's and Core's documents never mix */
   upstream?: string

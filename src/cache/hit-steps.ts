@@ -26,7 +26,7 @@ async function cacheConditional (app: FastifyInstance, opts: HitStepOptions): Pr
     const ifModifiedSince = request.headers['if-modified-since']
     if (gw === undefined || gw.envKey === undefined || (ifNoneMatch === undefined && ifModifiedSince === undefined)) { done(); return }
     // matched against the representation this client would get: a br ETag is current for br only
-    const hit = cache.notModified(gw.envKey, upstreamUrlOf(gw), gw.route!.cache!, ifNoneMatch, ifModifiedSince, upstreamOf(gw),
+    const hit = cache.notModified(gw.envKey, cache.documentUrl(upstreamUrlOf(gw), upstreamOf(gw)), gw.route!.cache!, ifNoneMatch, ifModifiedSince, upstreamOf(gw),
       (doc) => etagOfRepresentation(doc, reps.choose(request, doc)))
     if (hit === undefined) { done(); return }
     gw.cacheStatus = 'HIT'
@@ -44,7 +44,7 @@ async function cacheFreshHit (app: FastifyInstance, opts: HitStepOptions): Promi
     const gw = isCacheable(request)
     if (gw === undefined || gw.envKey === undefined) { done(); return }
     const rule = gw.route!.cache!
-    const doc = cache.fresh(gw.envKey, upstreamUrlOf(gw), rule, upstreamOf(gw))
+    const doc = cache.fresh(gw.envKey, cache.documentUrl(upstreamUrlOf(gw), upstreamOf(gw)), rule, upstreamOf(gw))
     if (doc === undefined) { done(); return }
     gw.cacheStatus = 'HIT'
     // replying from a callback-style hook: fastify skips the rest of the chain, done() is not called

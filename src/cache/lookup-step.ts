@@ -132,13 +132,15 @@ async function cacheLookup (app: FastifyInstance, opts: CachePluginOptions): Pro
 
   async function lookup (request: FastifyRequest, gw: RequestGateway, rule: CacheRule, timeoutMs: number | undefined): Promise<LookupResult> {
     const upstream = upstreamOf(gw)
+    // keyed and filled by the same URL: no page_id for an upstream that does not paginate (pages.ts)
+    const url = cache.documentUrl(upstreamUrlOf(gw), upstream)
     return await cache.lookup({
       envKey: gw.envKey!,
-      url: upstreamUrlOf(gw),
+      url,
       upstream,
       rule,
       breakerOpen: client.gate.isOpen(upstream),
-      fill: fillFor(request, gw, timeoutMs)
+      fill: fillFor(request, gw, url, timeoutMs)
     })
   }
 
@@ -154,7 +156,7 @@ async function cacheLookup (app: FastifyInstance, opts: CachePluginOptions): Pro
   }
 
   /** The upstream request of a fill, made on behalf of the request that started it. */
-  function fillFor (request: FastifyRequest, gw: RequestGateway, timeoutMs: number | undefined): Fill {
+  function fillFor (request: FastifyRequest, gw: RequestGateway, url: string, timeoutMs: number | undefined): Fill {
     return async ({ ifModifiedSince }) => {
       const upstream = upstreamOf(gw)
       const target = gw.policy.targets[upstream]!
@@ -165,7 +167,7 @@ async function cacheLookup (app: FastifyInstance, opts: CachePluginOptions): Pro
       if (ifModifiedSince !== undefined) headers['if-modified-since'] = ifModifiedSince
       const timer = timeUpstream(gw)
       try {
-        const answer = await client.fetch({ upstream, route: gw.route!.name, path: upstreamUrlOf(gw), method: 'GET', headers, timeoutMs: timeoutMs ?? target.timeoutMs, maxBodyBytes: gw.route!.cache!.maxEntrySize, handOverLargeBody: true, client: { key: gw.envKey, ip: gw.clientIp } })
+        const answer = await client.fetch({ upstream, route: gw.route!.name, path: url, method: 'GET', headers, timeoutMs: timeoutMs ?? target.timeoutMs, maxBodyBytes: gw.route!.cache!.maxEntrySize, handOverLargeBody: true, client: { key: gw.envKey, ip: gw.clientIp } })
         return await decoded(answer, gw.route!.cache!.maxEntrySize)
       } catch (err) {
         throw err instanceof BodyTooLarge ? new TooLargeToCache(handOver(request, err)) : err

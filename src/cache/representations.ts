@@ -66,9 +66,9 @@ export class Representations {
     const gw = request.gateway
     if (gw?.envKey === undefined || this.compressor.pending(doc)) return
     const envKey = gw.envKey
-    const upstreamUrl = upstreamUrlOf(gw)
     const upstream = upstreamOf(gw)
-    this.compressor.request(doc, doc.body, (bodies) => { this.cache.attachForms(envKey, upstreamUrl, upstream, doc, bodies) })
+    const url = this.cache.documentUrl(upstreamUrlOf(gw), upstream)
+    this.compressor.request(doc, doc.body, (bodies) => { this.cache.attachForms(envKey, url, upstream, doc, bodies) })
   }
 
   /** Counts an answer's body bytes by route and coding (and the identity size of a compressed one). */

@@ -10,6 +10,8 @@ import { resolveTarget } from '../policy/resolve.js'
 import { describeLimits } from '../rate-limit/core.js'
 import { clientIp } from '../routing/client.js'
 import { decideEdge, describeEdge, EDGE_UPSTREAM } from '../edge/core.js'
+import { isFlagListPath } from '../shared/flag-list.js'
+import { MAX_PAGES_PER_KEY } from '../cache/pages.js'
 import { formatDuration, formatSize } from '../shared/units.js'
 import { DEFAULT_CONFIG } from './serve.js'
 
@@ -64,7 +66,14 @@ export function explain (opts: ExplainOptions): void {
     const c = m.route.cache
     out.push(c === undefined
       ? 'cache:    none'
-      : `cache:    ttl ${formatDuration(c.ttl)}, stale-while-revalidate ${formatDuration(c.staleWhileRevalidate)}, stale-if-error ${formatDuration(c.staleIfError)}, max entry ${formatSize(c.maxEntrySize)}; keyed by environment key + path + page_id`)
+      : `cache:    ttl ${formatDuration(c.ttl)}, stale-while-revalidate ${formatDuration(c.staleWhileRevalidate)}, stale-if-error ${formatDuration(c.staleIfError)}, max entry ${formatSize(c.maxEntrySize)}; keyed by ${cacheKeyText(sentPath, upstream)}`)
   }
   process.stdout.write(out.join('\n') + '\n')
+}
+
+/** What a cached answer is keyed by (src/cache/key.ts, pages.ts): only Edge paginates documents. */
+function cacheKeyText (path: string, upstream: string): string {
+  if (isFlagListPath(path)) return 'environment key + path + feature'
+  if (upstream === EDGE_UPSTREAM) return `environment key + path + page_id (at most ${MAX_PAGES_PER_KEY} pages per key)`
+  return `environment key + path (page_id dropped: ${upstream} does not paginate)`
 }

@@ -10,6 +10,7 @@
  * `percent × 100`. A higher percentage is a superset of a lower one by construction.
  */
 import { hash } from 'node:crypto'
+import { EDGE_UPSTREAM } from '../shared/document-query.js'
 
 /** Buckets per key space: the percentage's resolution is 0.01 %. */
 export const EDGE_BUCKETS = 10_000
@@ -69,7 +70,8 @@ export interface EdgeDecision {
   readonly fallback: string | undefined
 }
 
-export const EDGE_UPSTREAM = 'edge'
+/** the upstream name edge routing sends to (shared: the cache keys Edge's pages by it) */
+export { EDGE_UPSTREAM }
 
 export interface EdgeQuery {
   /** the route's `upstream` */

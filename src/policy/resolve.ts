@@ -19,8 +19,9 @@ export type Resolution =
     readonly path: string
     /**
      * what goes upstream: the target's base path + the canonical path (with the trailing slash an
-     * SDK route adds) + the query (on a cache route's GET and HEAD only `page_id`, key.ts, or
-     * `feature` on a flag list, shared/flag-list.ts)
+     * SDK route adds) + the query (on a cache route's GET and HEAD only `page_id`, which the cache
+     * keeps for an upstream that paginates (cache/pages.ts), or `feature` on a flag list,
+     * shared/flag-list.ts)
      */
     readonly upstreamUrl: string
   }

@@ -1,8 +1,9 @@
 /**
- * The query a cached environment-document request keeps: `page_id`, the only query parameter Core
- * (and Edge) read on that route. Routing sends this upstream on a cache route and the cache keys
- * the document by it (cache/key.ts), so the key and the request that fills it are built from the
- * same string.
+ * The query a cached environment-document request keeps: `page_id`, the only query parameter Edge
+ * reads on that route. Routing keeps it on a cache route (and drops every other parameter); the
+ * cache then keys the document by it, and sends it with the fill, only for an upstream that
+ * paginates documents ({@link documentUrl}): Core builds one document whatever the `page_id`, so
+ * distinct `page_id`s must not make distinct entries (and Core builds) of that one document.
  */
 
 /**
@@ -25,4 +26,25 @@ export function keepOneParam (query: string, name: string): string {
 /** `?…page_id=<value as given>…` → `?page_id=<value>`. */
 export function documentQuery (query: string): string {
   return keepOneParam(query, 'page_id')
+}
+
+/** The upstream name of Flagsmith's Edge API, the one upstream known to paginate documents. */
+export const EDGE_UPSTREAM = 'edge'
+
+const PAGE_QUERY = '?page_id'
+
+/** Whether a cached document's URL (path plus {@link documentQuery}) names a page past the first. */
+export function isPageUrl (url: string): boolean {
+  return url.includes(PAGE_QUERY)
+}
+
+/**
+ * The URL a cached document is keyed and filled by: `url` as routing built it for an upstream
+ * that paginates, without its `page_id` for one that does not (`url` itself when it has none, so
+ * the hit path allocates nothing). Flag lists' `?feature=` is not a page and is kept.
+ */
+export function documentUrl (url: string, paginates: boolean): string {
+  if (paginates) return url
+  const q = url.indexOf(PAGE_QUERY)
+  return q === -1 ? url : url.slice(0, q)
 }

@@ -40,8 +40,20 @@ const CLIENT_IP_HEADERS: ReadonlySet<string> = new Set(['forwarded', 'x-real-ip'
  */
 const SET_BY_GATEWAY: ReadonlySet<string> = new Set(['host', 'content-length', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'via', 'x-real-ip', 'expect'])
 
-/** Request headers a cache fill carries: the fill is shared, so nothing that shapes one client's answer. */
-const FILL_ALLOW = ['accept', 'accept-language', 'user-agent'] as const
+/**
+ * What a cache fill asks for, whoever started it: the fill's answer is every client's, so the
+ * client's own Accept (406 for `application/xml`, Django REST framework's HTML page for
+ * `text/html`), Accept-Language, cookies and the like never ride it (attack 11, docs/security.md).
+ */
+const FILL_ACCEPT = 'application/json'
+
+/**
+ * A Flagsmith SDK's User-Agent (`flagsmith-python-sdk/3.8.0`, `flagsmith-go-sdk/4.0.1`): passed on
+ * by a fill so Core's usage accounting keeps its SDK label (Core records SDK usage by it). Any
+ * other User-Agent is one client's word (Django's DISALLOWED_USER_AGENTS or a firewall in front of
+ * Core could refuse it, and the fleet would get that refusal) and is not sent.
+ */
+const SDK_USER_AGENT = /^flagsmith-[a-z0-9-]{1,32}\/[0-9A-Za-z.+-]{1,32}$/
 
 const keyedOn = new WeakMap<Policy, ReadonlySet<string>>()
 
@@ -74,15 +86,22 @@ function single (v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v
 }
 
-/** X-Forwarded-*, X-Real-IP and Via, from the resolved client address and the trusted peer only. */
-function addForwarding (out: HeaderSet, request: FastifyRequest, gw: RequestGateway, trusted: boolean): void {
+/**
+ * X-Forwarded-*, X-Real-IP and Via, from the resolved client address and the trusted peer only.
+ * A shared `fill` carries none of the client's own words: no Host of its choosing as
+ * X-Forwarded-Host (Core with USE_X_FORWARDED_HOST answers 400 to a host it does not allow) and no
+ * Via chain of its making (8 KiB of it pushes the line past Core's server's limit: another 400).
+ */
+function addForwarding (out: HeaderSet, request: FastifyRequest, gw: RequestGateway, trusted: boolean, fill = false): void {
   const src = request.headers
   out['x-forwarded-for'] = gw.forwardedFor ?? gw.clientIp
   out['x-real-ip'] = gw.clientIp
   const proto = single(src['x-forwarded-proto'])
   out['x-forwarded-proto'] = trusted && proto !== undefined && proto !== '' ? proto : 'http'
   const host = single(src['x-forwarded-host'])
-  out['x-forwarded-host'] = trusted && host !== undefined && host !== '' ? host : (src.host ?? '')
+  if (trusted && host !== undefined && host !== '') out['x-forwarded-host'] = host
+  else if (!fill) out['x-forwarded-host'] = src.host ?? ''
+  if (fill) { out.via = VIA; return }
   const via = src.via
   const prior = Array.isArray(via) ? via.join(', ') : via
   out.via = prior !== undefined && prior !== '' ? `${prior}, ${VIA}` : VIA
@@ -129,21 +148,19 @@ function addCorrelation (out: HeaderSet, request: FastifyRequest, gw: RequestGat
 }
 
 /**
- * The headers of a cache fill, from an allow-list: the key from the request's resolved state
- * (never the raw header set, which the first client could have shaped), forwarding headers from
- * the resolved client address.
+ * The headers of a cache fill, a canonical request: `Accept: application/json`, the key from the
+ * request's resolved state (never the raw header set, which the first client could have shaped),
+ * forwarding headers from the resolved client address, a Flagsmith SDK's User-Agent; nothing else
+ * of the client's (the cache adds its own Accept-Encoding and If-Modified-Since).
  */
 export function fillRequestHeaders (request: FastifyRequest, target: UpstreamTarget): Record<string, string> {
   const gw = request.gateway
-  const src = request.headers
-  const out: HeaderSet = {}
-  for (const name of FILL_ALLOW) {
-    const v = src[name]
-    if (v !== undefined) out[name] = Array.isArray(v) ? v.join(', ') : v
-  }
+  const out: HeaderSet = { accept: FILL_ACCEPT }
+  const ua = request.headers['user-agent']
+  if (ua !== undefined && SDK_USER_AGENT.test(ua)) out['user-agent'] = ua
   if (gw.envKey !== undefined) out['x-environment-key'] = gw.envKey
   out.host = target.host
-  addForwarding(out, request, gw, peerIsTrusted(request))
+  addForwarding(out, request, gw, peerIsTrusted(request), true)
   // the request that started the fill names it: its id, and its span with tracing on
   addCorrelation(out, request, gw)
   return out as Record<string, string>

@@ -311,7 +311,7 @@ describe('what is stored', () => {
     expect(cache.stats().tooLargeEntries).toBe(0)
   })
 
-  it('only 200 JSON is stored; a definitive non-200 drops the old copy', async () => {
+  it('only 200 JSON is stored; a refresh answered otherwise keeps the old copy, unless Core refuses the key', async () => {
     const { cache, clock } = setup()
     const html = fakeUpstream(() => ({ statusCode: 200, headers: { 'content-type': 'text/html' }, body: Buffer.from('<html>') }))
     expect((await cache.lookup({ envKey: KEY, url: URL_, rule: RULE, fill: html.fill })).kind).toBe('response')
@@ -319,10 +319,21 @@ describe('what is stored', () => {
     expect((await cache.lookup({ envKey: KEY, url: URL_, rule: RULE, fill: broken.fill })).kind).toBe('response')
     expect(cache.stats().entries).toBe(0)
 
+    // a 404 (or 406, an HTML page…) to a refresh says nothing about the document: STALE (attack 11)
     const up = fakeUpstream((n) => n === 1 ? ok(doc(1)) : { statusCode: 404, headers: {}, body: Buffer.from('{"detail":"Not found."}') })
     await cache.lookup({ envKey: KEY, url: URL_, rule: RULE, fill: up.fill })
     clock.advance(RULE.ttl + RULE.staleWhileRevalidate + 1)
+    expect(await cache.lookup({ envKey: KEY, url: URL_, rule: RULE, fill: up.fill })).toMatchObject({ kind: 'document', status: 'STALE' })
+    expect(cache.stats().entries).toBe(1)
+    // past staleIfError the 404 is the answer, and the copy is still not replaced by it
+    clock.advance(RULE.staleIfError)
     expect(await cache.lookup({ envKey: KEY, url: URL_, rule: RULE, fill: up.fill })).toMatchObject({ kind: 'response', response: { statusCode: 404 } })
+
+    // Core refusing the key on a refresh drops the copy: a revoked key stops being served
+    const revoked = fakeUpstream((n) => n === 1 ? ok(doc(1)) : { statusCode: 403, headers: {}, body: Buffer.from('{"detail":"Invalid or missing Environment Key"}') })
+    await cache.lookup({ envKey: 'ser.revoked', url: URL_, rule: RULE, fill: revoked.fill })
+    clock.advance(RULE.ttl + RULE.staleWhileRevalidate + 1)
+    expect(await cache.lookup({ envKey: 'ser.revoked', url: URL_, rule: RULE, fill: revoked.fill })).toMatchObject({ kind: 'response', response: { statusCode: 403 } })
     expect(cache.stats().entries).toBe(0)
   })
 
@@ -448,5 +459,54 @@ describe('resize', () => {
     cache.resize(10_000)
     expect(cache.bytes).toBeLessThanOrEqual(10_000)
     expect(statusOf(await cache.lookup({ envKey: 'ser.k49', url: URL_, rule: RULE, fill: async () => { throw new Error('not expected') } }))).toBe('HIT')
+  })
+})
+
+describe('pages (attack 10, src/cache/pages.ts)', () => {
+  const page = (i: number): string => `${URL_}?page_id=identity_override:1:${i}`
+
+  it('page_id is dropped for an upstream that does not paginate and kept for edge', () => {
+    const { cache } = setup()
+    expect(cache.documentUrl(page(1), 'core')).toBe(URL_)
+    expect(cache.documentUrl(page(1), 'edge')).toBe(page(1))
+    expect(cache.documentUrl('/api/v1/flags/?feature=x', 'core')).toBe('/api/v1/flags/?feature=x')
+  })
+
+  it('an upstream whose document names a next page paginates from then on', async () => {
+    const { cache } = setup()
+    const link = { link: `<${URL_}?page_id=identity_override%3A1%3Aabc>; rel="next"` }
+    await cache.lookup({ envKey: KEY, url: URL_, upstream: 'core', rule: RULE, fill: async () => ok(doc(1), link) })
+    expect(cache.documentUrl(page(1), 'core')).toBe(page(1))
+    expect(cache.documentUrl(page(1), 'other')).toBe(URL_)
+  })
+
+  it('distinct pages filled at once store at most 16; every waiter still gets its page', async () => {
+    const { cache } = setup()
+    const gate = deferred<void>()
+    const all = Array.from({ length: 40 }, async (_, i) => await cache.lookup({
+      envKey: KEY, url: page(i), upstream: 'edge', rule: RULE, fill: async () => { await gate.promise; return ok(doc(1, { page: i })) }
+    }))
+    await flush()
+    gate.resolve()
+    const results = await Promise.all(all)
+    for (const [i, r] of results.entries()) expect(JSON.parse(bodyOf(r))).toMatchObject({ page: i })
+    expect(cache.stats().entries).toBe(16)
+    // past the bound: not looked up (proxied)
+    expect(statusOf(await cache.lookup({ envKey: KEY, url: page(99), upstream: 'edge', rule: RULE, fill: async () => ok(doc(1)) }))).toBe('pass')
+    // another key has its own 16
+    expect(statusOf(await cache.lookup({ envKey: 'ser.other', url: page(99), upstream: 'edge', rule: RULE, fill: async () => ok(doc(1)) }))).toBe('MISS')
+  })
+
+  it('a page slot is free again once its entry could no longer be served, or after a purge of the key', async () => {
+    const { cache, clock } = setup()
+    for (let i = 0; i < 16; i++) await cache.lookup({ envKey: KEY, url: page(i), upstream: 'edge', rule: RULE, fill: async () => ok(doc(1)) })
+    const next = { envKey: KEY, url: page(16), upstream: 'edge', rule: RULE, fill: async () => ok(doc(1)) }
+    expect(statusOf(await cache.lookup(next))).toBe('pass')
+    cache.purge({ key: KEY })
+    expect(statusOf(await cache.lookup(next))).toBe('MISS')
+    for (let i = 17; i < 32; i++) await cache.lookup({ ...next, url: page(i) })
+    expect(statusOf(await cache.lookup({ ...next, url: page(40) }))).toBe('pass')
+    clock.advance(RULE.ttl + Math.max(RULE.staleWhileRevalidate, RULE.staleIfError))
+    expect(statusOf(await cache.lookup({ ...next, url: page(40) }))).toBe('MISS')
   })
 })

@@ -142,7 +142,7 @@ describe('flaggate explain', () => {
       'client:   key ser.abc, ip 203.0.113.7',
       'limit:    environment-document.0: 20/s, burst 100, by environmentKey; full again after 5s',
       'limit:    environment-document.1: 1/s, burst 10, by environmentKey+ip; full again after 10s',
-      'cache:    ttl 30s, stale-while-revalidate 1m, stale-if-error 10m, max entry 10mb; keyed by environment key + path + page_id',
+      'cache:    ttl 30s, stale-while-revalidate 1m, stale-if-error 10m, max entry 10mb; keyed by environment key + path (page_id dropped: core does not paginate)',
       ''
     ])
   })
