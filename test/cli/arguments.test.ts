@@ -57,6 +57,10 @@ describe('bad arguments: usage on stderr, exit 2, no stack trace', () => {
     ['block', '--reason', 'why'],
     ['block', '--key', 'ser.x', '--ip', '192.0.2.1', '--reason', 'why'],
     ['block', '--bogus'],
+    // checked before the admin API is called: a usage error even with no gateway running
+    ['block', '--ip', 'notanip', '--reason', 'why'],
+    ['block', '--ip', '192.0.2.0/33', '--reason', 'why'],
+    ['block', '--ip', '192.0.2.1', '--ttl', 'forever', '--reason', 'why'],
     ['unblock'],
     ['unblock', 'a', 'b'],
     ['unblock', '--bogus', 'a'],
