@@ -191,6 +191,16 @@ describe('admin commands: refusals that say what to do', () => {
     expect(wrong.stderr).toContain('FLAGGATE_ADMIN_TOKEN does not match')
   })
 
+  it('--admin at the public listener says so, rather than relaying the upstream\'s 404', async () => {
+    for (const args of [['status'], ['blocks'], ['purge']]) {
+      // asynchronously: the gateway answers from this process
+      const r = await promisify(execFile)(process.execPath, ['dist/cli.js', ...args, '--admin', gw.url], { encoding: 'utf8', env: { ...process.env, FLAGGATE_ADMIN_TOKEN: TOKEN } })
+        .then(() => ({ code: 0, stderr: '' }), (err: { code: number; stderr: string }) => err)
+      expect(r.code, args[0]).toBe(1)
+      expect(r.stderr).toBe(`flaggate: ${gw.url} is a gateway's public listener, not its admin API (the request went to upstream "core"): point --admin or FLAGGATE_ADMIN_URL at admin.listen (default http://127.0.0.1:8081)\n`)
+    }
+  })
+
   it('unblock of an unknown ID points at `flaggate blocks`', async () => {
     const r = await run({ FLAGGATE_ADMIN_TOKEN: TOKEN }, 'unblock', 'r-nosuchblock')
     expect(r).toMatchObject({ code: 1, stderr: 'flaggate: no block r-nosuchblock (it may have expired); `flaggate blocks` lists the blocks in force\n' })
