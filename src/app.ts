@@ -18,7 +18,7 @@ import type { PolicyStore } from './policy/store.js'
 import type { Policy } from './policy/compile.js'
 import type { Metrics } from './metrics/registry.js'
 import { createAccessLog } from './observe/access-log.js'
-import { createRequestMetrics } from './observe/request-metrics.js'
+import { createRequestMetrics, zeroGatewayFailures } from './observe/request-metrics.js'
 import type { DecisionRates } from './observe/decision-rates.js'
 import type { RequestTracing } from './observe/tracing.js'
 import { causeOf } from './upstream/failures.js'
@@ -133,7 +133,8 @@ export async function buildPublicApp (deps: PublicAppDeps): Promise<FastifyInsta
 
   applyListenerBounds(app.server, deps.store.current.data.server)
   installConnectionCap(app.server, deps.store)
-  const onReload = (policy: Policy): void => { applyListenerBounds(app.server, policy.data.server) }
+  zeroGatewayFailures(deps.metrics, deps.store.current)
+  const onReload = (policy: Policy): void => { applyListenerBounds(app.server, policy.data.server); zeroGatewayFailures(deps.metrics, policy) }
   deps.store.on('reload', onReload)
   app.addHook('onClose', (_app, done) => { deps.store.off('reload', onReload); done() })
 

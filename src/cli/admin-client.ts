@@ -2,6 +2,7 @@
  * The operator commands' side of the admin API: one call, its failures worded for the person on
  * call (unreachable, refused token, an error answer), never a stack trace.
  */
+import { UPSTREAM_HEADER } from '../contracts/wire.js'
 
 export interface AdminOptions {
   /** --admin URL */
@@ -42,6 +43,10 @@ export async function adminCall (opts: AdminOptions, method: string, path: strin
     fail(`admin API unreachable at ${base}: ${cause} (is the gateway running? --admin URL or FLAGGATE_ADMIN_URL says where its admin listener is)`)
   }
   const text = await res.text()
+  // only the public listener marks its answers with the upstream: --admin names the wrong port, and
+  // the answer (Core's 404, most often) would say nothing of that
+  const upstream = res.headers.get(UPSTREAM_HEADER)
+  if (upstream !== null) fail(`${base} is a gateway's public listener, not its admin API (the request went to upstream "${upstream}"): point --admin or FLAGGATE_ADMIN_URL at admin.listen (default ${DEFAULT_ADMIN_URL})`)
   let json: unknown = text
   try { json = JSON.parse(text) } catch {}
   return { status: res.status, json }

@@ -17,6 +17,8 @@ import { validate } from './validate.js'
 import { explain, METHODS, parseIpOption } from './explain.js'
 import { purge, status } from './status.js'
 import { block, blocks, top, unblock } from './blocks.js'
+import { parseCidr } from '../shared/ip-index.js'
+import { parseDuration } from '../shared/units.js'
 
 /** exit status of bad arguments: usage, as opposed to 1, a failed operation */
 export const USAGE_EXIT = 2
@@ -36,6 +38,17 @@ function positiveInt (max: number): (v: string) => number {
     return Number(v)
   })
 }
+
+// block's --ip and --ttl are checked here, as explain's --ip is, so a typo is a usage error even
+// with no gateway running; the admin API checks them again (and the ttl's bounds) when it is
+const ipOrCidr = checked((v) => {
+  if (parseCidr(v) === undefined) throw new Error(`"${v}" is not an IP address or CIDR block (such as 203.0.113.7, 203.0.113.0/24 or 2001:db8::/32)`)
+  return v
+})
+const duration = checked((v) => {
+  if (parseDuration(v) === undefined) throw new Error(`"${v}" is not a duration (such as 30s, 15m, 2h or 7d); leave --ttl out for a block that lasts until lifted`)
+  return v
+})
 
 const method = checked((v) => {
   const m = v.toUpperCase()
@@ -98,11 +111,11 @@ Exit status: 0 ok, 1 the operation failed (invalid policy, admin API unreachable
     .description('block a client (exactly one of --key, --ip, --user-agent, --client)')
     .addOption(adminOption())
     .option('--key <key>', 'an environment key')
-    .option('--ip <ip-or-cidr>', 'an address or CIDR block')
+    .addOption(new Option('--ip <ip-or-cidr>', 'an address or CIDR block').argParser(ipOrCidr))
     .option('--user-agent <regex>', 'a User-Agent pattern')
     .option('--client <client>', 'the CLIENT column of `flaggate top` (KEY@IP blocks the key)')
     .option('--route <name>', 'only on this route (repeatable; default every route)', collect)
-    .option('--ttl <duration>', 'lift it after this long, e.g. 1h (default: until lifted)')
+    .addOption(new Option('--ttl <duration>', 'lift it after this long, e.g. 1h (default: until lifted)').argParser(duration))
     .requiredOption('--reason <text>', 'why (logged and listed by `flaggate blocks`)')
     .option('--public-reason <text>', 'what the blocked client is told')
     .addHelpText('after', '\nexample: flaggate block --key ser.abc --ttl 1h --reason "runaway loop, ticket 123"')

@@ -8,6 +8,7 @@ import { parseCountPerWindow, parseDuration, parseListen, parsePercent, parseRat
 import { isValidCidrOrIp } from '../shared/ip.js'
 import { canonicalPath } from '../shared/path.js'
 import { compileUserAgentPattern } from '../shared/ua-pattern.js'
+import { placeholderProblem } from './placeholder.js'
 
 /**
  * A string in one of the policy's units. The messages say what the value must look like, in the
@@ -291,7 +292,12 @@ export const PolicySchema = z.strictObject({
     listen: Listen.default({ host: '127.0.0.1', port: 8081 }),
     // `${FLAGGATE_ADMIN_TOKEN:-}` leaves an empty string: that means "no token", not a short one
     token: z.string().optional().transform((t) => t === '' ? undefined : t)
-      .pipe(z.string().min(16, 'must be at least 16 characters').optional())
+      .pipe(z.string().min(16, 'must be at least 16 characters')
+        // an example value is not a secret: refused with how to make one (placeholder.ts)
+        .superRefine((t, ctx) => {
+          const problem = placeholderProblem(t)
+          if (problem !== undefined) ctx.addIssue({ code: 'custom', message: `${problem}: set a random token, e.g. \`openssl rand -hex 24\`` })
+        }).optional())
   }).default({ listen: { host: '127.0.0.1', port: 8081 } }),
   upstreams: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]*$/, 'upstream names are lower-case letters, digits, - or _'), UpstreamSchema)
     .refine((u) => Object.keys(u).length > 0, { message: 'needs at least one upstream' }),

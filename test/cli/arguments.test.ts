@@ -6,6 +6,7 @@
 import { execFile, spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { promisify } from 'node:util'
+import { parse as parseYaml } from 'yaml'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startFakeCore, type FakeCore } from '../support/fake-flagsmith.js'
 import { policyYaml, startTestGateway, tempPolicyFile, type TestGateway } from '../support/gateway.js'
@@ -56,6 +57,10 @@ describe('bad arguments: usage on stderr, exit 2, no stack trace', () => {
     ['block', '--reason', 'why'],
     ['block', '--key', 'ser.x', '--ip', '192.0.2.1', '--reason', 'why'],
     ['block', '--bogus'],
+    // checked before the admin API is called: a usage error even with no gateway running
+    ['block', '--ip', 'notanip', '--reason', 'why'],
+    ['block', '--ip', '192.0.2.0/33', '--reason', 'why'],
+    ['block', '--ip', '192.0.2.1', '--ttl', 'forever', '--reason', 'why'],
     ['unblock'],
     ['unblock', 'a', 'b'],
     ['unblock', '--bogus', 'a'],
@@ -186,6 +191,16 @@ describe('admin commands: refusals that say what to do', () => {
     expect(wrong.stderr).toContain('FLAGGATE_ADMIN_TOKEN does not match')
   })
 
+  it('--admin at the public listener says so, rather than relaying the upstream\'s 404', async () => {
+    for (const args of [['status'], ['blocks'], ['purge']]) {
+      // asynchronously: the gateway answers from this process
+      const r = await promisify(execFile)(process.execPath, ['dist/cli.js', ...args, '--admin', gw.url], { encoding: 'utf8', env: { ...process.env, FLAGGATE_ADMIN_TOKEN: TOKEN } })
+        .then(() => ({ code: 0, stderr: '' }), (err: { code: number; stderr: string }) => err)
+      expect(r.code, args[0]).toBe(1)
+      expect(r.stderr).toBe(`flaggate: ${gw.url} is a gateway's public listener, not its admin API (the request went to upstream "core"): point --admin or FLAGGATE_ADMIN_URL at admin.listen (default http://127.0.0.1:8081)\n`)
+    }
+  })
+
   it('unblock of an unknown ID points at `flaggate blocks`', async () => {
     const r = await run({ FLAGGATE_ADMIN_TOKEN: TOKEN }, 'unblock', 'r-nosuchblock')
     expect(r).toMatchObject({ code: 1, stderr: 'flaggate: no block r-nosuchblock (it may have expired); `flaggate blocks` lists the blocks in force\n' })
@@ -199,5 +214,29 @@ describe('admin commands: refusals that say what to do', () => {
     expect(block.code).toBe(0)
     expect(block.stdout).toContain('on this gateway only')
     expect(block.stdout).not.toContain('every replica')
+  })
+})
+
+describe('a placeholder admin token', () => {
+  // the Kubernetes ConfigMap's policy with the Secret as shipped: `validate` and `serve` both refuse it
+  const configMap = parseYaml(readFileSync('deploy/k8s/configmap.yaml', 'utf8')) as { data: Record<string, string> }
+  const shipped = /admin-token: (\S+)/.exec(readFileSync('deploy/k8s/secret.yaml', 'utf8'))![1]!
+  const file = tempPolicyFile(configMap.data['gateway.yaml']!)
+  const env = { ...ENV, FLAGGATE_ADMIN_TOKEN: shipped, REDIS_URL: 'redis://127.0.0.1:9', FLAGGATE_PROBE_CLIENT_KEY: 'k', FLAGGATE_PROBE_SERVER_KEY: 'ser.k' }
+  const message = /gateway\.yaml:\d+:\d+: admin\.token: `token` is the placeholder shipped in deploy\/k8s\/secret\.yaml: set a random token, e\.g\. `openssl rand -hex 24`\n/
+
+  it('`flaggate validate` names it and exits 1', () => {
+    const r = spawnSync(process.execPath, ['dist/cli.js', 'validate', file], { encoding: 'utf8', env, timeout: 20_000 })
+    expect(r.status, r.stderr).toBe(1)
+    expect(r.stderr).toMatch(message)
+    expect(r.stderr).not.toMatch(STACK)
+  })
+
+  it('`flaggate serve` does not start with it', () => {
+    const r = spawnSync(process.execPath, ['dist/cli.js', 'serve', '--config', file], { encoding: 'utf8', env, timeout: 20_000 })
+    expect(r.status, r.stderr).toBe(1)
+    expect(r.stderr).toMatch(/^flaggate: the policy file is invalid, not starting:\n/)
+    expect(r.stderr).toMatch(message)
+    expect(r.stderr).not.toMatch(STACK)
   })
 })

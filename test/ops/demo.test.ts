@@ -2,6 +2,7 @@
  * `npm run demo -- --duration 20s` runs unattended (as in CI) and shows each capability that has
  * landed at work: non-zero counts for limited, cached and stale traffic, and for shed and blocked
  * once the demo finds their capability built; "not built yet" otherwise, never a made-up count.
+ * Its columns carry their units: the decisions are running totals, Core's load is per second.
  */
 import { execFile } from 'node:child_process'
 import { mkdtempSync, readFileSync } from 'node:fs'
@@ -26,6 +27,12 @@ describe('npm run demo', () => {
     const ticks = stdout.split('\n').filter((l) => /^\s*\d+s {2}db /.test(l))
     expect(ticks.length, stdout).toBeGreaterThanOrEqual(5) // one a second; a starved machine skips some
     expect(stdout).toContain('=== flaggate demo report ===')
+    // the columns say their units: decisions are running totals, Core and sent are per second
+    expect(stdout).toContain('each second: the decisions are running totals since the start (flaggate_requests_total); "Core N/s" is what reached Core in that second, of what the clients sent in it')
+    const count = '(?:[\\d,]+|-)'
+    const tick = new RegExp(`^\\s*\\d+s {2}.+ totals: allowed ${count} {2}cached ${count} {2}stale ${count} {2}limited ${count} {2}shed ${count} {2}blocked ${count} \\| this second: Core \\d+/s of \\d+/s sent \\| breaker \\S+$`)
+    for (const line of ticks) expect(line).toMatch(tick)
+    expect(stdout).toContain('What the gateway decided (flaggate_requests_total by decision):')
 
     const report = JSON.parse(readFileSync(json, 'utf8')) as DemoReport
     try {

@@ -12,6 +12,7 @@ import { parseAllDocuments, parse as parseYaml } from 'yaml'
 import { describe, expect, it } from 'vitest'
 import { loadPolicy } from '../../src/policy/load.js'
 import type { Policy } from '../../src/policy/compile.js'
+import { SHIPPED_ADMIN_TOKEN_PLACEHOLDER } from '../../src/policy/placeholder.js'
 import { baseMetricName, PENDING_METRICS, PROCESS_METRICS, SECTION7_METRICS } from './metric-names.js'
 
 type Obj = Record<string, any> // eslint-disable-line @typescript-eslint/no-explicit-any -- manifests are free-form
@@ -65,7 +66,7 @@ describe('docker-compose.yml', () => {
   const policyText = readFileSync('deploy/compose/policy/gateway.yaml', 'utf8')
   // the compose file's environment, with what it demands from the shell (${VAR:?...}) filled in
   const composeEnv = Object.fromEntries(Object.entries(gateways[0]![1].environment as Record<string, string>).map(([k, v]) =>
-    [k, v.replace(/\$\{(\w+):\?[^}]*\}/, 'x'.repeat(32)).replace(/\$\{\w+:-([^}]*)\}/, '$1')]))
+    [k, v.replace(/\$\{(\w+):\?[^}]*\}/, '5f2b9c0e7a1d4b3c8e6f0a9d2c7b1e4f').replace(/\$\{\w+:-([^}]*)\}/, '$1')]))
   const policy = validPolicy('gateway.yaml', policyText, composeEnv)
 
   it('runs two gateway replicas sharing one Redis, behind a load balancer that knows both', () => {
@@ -116,16 +117,26 @@ describe('Kubernetes manifests', () => {
   // the container's env: literal values, and the Secret's values for secretKeyRefs
   const podEnv = Object.fromEntries((container.env as Obj[]).map((e) => [e.name as string,
     e.value ?? (e.valueFrom.secretKeyRef.name === secret.metadata.name ? secret.stringData[e.valueFrom.secretKeyRef.key] : undefined)]))
-  const policy = validPolicy('gateway.yaml', configMap.data['gateway.yaml'] as string, podEnv)
+  // the Secret ships a placeholder admin token, which validation refuses (src/policy/placeholder.ts):
+  // the policy validates once the Secret holds a real one
+  const realToken = 'b1946ac92492d2347c6235b4d2611184a1c6f1d8e0b9c3a7'
+  const policy = validPolicy('gateway.yaml', configMap.data['gateway.yaml'] as string, { ...podEnv, FLAGGATE_ADMIN_TOKEN: realToken })
   const port = (name: string): number => (container.ports as Obj[]).find((p) => p.name === name)!.containerPort as number
 
   it('the ConfigMap holds a policy that validates with the env the Deployment gives it', () => {
     expect(policy.data.store?.redis).toBeDefined()
-    expect(policy.data.admin.token).toBe(secret.stringData['admin-token'])
+    expect(policy.data.admin.token).toBe(realToken)
     expect(policy.data.upstreams.core!.url).toBe('https://api.flagsmith.com')
     expect(policy.data.probes.map((p) => p.name)).toEqual(['flags', 'environment-document'])
     expect(port('http')).toBe(policy.data.server.listen.port)
     expect(port('admin')).toBe(policy.data.admin.listen.port)
+  })
+
+  it('the Secret\'s placeholder admin token is refused: applying the manifests unedited does not start', () => {
+    expect(secret.stringData['admin-token']).toBe(SHIPPED_ADMIN_TOKEN_PLACEHOLDER)
+    const r = loadPolicy('gateway.yaml', configMap.data['gateway.yaml'] as string, podEnv)
+    expect(r.ok).toBe(false)
+    if (!r.ok) expect(r.errors.map((e) => `${e.path}: ${e.message}`)).toEqual([expect.stringMatching(/^admin\.token: .*placeholder shipped in deploy\/k8s\/secret\.yaml: set a random token/)])
   })
 
   it('probes: liveness /healthz, readiness /readyz, both on the public listener', () => {

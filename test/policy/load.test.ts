@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { formatPolicyError, loadPolicy } from '../../src/policy/load.js'
 import { BASE_POLICY, errorsOf } from '../support/policy-errors.js'
@@ -71,6 +72,25 @@ overrides:
     expect(errorsOf('admin: { listen: "0.0.0.0:8081" }\n' + BASE)).toEqual([
       'p.yaml:1:18: admin.listen: admin API on non-loopback 0.0.0.0 needs admin.token (set FLAGGATE_ADMIN_TOKEN)'
     ])
+  })
+
+  it('refuses a placeholder admin token: the one deploy/k8s/secret.yaml ships, and the usual change-me kinds', () => {
+    const shipped = /admin-token: (\S+)/.exec(readFileSync('deploy/k8s/secret.yaml', 'utf8'))![1]!
+    const policy = 'admin: { listen: "0.0.0.0:8081", token: "${FLAGGATE_ADMIN_TOKEN}" }\n' + BASE
+    expect(errorsOf(policy, { FLAGGATE_ADMIN_TOKEN: shipped })).toEqual([
+      'p.yaml:1:41: admin.token: `token` is the placeholder shipped in deploy/k8s/secret.yaml: set a random token, e.g. `openssl rand -hex 24`'
+    ])
+    for (const [token, why] of [
+      ['change-me-change-me', 'it contains "changeme"'],
+      ['CHANGEME_admin_token_1', 'it contains "changeme"'],
+      ['please replace me with a token', 'it contains "replaceme"'],
+      ['<your-admin-token-here>', 'it contains "youradmintoken"'],
+      ['<random 48 hex characters>', 'it is written in angle brackets'],
+      ['xxxxxxxxxxxxxxxxxxxxxxxx', 'one character repeated']
+    ]) expect(errorsOf(policy, { FLAGGATE_ADMIN_TOKEN: token }), token).toEqual([`p.yaml:1:41: admin.token: \`token\` is a placeholder (${why}): set a random token, e.g. \`openssl rand -hex 24\``])
+    for (const token of ['3f9c1e0a7b2d4c6e8f0a1b2c3d4e5f60718293a4b5c6d7e8', 'test-admin-token-0123456789', 'Zr8yM2qL0vXcN5tW']) {
+      expect(loadPolicy('p.yaml', policy, { FLAGGATE_ADMIN_TOKEN: token }).ok, token).toBe(true)
+    }
   })
 
   it('interpolates ${VAR} and ${VAR:-default}, and names an unset variable', () => {
