@@ -25,6 +25,8 @@ export const CAPABILITIES: Capability[] = [
     name: 'circuit breaker and maxInFlight per upstream',
     top: () => ['core', 'fast'].map((u) => `  ${u}:\n    latency: { percentile: 95, above: 5s, window: 10s, minRequests: 20 }\n    errorRate: { above: 50%, window: 10s, minRequests: 20 }\n    maxInFlight: 1000\n    openFor: 15s`).reduce((a, b) => a + '\n' + b, 'breakers:')
   },
+  // the budget of keys Core has not accepted, per client address: every proxied request with a key asks it
+  { name: 'unknown-key budget', top: () => `unknownKeys: { rate: ${NEVER} }` },
   // flag traffic hashed per key for the Edge API, which none of the benchmark keys lands on
   { name: 'edge routing (0 %, hashed per key)', route: (r) => r.cached ? '' : 'edge: { percent: 0, keys: [] }' }
 ]

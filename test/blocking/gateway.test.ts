@@ -310,9 +310,14 @@ describe('the CLI', () => {
     const again = await cli('unblock', id!)
     expect(again.code).toBe(1)
     expect(again.stderr).toMatch(/^flaggate: no block r-\w+ \(it may have expired\); `flaggate blocks` lists the blocks in force$/m)
+    // an address the CLI can judge is a usage error before any request; a pattern only the
+    // gateway judges (RE2 syntax) comes back as the admin API's 400
     const bad = await cli('block', '--ip', '10.0.0.0/99', '--reason', 'x')
-    expect(bad.code).toBe(1)
-    expect(bad.stderr).toMatch(/admin API answered 400: "ip": "10.0.0.0\/99" is not an IP address or CIDR block/)
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toMatch(/"10.0.0.0\/99" is not an IP address or CIDR block/)
+    const badPattern = await cli('block', '--user-agent', '([', '--reason', 'x')
+    expect(badPattern.code).toBe(1)
+    expect(badPattern.stderr).toMatch(/admin API answered 400: .*userAgent/)
   }, 120_000) // seven CLI processes: seconds each on a busy 2-core machine
 })
 

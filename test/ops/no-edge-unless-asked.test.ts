@@ -27,7 +27,7 @@ function compose (): Policy {
   const services = (parseYaml(readFileSync('deploy/docker-compose.yml', 'utf8'), { merge: true }) as Obj).services as Obj
   const gateway = Object.values(services).find((s: Obj) => s.image === 'flaggate:local') as Obj
   const env = Object.fromEntries(Object.entries(gateway.environment as Record<string, string>).map(([k, v]) =>
-    [k, v.replace(/\$\{(\w+):\?[^}]*\}/, 'x'.repeat(32)).replace(/\$\{\w+:-([^}]*)\}/, '$1')]))
+    [k, v.replace(/\$\{(\w+):\?[^}]*\}/, 'q7Fz2kP9wL4mN8rT1vX6bC3dH5jS0aE').replace(/\$\{\w+:-([^}]*)\}/, '$1')]))
   return load('deploy/compose/policy/gateway.yaml', readFileSync('deploy/compose/policy/gateway.yaml', 'utf8'), env)
 }
 
@@ -36,7 +36,8 @@ function kubernetes (): Policy {
   const secret = parseAllDocuments(readFileSync('deploy/k8s/secret.yaml', 'utf8')).map((d) => d.toJS() as Obj).find((d) => d.kind === 'Secret')!
   const deployment = parseAllDocuments(readFileSync('deploy/k8s/deployment.yaml', 'utf8')).map((d) => d.toJS() as Obj).find((d) => d.kind === 'Deployment')!
   const container = deployment.spec.template.spec.containers[0] as Obj
-  const env = Object.fromEntries((container.env as Obj[]).map((e) => [e.name as string, e.value ?? secret.stringData[e.valueFrom.secretKeyRef.key]]))
+  // the Secret ships a placeholder the gateway refuses: an operator sets a real token
+  const env = Object.fromEntries((container.env as Obj[]).map((e) => [e.name as string, e.value ?? (e.name === 'FLAGGATE_ADMIN_TOKEN' ? 'q7Fz2kP9wL4mN8rT1vX6bC3dH5jS0aE' : secret.stringData[e.valueFrom.secretKeyRef.key])]))
   const configMap = docs.find((d) => d.kind === 'ConfigMap')!
   return load('gateway.yaml', configMap.data['gateway.yaml'] as string, env)
 }
