@@ -174,4 +174,8 @@ console.log(`median of ${ROUNDS} round(s), goodput from second ${STEADY_FROM_S +
 console.log(`  Core capacity (direct)          ${f0(capacity)} req/s`)
 console.log(`  bare proxy goodput              ${f0(bare)} req/s   (${(bare / capacity).toFixed(2)}× capacity)`)
 console.log(`  flaggate goodput                ${f0(gate)} req/s   (${(gate / capacity).toFixed(2)}× capacity, ${(gate / Math.max(bare, 0.001)).toFixed(1)}× bare)`)
-console.log(`  targets: flaggate ≥ 0.9× capacity: ${gate >= 0.9 * capacity ? 'met' : 'MISSED'}; ≥ 3× bare: ${gate >= 3 * bare ? 'met' : 'MISSED'}`)
+// paired: each round's flaggate goodput against the capacity measured in that round (Core's
+// capacity moves from round to round, the more so for a real Core), then the median
+const paired = median(results.map((r) => r.flaggate / r.capacity))
+console.log(`  paired (median of the rounds' ratios) ${paired.toFixed(2)}× capacity; rounds: ${results.map((r) => (r.flaggate / r.capacity).toFixed(2)).join(', ')}`)
+console.log(`  targets: flaggate ≥ 0.9× capacity: ${gate >= 0.9 * capacity ? 'met' : 'MISSED'} (paired: ${paired >= 0.9 ? 'met' : 'MISSED'}); ≥ 3× bare: ${gate >= 3 * bare ? 'met' : 'MISSED'}`)

@@ -51,10 +51,12 @@
  *   an interval at least twice as slow as the buffered minRTT (the gradient at its clamp) is a
  *   real queue, not noise, and halves the limit at once — from the generous start, or after the
  *   database slowed, the limit reaches the pool's size within a second or two;
- * - no growth while the upstream is not the bottleneck (Gradient2's "app limited" rule): when the
- *   most requests in flight during the interval stayed under half the limit, a low latency proves
- *   nothing about more concurrency, so the limit does not grow — otherwise a quiet night would let
- *   it drift to `max` and the morning's burst would meet no limit at all;
+ * - no change while the upstream is not the bottleneck (Gradient2's "app limited" rule, applied
+ *   both ways): when the most requests in flight during the interval stayed under half the limit,
+ *   a low latency proves nothing about more concurrency, so the limit does not grow (otherwise a
+ *   quiet night would let it drift to `max` and the morning's burst would meet no limit at all),
+ *   and a high latency is not a queue the limit let build, so it does not cut (a cut would shed
+ *   healthy traffic and relieve nothing);
  * - sampleInterval 250 ms (Envoy: 100 ms): Core's latency is tens of ms, and at a few hundred
  *   requests per second 100 ms holds too few samples for a median; an interval with fewer than
  *   {@link MIN_SAMPLES} samples is extended;
@@ -218,7 +220,14 @@ export class AdaptiveLimit {
     gradient = Math.min(GRADIENT_MAX, Math.max(GRADIENT_MIN, gradient))
     const appLimited = this.#maxInFlight < this.#limit / 2
     let next = this.#limit
-    if (gradient < 1 || !appLimited) {
+    // app-limited, neither way: with fewer than half the limit in flight the limit is not what
+    // admits the load, so a low latency proves nothing about more concurrency (no growth) and a
+    // high one is the upstream's own slowness, not a queue we let build (no cut). Cutting then
+    // sheds requests and relieves nothing: against the real Core (2 sync workers, ~40 flags/s,
+    // 20 % of its capacity) one interval of Python or GC jitter took the limit from 21 to 3 and
+    // shed 5–13 requests a second with Core healthy. A slowness that does build a queue raises
+    // what is in flight (Little's law) past half the limit, and the cuts resume.
+    if (!appLimited) {
       // at the clamp the queue is real, not noise: scale what was actually in flight, not a limit
       // that was never reached (the generous start: 128 allowed, 20 sent, a queue already)
       const base = gradient <= GRADIENT_MIN ? Math.min(this.#limit, Math.max(this.#o.min, this.#maxInFlight)) : this.#limit

@@ -68,6 +68,18 @@ describe('adaptive limit: the gradient rules', () => {
     expect(interval(50, 1)).toBe(before)
   })
 
+  it('does not cut when the upstream is slow but not queued by us (fewer than half the limit in flight): nothing is shed for jitter', () => {
+    // the real Core at a fifth of its capacity: 2 in flight under a limit of 20, and intervals whose
+    // median is 4× minRTT (Python, GC, a busy host) — a cut would shed bursts and relieve nothing
+    const { interval } = measured(10)
+    for (let i = 0; i < 6; i++) interval(10)
+    const before = interval(10)
+    expect(before).toBeGreaterThanOrEqual(20)
+    expect([interval(40, 2), interval(45, 2), interval(60, 2)]).toEqual([before, before, before])
+    // a slowness that does build a queue shows as concurrency, and the cuts resume
+    expect(interval(60, before)).toBeLessThan(before)
+  })
+
   it('falls when latency rises (at most halving per interval) and recovers when it falls', () => {
     const { interval } = measured(50)
     for (let i = 0; i < 8; i++) interval(50)
