@@ -56,7 +56,9 @@
  *   a low latency proves nothing about more concurrency, so the limit does not grow (otherwise a
  *   quiet night would let it drift to `max` and the morning's burst would meet no limit at all),
  *   and a high latency is not a queue the limit let build, so it does not cut (a cut would shed
- *   healthy traffic and relieve nothing);
+ *   healthy traffic and relieve nothing); one exception: below the generous start
+ *   ({@link INITIAL_LIMIT}) and with no queue, it grows back towards it, so a limit cut by one stall
+ *   does not stay cut under moderate traffic;
  * - sampleInterval 250 ms (Envoy: 100 ms): Core's latency is tens of ms, and at a few hundred
  *   requests per second 100 ms holds too few samples for a median; an interval with fewer than
  *   {@link MIN_SAMPLES} samples is extended;
@@ -227,7 +229,14 @@ export class AdaptiveLimit {
     // 20 % of its capacity) one interval of Python or GC jitter took the limit from 21 to 3 and
     // shed 5–13 requests a second with Core healthy. A slowness that does build a queue raises
     // what is in flight (Little's law) past half the limit, and the cuts resume.
-    if (!appLimited) {
+    if (appLimited && gradient >= 1 && this.#limit < INITIAL_LIMIT) {
+      // app-limited and no queue, below the generous start: grow back towards it (not beyond, so
+      // a quiet night still cannot drift to `max`). Otherwise a limit cut by one stall stays cut
+      // for as long as traffic stays moderate, and every later burst above it is shed: the real
+      // Core at half its capacity shed 79 requests in 10 minutes that way, its limit at 5–7
+      const scaled = gradient * this.#limit
+      next = Math.min(INITIAL_LIMIT, scaled + Math.sqrt(scaled))
+    } else if (!appLimited) {
       // at the clamp the queue is real, not noise: scale what was actually in flight, not a limit
       // that was never reached (the generous start: 128 allowed, 20 sent, a queue already)
       const base = gradient <= GRADIENT_MIN ? Math.min(this.#limit, Math.max(this.#o.min, this.#maxInFlight)) : this.#limit

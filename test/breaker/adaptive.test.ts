@@ -80,6 +80,20 @@ describe('adaptive limit: the gradient rules', () => {
     expect(interval(60, before)).toBeLessThan(before)
   })
 
+  it('after a cut, moderate traffic with no queue brings the limit back to the generous start, not beyond', () => {
+    // a stall cut the limit to min; traffic then stays at 1–2 in flight with latency at minRTT
+    const { l, interval, at } = measured(10)
+    expect(l.limit(at())).toBe(3)
+    const limits = Array.from({ length: 8 }, () => interval(10, 1))
+    expect(limits[0]).toBeGreaterThan(3)
+    expect(limits.at(-1)).toBe(20)
+    // still app-limited: never past the generous start
+    for (let i = 0; i < 20; i++) interval(10, 2)
+    expect(l.limit(at())).toBe(20)
+    // a slow interval with little in flight moves nothing
+    expect(interval(80, 2)).toBe(20)
+  })
+
   it('falls when latency rises (at most halving per interval) and recovers when it falls', () => {
     const { interval } = measured(50)
     for (let i = 0; i < 8; i++) interval(50)
