@@ -33,7 +33,9 @@ describe('local evaluation across replicas (Redis)', () => {
     const yaml = (dir: string): string => policyYaml({
       coreUrl: core.url,
       adminToken: TOKEN,
-      redis: { url: inject('redisUrl'), keyPrefix: `test-${randomUUID()}:` },
+      // about sharing, not slow replies: a command timeout a busy machine cannot miss, or a
+      // replica whose read or claim timed out would (rightly) ask Core itself
+      redis: { url: inject('redisUrl'), keyPrefix: `test-${randomUUID()}:`, commandTimeout: '5s' },
       extra: `localEvaluation:\n  mode: always\n  refresh: 1h\n  stateFile: ${join(dir, 's.json')}\n  environments:\n    - serverKey: ${SERVER}\n`
     })
     const shared = yaml(stateDir())
