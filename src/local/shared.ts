@@ -17,13 +17,20 @@ export interface SharedRedis {
   readonly client: Redis | Cluster
   readonly keyPrefix: string
   readonly usable: boolean
+  /** the first connection attempt has an outcome (answered, refused, or a probe timed out) */
+  readonly firstAttemptSettled: boolean
 }
 
 /** A document larger than this in Redis is ignored (Core's documents are KBs to a few MB). */
 const MAX_SHARED_BYTES = 32 * 1024 * 1024
 /** How long a shared document outlives its last confirmation: long enough to start from during an outage. */
 const SHARED_TTL_MS = 7 * 24 * 3600 * 1000
-const FIRST_CONNECT_WAIT_MS = 2000
+/**
+ * A backstop only: the wait for the first connection ends when that attempt has an outcome
+ * (usually milliseconds, a connect timeout or one command timeout at worst). A fixed short wait
+ * instead made every replica of a busy machine, still connecting after it, ask Core at start.
+ */
+const FIRST_CONNECT_WAIT_MS = 10_000
 
 export function sharedDocuments (redis: SharedRedis): SharedDocuments {
   const id = randomUUID()
@@ -33,8 +40,9 @@ export function sharedDocuments (redis: SharedRedis): SharedDocuments {
   // the first refresh runs as the gateway starts, usually before the connection is ready: wait
   // for it once (bounded), or every replica would ask Core at start
   let first: Promise<void> | undefined = (async () => {
-    // the store says usable once its first probe answered, a few ms after the connection is ready
-    for (const t0 = Date.now(); !redis.usable && Date.now() - t0 < FIRST_CONNECT_WAIT_MS;) await new Promise((resolve) => setTimeout(resolve, 20))
+    // the store says usable once its first probe answered, a few ms after the connection is ready;
+    // a refused connection or an unanswered probe settles it too (then each replica asks Core)
+    for (const t0 = Date.now(); !redis.usable && !redis.firstAttemptSettled && Date.now() - t0 < FIRST_CONNECT_WAIT_MS;) await new Promise((resolve) => setTimeout(resolve, 20))
   })().then(() => { first = undefined })
   const connected = async (): Promise<void> => { if (first !== undefined) await first; if (!redis.usable) throw unusable() }
   return {

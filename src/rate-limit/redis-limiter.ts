@@ -154,11 +154,14 @@ export function createRedisLimiter (store: LimiterRedisStore, opts: RedisLimiter
     // left of its budget; ioredis' own commandTimeout bounds the first call of a lane
     if (batch.length > 1 || budgetMs < store.commandTimeoutMs) {
       if (budgetMs <= 0) { settle(undefined); return }
-      timer = setTimeout(() => { settle(undefined) }, budgetMs)
+      // a command sent and unanswered for its budget is a timeout like ioredis' own: it opens the
+      // breaker, or every decision started meanwhile would go to Redis and pay the wait again
+      timer = setTimeout(() => { settle(undefined, new Error(`redis did not answer within commandTimeout (${store.commandTimeoutMs} ms)`)) }, budgetMs)
     }
     takeRedisBatch(store.client, store.keyPrefix, batch[0]!.requests, batch.length).then(
       (d) => { settle(d) },
-      (err: unknown) => { settle(undefined, err) })
+      // a failure after the budget settled the batch still tells the breaker (idempotent while open)
+      (err: unknown) => { if (settled) store.reportFailure(err); else settle(undefined, err) })
   }
 
   return {

@@ -118,6 +118,8 @@ export class RedisStore {
   /** starts open: nothing is sent before the first successful heartbeat */
   #open = true
   #everUp = false
+  /** the first connection attempt has an outcome: answered, refused, or failed a probe */
+  #firstOutcome = false
   #backoffMs: number
   #liveReplicas = 1
   #timer: NodeJS.Timeout | undefined
@@ -156,6 +158,12 @@ export class RedisStore {
   /** replicas seen alive by the last successful heartbeat (this one included); at least 1 */
   get liveReplicas (): number { return this.#liveReplicas }
   get lastError (): string | undefined { return this.#lastError }
+  /**
+   * The first attempt to reach Redis has an outcome: it answered a probe ({@link usable}), the
+   * connection failed, or a probe went unanswered for a command timeout. Until then "not usable"
+   * only means "still connecting", which on a busy machine can take seconds.
+   */
+  get firstAttemptSettled (): boolean { return this.#firstOutcome }
 
   /** For `/admin/status`. */
   status (): { kind: 'redis'; healthy: boolean; mode: Exclude<StoreMode, 'memory'>; liveReplicas: number; lastError?: string } {
@@ -211,6 +219,7 @@ export class RedisStore {
   }
 
   #noteError (err: unknown): void {
+    this.#firstOutcome = true
     const message = err instanceof Error ? err.message : String(err)
     // Reconnect attempts repeat the same error every backoff; log each distinct one once per outage.
     if (message !== this.#lastError) this.#log.warn({ err: loggableError(err) }, 'redis error')
@@ -248,6 +257,7 @@ export class RedisStore {
     try {
       const n = Number(await (this.client as HeartbeatClient).flaggateHeartbeat(this.key('replicas'), this.replicaId, this.#replicaTtlMs))
       if (Number.isFinite(n) && n >= 1) this.#liveReplicas = n
+      this.#firstOutcome = true
       if (this.#open) {
         this.#open = false
         this.#lastError = undefined
@@ -258,6 +268,7 @@ export class RedisStore {
       }
       this.#schedule(this.#heartbeatMs)
     } catch (err) {
+      this.#firstOutcome = true
       if (this.#open) this.#schedule(this.#nextBackoff())
       else this.#trip(err)
     } finally {

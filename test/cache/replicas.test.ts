@@ -72,6 +72,7 @@ describe('purges reach every replica', () => {
   })
 
   it('a signed webhook on one replica purges the environment on both', async () => {
+    const since = [a.logs.length, b.logs.length]
     await cachedOnBoth(PROD_KEY)
     await cachedOnBoth(DEV_KEY)
     const body = webhookBody(2, 'banner')
@@ -81,7 +82,21 @@ describe('purges reach every replica', () => {
     expect(json(r)).toMatchObject({ purged: 1 })
     expect(await msUntilMiss(a, PROD_KEY, t0)).toBeLessThan(1000)
     expect(await msUntilMiss(b, PROD_KEY, t0)).toBeLessThan(1000)
-    for (const gw of [a, b]) expect((await envDoc(gw, DEV_KEY)).headers['x-cache-status']).toBe('HIT')
+    // what the webhook dropped: the environment's one document on b (the answer above) and on a
+    const remote = async (): Promise<Record<string, unknown> | undefined> => a.logs.slice(since[0]).find((l) => l.msg === 'cache purge from another replica' && (l.target as { envId?: unknown } | undefined)?.envId === 2)
+    expect(await eventually(async () => (await remote()) !== undefined, 5000)).toBe(true)
+    expect((await remote())!.purged).toBe(1)
+    // nothing else was dropped. A purge from before this test may still arrive late (the fleet
+    // channel retries a publish that timed out on a busy Redis, and a purge twice beats a purge
+    // missed; a replica whose subscription dropped empties its cache): a replica that logged one
+    // has a reason of its own to miss, which is not this webhook's doing
+    const interrupted = 'cache purge subscription was interrupted: dropped the whole cache, purges may have been missed'
+    for (const [i, gw] of [a, b].entries()) {
+      const other = gw.logs.slice(since[i]).filter((l) => l.msg === interrupted ||
+        (l.msg === 'cache purge from another replica' && (l.target as { envId?: unknown } | undefined)?.envId !== 2))
+      if (other.length === 0) expect((await envDoc(gw, DEV_KEY)).headers['x-cache-status']).toBe('HIT')
+      else process.stdout.write(`replica ${i === 0 ? 'A' : 'B'} also applied an earlier purge late: ${JSON.stringify(other)}\n`)
+    }
   })
 })
 

@@ -19,7 +19,12 @@ describe('chaos: Redis', () => {
     cleanups.push(() => proxy.close())
     const c = await core()
     const gws = [await gateway(policy(c.url, `    url: ${proxy.url}`)), await gateway(policy(c.url, `    url: ${proxy.url}`))]
-    await until('both on Redis', async () => (await storeMode(gws[0]!)) === 'redis' && (await storeMode(gws[1]!)) === 'redis')
+    // each in turn: on a busy machine a 50 ms heartbeat may miss now and then, so both at the same
+    // poll is luck, while each getting there is the behaviour
+    const onRedis = async (what: string): Promise<void> => {
+      for (const [i, g] of gws.entries()) await until(`${what} (gateway ${i})`, async () => (await storeMode(g)) === 'redis', 60_000)
+    }
+    await onRedis('on Redis')
 
     const l = load(gws)
     await until('some load', () => l.total() > 100)
@@ -29,17 +34,21 @@ describe('chaos: Redis', () => {
     // test's long timeout), the behaviour asserted below does not change
     await until('load through the slow Redis', () => l.total() > before + 300, 60_000)
     proxy.setDelay(0)
-    await until('back on Redis', async () => (await storeMode(gws[0]!)) === 'redis' && (await storeMode(gws[1]!)) === 'redis', 30_000)
-    const after = l.total()
-    await until('load after recovery', () => l.total() > after + 100)
+    // the clients run in this process, as does the proxy every heartbeat crosses: stopped, they
+    // no longer queue the probes' bytes behind their own on a busy machine
     await l.stop()
+    await onRedis('back on Redis')
+    const l2 = load(gws)
+    await until('load after recovery', () => l2.total() > 100, 60_000)
+    await l2.stop()
 
-    expect(l.failures).toEqual([])
+    expect([...l.failures, ...l2.failures]).toEqual([])
     expectNo5xx(l.statuses)
+    expectNo5xx(l2.statuses)
     await until('access logs flushed', () => gws.every((g) => gatewayOwnMs(g).length > 100), 5000)
     const own = gws.flatMap(gatewayOwnMs).sort((a, b) => a - b)
     expect(own.at(-1)!, `slowest: ${own.slice(-10).map((x) => x.toFixed(0)).join(', ')} of ${own.length}`).toBeLessThan(COMMAND_TIMEOUT_MS + SLACK_MS)
-  }, 120_000)
+  }, 300_000)
 
   it('Redis restarted empty: limits are enforced in Redis again, from a fresh bucket', async () => {
     const redis = await startPrivateRedis()

@@ -25,18 +25,26 @@ const doc = async (method: 'GET' | 'HEAD') => await raw(gw.url, '/api/v1/environ
 describe('shipped defaults', () => {
   it('one runaway SDK process (the 2022 bug) is held to its per-instance limit, GET and HEAD alike, and Core sees one request', async () => {
     core.reset()
-    const statuses: number[] = []
+    const answers: Array<{ method: 'GET' | 'HEAD'; status: number; retryAfter: unknown }> = []
     // 60 requests as fast as the client can send them, half of them HEAD
-    for (let i = 0; i < 60; i++) statuses.push((await doc(i % 2 === 0 ? 'GET' : 'HEAD')).status)
+    const t0 = Date.now()
+    for (let i = 0; i < 60; i++) {
+      const method = i % 2 === 0 ? 'GET' : 'HEAD'
+      const r = await doc(method)
+      answers.push({ method, status: r.status, retryAfter: r.headers['retry-after'] })
+    }
+    const elapsedS = (Date.now() - t0) / 1000
+    const statuses = answers.map((a) => a.status)
     const allowed = statuses.filter((s) => s === 200).length
-    // burst 10, then 1/s: a few more tokens may drip in while the loop runs
+    // burst 10, then 1/s: one more token for each second the loop took (a busy machine takes longer)
     expect(allowed).toBeGreaterThanOrEqual(10)
-    expect(allowed).toBeLessThanOrEqual(13)
+    expect(allowed, `${elapsedS.toFixed(1)} s for 60 requests`).toBeLessThanOrEqual(10 + Math.ceil(elapsedS))
     expect(statuses.filter((s) => s !== 200 && s !== 429)).toEqual([])
     expect(core.counts('/api/v1/environment-document/')).toBe(1)
-    const refused = await doc('HEAD')
-    expect(refused.status).toBe(429)
-    expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(1)
+    // refused alike whatever the method, each refusal saying when to come back
+    const refused = answers.filter((a) => a.status === 429)
+    expect(new Set(refused.map((a) => a.method))).toEqual(new Set(['GET', 'HEAD']))
+    for (const a of refused) expect(Number(a.retryAfter)).toBeGreaterThanOrEqual(1)
   })
 
   it('a HEAD is answered from the cache like a GET', async () => {

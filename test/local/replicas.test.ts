@@ -9,6 +9,7 @@ import { signWebhook, startFakeCore, webhookBody, type FakeCore } from '../suppo
 import { policyYaml, spawnGateway, type SpawnedGateway } from '../support/gateway.js'
 import { json, raw } from '../support/http.js'
 import { stateDir } from './support.js'
+import { startTcpProxy } from '../chaos/support/tcp-proxy.js'
 
 const SERVER = 'ser.dev_server_key'
 const CLIENT = 'dev_client_key'
@@ -33,7 +34,9 @@ describe('local evaluation across replicas (Redis)', () => {
     const yaml = (dir: string): string => policyYaml({
       coreUrl: core.url,
       adminToken: TOKEN,
-      redis: { url: inject('redisUrl'), keyPrefix: `test-${randomUUID()}:` },
+      // about sharing, not slow replies: a command timeout a busy machine cannot miss, or a
+      // replica whose read or claim timed out would (rightly) ask Core itself
+      redis: { url: inject('redisUrl'), keyPrefix: `test-${randomUUID()}:`, commandTimeout: '5s' },
       extra: `localEvaluation:\n  mode: always\n  refresh: 1h\n  stateFile: ${join(dir, 's.json')}\n  environments:\n    - serverKey: ${SERVER}\n`
     })
     const shared = yaml(stateDir())
@@ -53,6 +56,31 @@ describe('local evaluation across replicas (Redis)', () => {
     }
     expect(core.counts('/api/v1/flags/')).toBe(0)
   // three gateway processes start one after another: generous on a loaded machine
+  }, 120_000)
+
+  it('a replica still connecting to Redis at start waits for it and adopts the document', async () => {
+    const core: FakeCore = await startFakeCore()
+    opened.push(core)
+    const proxy = await startTcpProxy(Number(new URL(inject('redisUrl')).port))
+    opened.push(proxy)
+    const prefix = randomUUID()
+    const yaml = (redisUrl: string): string => policyYaml({
+      coreUrl: core.url,
+      adminToken: TOKEN,
+      redis: { url: redisUrl, keyPrefix: `test-${prefix}:`, commandTimeout: '10s' },
+      extra: `localEvaluation:\n  mode: always\n  refresh: 1h\n  stateFile: ${join(stateDir(), 's.json')}\n  environments:\n    - serverKey: ${SERVER}\n`
+    })
+    const a = await spawnGateway(yaml(inject('redisUrl')))
+    opened.push(a)
+    await until(async () => (await lastRefresh(a)) === 'ok')
+    // b's Redis answers each reply 1.5 s late: connected and probed some 3 s after start, later
+    // than any fixed short wait, yet Redis is there and holds a's document
+    proxy.setDelay(1500)
+    const b = await spawnGateway(yaml(proxy.url))
+    opened.push(b)
+    await until(async () => (await lastRefresh(b)) !== undefined)
+    expect(await lastRefresh(b)).toBe('shared')
+    expect(core.counts('/api/v1/environment-document/')).toBe(1)
   }, 120_000)
 
   it('a signed webhook on one replica refreshes the document on every replica at once (the fleet purge channel)', async () => {
