@@ -9,6 +9,9 @@
  * What one capability costs: the same build on both sides, b without the capabilities whose name
  * (bench/policy.ts CAPABILITIES) matches:
  *   node --import tsx bench/ab.ts --a . --b . --without 'blocking'
+ *
+ * An older build that does not know a capability's policy keys runs without it (`--a-without`):
+ *   node --import tsx bench/ab.ts --a ../old --b . --a-without 'unknown-key'
  */
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -18,7 +21,7 @@ import { Children, load, median, type LoadResult } from './support.js'
 import { ENV_DOC, FLAGS, policy } from './policy.js'
 import { startPrivateRedis } from '../test/support/redis-server.js'
 
-const { values } = parseArgs({ options: { a: { type: 'string', default: '.tmp/before' }, b: { type: 'string', default: '.' }, target: { type: 'string', default: 'hit' }, rounds: { type: 'string', default: '5' }, duration: { type: 'string', default: '4' }, connections: { type: 'string', default: '50' }, 'doc-bytes': { type: 'string', default: '0' }, redis: { type: 'boolean', default: false }, without: { type: 'string' } } })
+const { values } = parseArgs({ options: { a: { type: 'string', default: '.tmp/before' }, b: { type: 'string', default: '.' }, target: { type: 'string', default: 'hit' }, rounds: { type: 'string', default: '5' }, duration: { type: 'string', default: '4' }, connections: { type: 'string', default: '50' }, 'doc-bytes': { type: 'string', default: '0' }, redis: { type: 'boolean', default: false }, without: { type: 'string' }, 'a-without': { type: 'string' } } })
 const children = new Children()
 const redis = values.redis ? await startPrivateRedis() : undefined
 
@@ -26,7 +29,8 @@ try {
   const fast = await children.start(['--import', 'tsx', 'bench/upstream.ts'], { QUERY_LATENCY_MS: '0' }, (l) => l.url as string)
   const doc = await children.start(['--import', 'tsx', 'bench/upstream.ts'], { QUERY_LATENCY_MS: '1', DOC_BYTES: values['doc-bytes'] }, (l) => l.url as string)
   const dir = mkdtempSync(join(tmpdir(), 'flaggate-ab-'))
-  writeFileSync(join(dir, 'gateway.yaml'), policy({ docUrl: doc, fastUrl: fast, redis }))
+  const aWithout = values['a-without'] === undefined ? undefined : new RegExp(values['a-without'], 'i')
+  writeFileSync(join(dir, 'gateway.yaml'), policy({ docUrl: doc, fastUrl: fast, redis, ...(aWithout !== undefined ? { without: aWithout } : {}) }))
   const without = values.without === undefined ? undefined : new RegExp(values.without, 'i')
   writeFileSync(join(dir, 'gateway-b.yaml'), policy({ docUrl: doc, fastUrl: fast, redis, ...(without !== undefined ? { without } : {}) }))
   const path = values.target === 'flags' ? FLAGS : ENV_DOC
