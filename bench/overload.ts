@@ -108,6 +108,34 @@ async function offer (url: string, rate: number): Promise<Run> {
   return { goodput: steady.reduce((a, s) => a + s.good, 0) / Math.max(1, steady.length), seconds, summary: lines.find((l) => l.summary !== undefined)!.summary! }
 }
 
+interface BreakerSample { t: number; state: string; limit: number | null; inFlight: number; minRttMs: number | null; sampleRttMs: number | null }
+
+/** Samples `breakers.core` from the admin API every 200 ms (t: seconds since the load began). */
+function watchBreaker (admin: string): { samples: BreakerSample[]; stop: () => void } {
+  const samples: BreakerSample[] = []
+  const t0 = Date.now()
+  let stopped = false
+  void (async () => {
+    while (!stopped) {
+      try {
+        const res = await fetch(`${admin}/admin/status`)
+        const b = ((await res.json()) as { breakers?: Record<string, BreakerSample> }).breakers?.core
+        if (b !== undefined) samples.push({ t: (Date.now() - t0) / 1000, state: b.state, limit: b.limit, inFlight: b.inFlight, minRttMs: b.minRttMs ?? null, sampleRttMs: b.sampleRttMs ?? null })
+      } catch {}
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+  })()
+  return { samples, stop: () => { stopped = true } }
+}
+
+function range (xs: Array<number | null>): string {
+  const v = xs.filter((x): x is number => x !== null)
+  if (v.length === 0) return '-'
+  const lo = Math.min(...v)
+  const hi = Math.max(...v)
+  return lo === hi ? String(lo) : `${lo}–${hi}`
+}
+
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 const f0 = (x: number): string => x.toFixed(0).padStart(5)
 
@@ -143,8 +171,10 @@ async function roundIn (i: number, all: Children[]): Promise<{ capacity: number;
   core = await startCore(children)
   const dir = mkdtempSync(join(tmpdir(), 'flaggate-overload-'))
   writeFileSync(join(dir, 'gateway.yaml'), flaggatePolicy(core.url))
-  const gateUrl = await children.startFlaggate(join(dir, 'gateway.yaml'))
-  const gate = await offer(gateUrl, rate)
+  const gw = await children.spawnFlaggate(join(dir, 'gateway.yaml'))
+  const watch = watchBreaker(gw.info.admin as string)
+  const gate = await offer(gw.url, rate)
+  watch.stop()
   const gateCore = await coreStats(core)
   children.stopAll()
 
@@ -155,6 +185,15 @@ async function roundIn (i: number, all: Children[]): Promise<{ capacity: number;
     if (name.startsWith('bare') && values['skip-bare'] === true) continue
     console.log(`  ${name.padEnd(28)} goodput ${f0(r.goodput)} req/s   sent ${s.sent}  shed (503) ${s.status['503'] ?? 0}  status ${JSON.stringify(s.status)}  gave up ${s.timeouts}  errors ${s.errors}  2xx p50 ${s.p50} ms p99 ${s.p99} ms  Core received ${c.requests}, at most ${c.maxBusySeen} at once`)
     console.log(`  ${''.padEnd(28)} good/s by second: ${r.seconds.map((x) => x.good).join(' ')}`)
+  }
+  // where flaggate shed, what its breaker said in that second (the status sampled every 200 ms)
+  console.log(`  breaker over the run: limit ${range(watch.samples.map((x) => x.limit))}, in flight at most ${Math.max(0, ...watch.samples.map((x) => x.inFlight))}, minRTT ${range(watch.samples.map((x) => x.minRttMs))} ms, states ${[...new Set(watch.samples.map((x) => x.state))].join(', ')}`)
+  const shedSeconds = gate.seconds.filter((sec) => (sec.status['503'] ?? 0) > 0)
+  if (shedSeconds.length > 20) console.log(`  ${shedSeconds.length} seconds shed; the first 20:`)
+  for (const sec of shedSeconds.slice(0, 20)) {
+    const shed = sec.status['503'] ?? 0
+    const at = watch.samples.filter((x) => x.t > sec.t - 1 && x.t <= sec.t)
+    console.log(`  second ${sec.t}: shed ${shed}; limit ${range(at.map((x) => x.limit))}, in flight ${range(at.map((x) => x.inFlight))}, sample RTT ${range(at.map((x) => x.sampleRttMs))} ms, minRTT ${range(at.map((x) => x.minRttMs))} ms, ${[...new Set(at.map((x) => x.state))].join('/')}`)
   }
   return { capacity, bare: bare.goodput, flaggate: gate.goodput }
 }

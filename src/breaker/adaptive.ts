@@ -57,8 +57,18 @@
  *   quiet night would let it drift to `max` and the morning's burst would meet no limit at all),
  *   and a high latency is not a queue the limit let build, so it does not cut (a cut would shed
  *   healthy traffic and relieve nothing); one exception: below the generous start
- *   ({@link INITIAL_LIMIT}) and with no queue, it grows back towards it, so a limit cut by one stall
- *   does not stay cut under moderate traffic;
+ *   ({@link AdaptiveLimit.healthyCeiling}) and with no queue, it grows back towards it, so a limit cut by one
+ *   stall does not stay cut under moderate traffic;
+ * - a cut needs a queue that *lasts* or a limit that *holds*: {@link SUSTAINED_INTERVALS} queued
+ *   intervals in a row, unless the limit shed requests in the interval (it is what admits the
+ *   load: a real overload sheds in every interval, so its cuts are not delayed). The real Core
+ *   slows for a second or two now and then with nothing wrong (Python's garbage collector, a
+ *   database reconnect, the first seconds after a burst): 10× its minRTT with up to 16 in flight at
+ *   half its capacity. Each such moment cut the limit to 4–7 and shed what came next (35 requests
+ *   in 3 minutes, 51 in 10); a slowness that lasts longer than a second is cut as before;
+ * - the ceiling for healthy traffic ({@link AdaptiveLimit.healthyCeiling}) is the generous start or what arrives
+ *   in {@link BURST_BUDGET_MS}, whichever is larger: a stall at a few hundred requests a second piles
+ *   up more than 20 in flight, and they drain by themselves once the upstream moves again;
  * - sampleInterval 250 ms (Envoy: 100 ms): Core's latency is tens of ms, and at a few hundred
  *   requests per second 100 ms holds too few samples for a median; an interval with fewer than
  *   {@link MIN_SAMPLES} samples is extended;
@@ -98,6 +108,17 @@ export const ADAPTIVE_DEFAULTS = Object.freeze({
 
 /** The limit before minRTT is known (at most `max`, at least `min`). */
 export const INITIAL_LIMIT = 20
+/**
+ * Queued intervals in a row before the limit is cut, when it shed nothing in them (≈ 1 s at the
+ * 250 ms interval): a stall drains by itself within one or two intervals, an overload does not.
+ */
+export const SUSTAINED_INTERVALS = 4
+/**
+ * The healthy ceiling holds the requests that arrive in this long: what piles up while a healthy
+ * upstream stalls. The healthy ceiling = max(INITIAL_LIMIT, arrival rate × this), at most `max`.
+ */
+export const BURST_BUDGET_MS = 500
+
 /** Fewer samples than this in an interval: wait for more before judging. */
 export const MIN_SAMPLES = 5
 /** Updates in a row at `min` after which minRTT is measured again. */
@@ -144,6 +165,12 @@ export class AdaptiveLimit {
   #nNoLoad = 0
   #intervalStart: number | undefined
   #maxInFlight = 0
+  /** the limit refused a request during the interval */
+  #shed = false
+  /** queued (gradient < 1, not app-limited) intervals in a row without a shed */
+  #queued = 0
+  /** where an app-limited limit grows back to: see BURST_BUDGET_MS */
+  #ceiling = INITIAL_LIMIT
 
   constructor (options: AdaptiveLimitOptions) {
     this.#o = options
@@ -172,6 +199,14 @@ export class AdaptiveLimit {
   noteInFlight (inFlight: number): void {
     if (inFlight > this.#maxInFlight) this.#maxInFlight = inFlight
   }
+
+  /** Called when the limit (or a key's share of it) refused a request: the limit is what admits the load. */
+  noteShed (): void {
+    this.#shed = true
+  }
+
+  /** Where an app-limited limit grows back to (see {@link BURST_BUDGET_MS}). */
+  get healthyCeiling (): number { return this.#ceiling }
 
   /**
    * The breaker tripped on latency: the limit let a queue grow past what clients accept. Start
@@ -221,6 +256,11 @@ export class AdaptiveLimit {
     let gradient = buffered / Math.max(sampleRtt, 0.001)
     gradient = Math.min(GRADIENT_MAX, Math.max(GRADIENT_MIN, gradient))
     const appLimited = this.#maxInFlight < this.#limit / 2
+    // the requests that finished per ms in this interval ≈ the arrival rate while nothing is shed
+    const elapsed = Math.max(1, now - this.#intervalStart!)
+    if (appLimited && !this.#shed) this.#ceiling = Math.min(this.#o.max, Math.max(INITIAL_LIMIT, Math.ceil(this.#n / elapsed * BURST_BUDGET_MS)))
+    const queued = !appLimited && gradient < 1
+    this.#queued = queued && !this.#shed ? this.#queued + 1 : 0
     let next = this.#limit
     // app-limited, neither way: with fewer than half the limit in flight the limit is not what
     // admits the load, so a low latency proves nothing about more concurrency (no growth) and a
@@ -229,13 +269,15 @@ export class AdaptiveLimit {
     // 20 % of its capacity) one interval of Python or GC jitter took the limit from 21 to 3 and
     // shed 5–13 requests a second with Core healthy. A slowness that does build a queue raises
     // what is in flight (Little's law) past half the limit, and the cuts resume.
-    if (appLimited && gradient >= 1 && this.#limit < INITIAL_LIMIT) {
-      // app-limited and no queue, below the generous start: grow back towards it (not beyond, so
+    if (appLimited && gradient >= 1 && this.#limit < this.#ceiling) {
+      // app-limited and no queue, below the healthy ceiling: grow back towards it (not beyond, so
       // a quiet night still cannot drift to `max`). Otherwise a limit cut by one stall stays cut
       // for as long as traffic stays moderate, and every later burst above it is shed: the real
       // Core at half its capacity shed 79 requests in 10 minutes that way, its limit at 5–7
       const scaled = gradient * this.#limit
-      next = Math.min(INITIAL_LIMIT, scaled + Math.sqrt(scaled))
+      next = Math.min(this.#ceiling, scaled + Math.sqrt(scaled))
+    } else if (queued && !this.#shed && this.#queued < SUSTAINED_INTERVALS) {
+      // a queue nobody was refused for, not yet a second old: hold (see SUSTAINED_INTERVALS)
     } else if (!appLimited) {
       // at the clamp the queue is real, not noise: scale what was actually in flight, not a limit
       // that was never reached (the generous start: 128 allowed, 20 sent, a queue already)
@@ -281,5 +323,6 @@ export class AdaptiveLimit {
     this.#n = 0
     this.#intervalStart = now
     this.#maxInFlight = 0
+    this.#shed = false
   }
 }

@@ -257,7 +257,10 @@ export class Breaker {
         }
       }
     }
-    if (!this.#fair.tryAcquire(partition, limit ?? Infinity, now)) return 1
+    if (!this.#fair.tryAcquire(partition, limit ?? Infinity, now)) {
+      this.#adaptive?.noteShed()
+      return 1
+    }
     if (trial) this.#trialClients.add(id)
     const inFlight = this.#fair.total
     this.#lastAdmitAt = now

@@ -3,7 +3,7 @@
  * breaker in front of a simulated database pool (P connections, FIFO queue) under 4× overload.
  */
 import { describe, expect, it } from 'vitest'
-import { ADAPTIVE_DEFAULTS, AdaptiveLimit, MIN_SAMPLES, STUCK_AT_MIN_UPDATES, type AdaptiveLimitOptions } from '../../src/breaker/adaptive.js'
+import { ADAPTIVE_DEFAULTS, AdaptiveLimit, MIN_SAMPLES, STUCK_AT_MIN_UPDATES, SUSTAINED_INTERVALS, type AdaptiveLimitOptions } from '../../src/breaker/adaptive.js'
 import { Admission, Breaker, type BreakerConfig } from '../../src/breaker/core.js'
 
 const OPTS: AdaptiveLimitOptions = { ...ADAPTIVE_DEFAULTS, max: 200, random: () => 0.5 }
@@ -17,9 +17,13 @@ function measured (minRtt: number, opts: Partial<AdaptiveLimitOptions> = {}) {
   expect(l.minRttMs).toBe(minRtt)
   // as after a latency trip: the rules below are easiest to see growing from `min`
   l.drop()
-  /** one interval of `n` samples at `latency` ms, with `inFlight` requests in flight */
+  /**
+   * one interval of `n` samples at `latency` ms, with `inFlight` requests in flight; with the
+   * limit full (the default), arrivals beyond it were shed: the limit is what admits the load
+   */
   const interval = (latency: number, inFlight = l.limit(t), n = 20): number => {
     l.noteInFlight(inFlight)
+    if (inFlight >= l.limit(t)) l.noteShed()
     for (let i = 0; i < n; i++) { t += OPTS.sampleIntervalMs / n; l.sample(t, latency, t - latency, inFlight) }
     return l.limit(t)
   }
@@ -80,18 +84,48 @@ describe('adaptive limit: the gradient rules', () => {
     expect(interval(60, before)).toBeLessThan(before)
   })
 
-  it('after a cut, moderate traffic with no queue brings the limit back to the generous start, not beyond', () => {
-    // a stall cut the limit to min; traffic then stays at 1–2 in flight with latency at minRTT
+  it('after a cut, moderate traffic with no queue brings the limit back to the healthy ceiling, not beyond', () => {
+    // a stall cut the limit to min; traffic then stays at 1–2 in flight with latency at minRTT,
+    // 5 answers per 250 ms interval (20/s): the ceiling is the generous start, 20
     const { l, interval, at } = measured(10)
     expect(l.limit(at())).toBe(3)
-    const limits = Array.from({ length: 8 }, () => interval(10, 1))
+    const limits = Array.from({ length: 8 }, () => interval(10, 1, 5))
     expect(limits[0]).toBeGreaterThan(3)
     expect(limits.at(-1)).toBe(20)
-    // still app-limited: never past the generous start
-    for (let i = 0; i < 20; i++) interval(10, 2)
+    // still app-limited: never past the ceiling
+    for (let i = 0; i < 20; i++) interval(10, 2, 5)
     expect(l.limit(at())).toBe(20)
+    expect(l.healthyCeiling).toBe(20)
     // a slow interval with little in flight moves nothing
-    expect(interval(80, 2)).toBe(20)
+    expect(interval(80, 2, 5)).toBe(20)
+  })
+
+  it('the healthy ceiling holds half a second of arrivals: more traffic, more room for a stall', () => {
+    // 20 answers per 250 ms interval = 80/s: half a second of it is 40
+    const { l, interval, at } = measured(10)
+    for (let i = 0; i < 12; i++) interval(10, 2)
+    expect(l.healthyCeiling).toBe(40)
+    expect(l.limit(at())).toBe(40)
+    // a quiet night: the ceiling follows the traffic down, never below the generous start
+    for (let i = 0; i < 4; i++) interval(10, 1, 5)
+    expect(l.healthyCeiling).toBe(20)
+  })
+
+  it('a queue with nobody refused is cut only once it lasts (SUSTAINED_INTERVALS); with the limit refusing, at once', () => {
+    const { interval } = measured(10)
+    for (let i = 0; i < 6; i++) interval(10)
+    const before = interval(10)
+    // 3 slow intervals, half the limit in flight, nothing shed: a stall draining, held
+    const half = Math.ceil(before / 2)
+    const held = Array.from({ length: SUSTAINED_INTERVALS - 1 }, () => interval(60, half))
+    expect(held).toEqual(held.map(() => before))
+    // the fourth in a row: a queue that lasts, cut
+    expect(interval(60, half)).toBeLessThan(before)
+    // the limit full and refusing: cut in the first slow interval
+    const { interval: fresh } = measured(10)
+    for (let i = 0; i < 6; i++) fresh(10)
+    const b2 = fresh(10)
+    expect(fresh(60)).toBeLessThan(b2)
   })
 
   it('falls when latency rises (at most halving per interval) and recovers when it falls', () => {
@@ -318,6 +352,25 @@ describe('breaker and adaptive limit together (simulation on the stepped clock)'
     expect(breaker.state()).toBe('closed')
   })
 
+  it('a healthy Core at half its capacity that stalls now and then: nothing shed', () => {
+    // what the real Core does with nothing wrong (a garbage collection, a database reconnect, the
+    // first seconds after a burst), every 20 s: 2 workers of 15 ms (133/s) offered 64/s; nothing
+    // finishes for 300 ms, then for 600 ms each request takes twice as long (66/s, what arrives),
+    // so the stall's backlog (19) drains only after that. For about a second the latency reads as
+    // a queue 20× minRTT with 19 in flight; the real Core showed 10× with 16 in flight. A limit
+    // cut for it sheds what arrives next and relieves nothing
+    const clock = { t: 0 }
+    const breaker = new Breaker('core', withTrip(1000), { clock: () => clock.t })
+    const serviceMs = (t: number): number => {
+      const p = t % 20_000
+      if (p >= 10_000 && p < 10_300) return 10_300 - p + 15
+      return p >= 10_300 && p < 10_900 ? 30 : 15
+    }
+    const secs = simulate({ breaker, pool: 2, serviceMs, ratePerS: 64, untilMs: 300_000, timeoutMs: 2000, clock, clients: 20 })
+    expect(secs.reduce((n, s) => n + s.shed, 0)).toBe(0)
+    expect(breaker.state()).toBe('closed')
+  })
+
   it('4× overload with a latency trip near the slowed latency (3×): goodput ≥ 0.9× capacity, no second without a 2xx', () => {
     const clock = { t: 0 }
     const breaker = new Breaker('core', withTrip(150), { clock: () => clock.t })
@@ -339,7 +392,8 @@ describe('breaker and adaptive limit together (simulation on the stepped clock)'
     // (3 of the pool's 4) until minRTT is retaken at the new speed, then Core's whole capacity
     expect(states.slice(20, 35)).toContain('open')
     for (const s of secs.slice(21, 35)) expect(s.good).toBeGreaterThanOrEqual(18)
-    for (const s of secs.slice(27, 35)) expect(s.good).toBeGreaterThanOrEqual(25)
+    // 0.9× of the slowed capacity (4 connections / 150 ms = 26.7/s)
+    for (const s of secs.slice(27, 35)) expect(s.good).toBeGreaterThanOrEqual(24)
     for (const s of secs.slice(40)) { expect(s.shed).toBe(0); expect(s.good).toBeGreaterThanOrEqual(39) }
   })
 })
