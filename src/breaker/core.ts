@@ -33,15 +33,15 @@
  *   gradually instead of the whole backlog at once. We ramp the *concurrency limit* rather than a
  *   random share of requests: a share of a large backlog can still be more than a recovering
  *   database takes, a concurrency cap cannot. A fixed limit's cap starts at the floor and grows
- *   linearly to the full limit; `maxInFlight: auto` needs no ramp on top: the latency trip dropped
- *   it to `min`, and it grows back on measured latency (a ramp would hold in flight under it, and
- *   a limit that is not in use does not grow: the two would hold each other down). An upstream with no `maxInFlight` has no limit to ramp, so there the
- *   share of admitted requests ramps from 10 % to 100 % instead (deterministic: an accumulator, not
- *   a coin toss). The windows start empty on closing, so the figures that opened the breaker cannot
- *   open it again, and requests admitted before it opened do not count.
+ *   linearly to the full limit; `maxInFlight: auto` needs no ramp on top: the trip dropped it to
+ *   `min` and it grows back on measured latency (a ramp would hold it unused, and an unused limit
+ *   does not grow). Without `maxInFlight` the share of admitted requests ramps from 10 % to 100 %
+ *   (an accumulator, not a coin toss). The windows start empty on closing, so the figures that
+ *   opened the breaker cannot open it again, and requests admitted before it opened do not count.
  * - `maxInFlight` (a bulkhead): beyond the limit — fixed, or adaptive ({@link AdaptiveLimit}) —
  *   requests are shed at once with Retry-After: 1, never queued, and who gets a slot is fair
- *   between environment keys ({@link FairShare}).
+ *   between environment keys ({@link FairShare}); the adaptive limit is told (a limit that refuses
+ *   is what admits the load, and its cuts are not delayed).
  *
  * Each transition is reported once through `onTransition`, with its reason and the figures.
  */
@@ -52,11 +52,10 @@ import { ClientEvidence, MIN_CLIENTS } from './evidence.js'
 import { FairShare } from './fair-share.js'
 import { SlidingWindow } from './window.js'
 
-export type { GateClient, UpstreamOutcome }
-export { Admission, GATEWAY_CLIENT } from './admission.js'
-
 import type { Clock } from '../shared/clock.js'
-export type { Clock }
+
+export type { Clock, GateClient, UpstreamOutcome }
+export { Admission, GATEWAY_CLIENT } from './admission.js'
 
 export type BreakerState = 'closed' | 'open' | 'half-open'
 
