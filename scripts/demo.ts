@@ -25,11 +25,25 @@ import { loadPolicy } from '../src/policy/load.js'
 import { parseDuration } from '../src/shared/units.js'
 import { startFakeCore, startFakeEdge, type FakeCore } from '../test/support/fake-flagsmith.js'
 
-const { values } = parseArgs({ options: { duration: { type: 'string', default: '60s' }, json: { type: 'string' } }, strict: true })
+const USAGE = 'usage: npm run demo [-- --duration 60s] [--json FILE]'
+function usage (problem: string): never {
+  process.stderr.write(`demo: ${problem}\n${USAGE}\n`)
+  process.exit(2)
+}
+let values: { duration: string; json?: string }
+try {
+  values = parseArgs({ options: { duration: { type: 'string', default: '60s' }, json: { type: 'string' } }, strict: true }).values as typeof values
+} catch (e) {
+  // node's messages name the option ("Unknown option '--bogus'"); the code and stack are noise here
+  usage((e as Error).message.split('\n')[0]!.replace(/\. To specify a positional argument.*$/, '.'))
+}
+if (values.json !== undefined) {
+  // the report is written after the whole run: a path that cannot be written must fail now, not then
+  try { writeFileSync(values.json, '', { flag: 'a' }) } catch (e) { usage(`--json ${values.json}: cannot write there (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`) }
+}
 const parsedDuration = parseDuration(values.duration)
 if (parsedDuration === undefined || parsedDuration < 5000) {
-  process.stderr.write(`demo: --duration must be a duration of at least 5s, such as 60s (got ${values.duration})\n`)
-  process.exit(2)
+  usage(`--duration must be a duration of at least 5s, such as 60s (got ${values.duration})`)
 }
 const durationMs: number = parsedDuration
 

@@ -4,7 +4,7 @@
  * once the demo finds their capability built; "not built yet" otherwise, never a made-up count.
  * Its columns carry their units: the decisions are running totals, Core's load is per second.
  */
-import { execFile } from 'node:child_process'
+import { execFile, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -62,4 +62,21 @@ describe('npm run demo', () => {
       throw err
     }
   }, 180_000)
+
+  // found by a new user: node's parseArgs errors came out as stack traces, and a bad --json path
+  // failed only after the whole run, losing its report
+  it.each([
+    [['--bogus'], /Unknown option '--bogus'/],
+    [['--duration'], /--duration <value>' argument missing/],
+    [['extra'], /Unexpected argument 'extra'/],
+    [['--duration', '2s'], /at least 5s/],
+    [['--json', '/nonexistent-dir/report.json'], /--json \/nonexistent-dir\/report.json: cannot write there/]
+  ])('bad arguments %j: one line and the usage on stderr, exit 2, before anything runs', (args, message) => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/demo.ts', ...args], { encoding: 'utf8', timeout: 30_000 })
+    expect(r.status).toBe(2)
+    expect(r.stderr).toMatch(message)
+    expect(r.stderr).toMatch(/^usage: npm run demo/m)
+    expect(r.stderr).not.toMatch(/\n\s+at |node:internal|ERR_[A-Z_]+/)
+    expect(r.stdout).toBe('')
+  })
 })

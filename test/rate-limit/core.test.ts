@@ -266,8 +266,10 @@ describe('real time (Redis TIME, production path)', () => {
     const defs = [bucketParams(1000, 1), bucketParams(0.001, 1), bucketParams(20, 100), bucketParams(1 / 3600, 5)]
     await takeRedis(redis, prefix, defs.map((params, i) => ({ key: `t${i}`, params })))
     for (let i = 1; i < defs.length; i++) {
+      // -1 is a key without a TTL (the defect); -2 a key already gone: `t2` is full again 50 ms
+      // after its take, and a busy machine can take that long to ask
       const pttl = await redis.pttl(`${prefix}t${i}`)
-      expect(pttl, `key ${i}`).toBeGreaterThan(0)
+      expect(pttl === -2 || pttl > 0, `key ${i}: PTTL ${pttl}`).toBe(true)
     }
   })
 })
