@@ -45,6 +45,15 @@ const ipOrCidr = checked((v) => {
   if (parseCidr(v) === undefined) throw new Error(`"${v}" is not an IP address or CIDR block (such as 203.0.113.7, 203.0.113.0/24 or 2001:db8::/32)`)
   return v
 })
+// --client is `top`'s CLIENT column: KEY@ADDRESS (blocks the key) or an ADDRESS; a key that is
+// empty or an address that is not one is a typo, not a block to create
+const topClient = checked((v) => {
+  const at = v.lastIndexOf('@')
+  const key = at === -1 ? undefined : v.slice(0, at)
+  const address = at === -1 ? v : v.slice(at + 1)
+  if (key === '' || parseCidr(address) === undefined) throw new Error(`"${v}" is not a client of \`flaggate top\` (KEY@ADDRESS, such as ser.abc@203.0.113.7, or an address)`)
+  return v
+})
 const duration = checked((v) => {
   if (parseDuration(v) === undefined) throw new Error(`"${v}" is not a duration (such as 30s, 15m, 2h or 7d); leave --ttl out for a block that lasts until lifted`)
   return v
@@ -113,7 +122,7 @@ Exit status: 0 ok, 1 the operation failed (invalid policy, admin API unreachable
     .option('--key <key>', 'an environment key')
     .addOption(new Option('--ip <ip-or-cidr>', 'an address or CIDR block').argParser(ipOrCidr))
     .option('--user-agent <regex>', 'a User-Agent pattern')
-    .option('--client <client>', 'the CLIENT column of `flaggate top` (KEY@IP blocks the key)')
+    .addOption(new Option('--client <client>', 'the CLIENT column of `flaggate top` (KEY@IP blocks the key)').argParser(topClient))
     .option('--route <name>', 'only on this route (repeatable; default every route)', collect)
     .addOption(new Option('--ttl <duration>', 'lift it after this long, e.g. 1h (default: until lifted)').argParser(duration))
     .requiredOption('--reason <text>', 'why (logged and listed by `flaggate blocks`)')

@@ -56,6 +56,11 @@ describe('bad arguments: usage on stderr, exit 2, no stack trace', () => {
     ['block', '--key', 'ser.x'],
     ['block', '--reason', 'why'],
     ['block', '--key', 'ser.x', '--ip', '192.0.2.1', '--reason', 'why'],
+    // top's CLIENT column is KEY@ADDRESS or an address: anything else would block a key nobody meant
+    ['block', '--client', '@@', '--reason', 'why'],
+    ['block', '--client', 'key@', '--reason', 'why'],
+    ['block', '--client', 'k@999.1.1.1', '--reason', 'why'],
+    ['block', '--client', 'not a client', '--reason', 'why'],
     ['block', '--bogus'],
     // checked before the admin API is called: a usage error even with no gateway running
     ['block', '--ip', 'notanip', '--reason', 'why'],
