@@ -90,7 +90,7 @@ Exit status: 0 ok, 1 the operation failed (invalid policy, admin API unreachable
   program.command('validate')
     .description('check policy files without starting anything; every error as FILE:LINE:COL: PATH: message')
     .argument('<file...>', 'policy files (YAML)')
-    .addHelpText('after', '\nexit status: 0 when every file is valid, 1 when any is invalid\nexample: flaggate validate config/gateway.yaml deploy/compose/policy/*.yaml')
+    .addHelpText('after', '\nexit status: 0 when every file is valid, 1 when any is invalid\nexample: flaggate validate config/gateway.yaml deploy/compose/policy/*.yaml\n  (a policy that reads ${VAR} without a default is invalid while VAR is unset: set it as the deployment does)')
     .action((files: string[]) => { validate(files) })
 
   program.command('explain')
