@@ -56,9 +56,9 @@
  *   a low latency proves nothing about more concurrency, so the limit does not grow (otherwise a
  *   quiet night would let it drift to `max` and the morning's burst would meet no limit at all),
  *   and a high latency is not a queue the limit let build, so it does not cut (a cut would shed
- *   healthy traffic and relieve nothing); one exception: below the generous start
- *   ({@link AdaptiveLimit.healthyCeiling}) and with no queue, it grows back towards it, so a limit cut by one
- *   stall does not stay cut under moderate traffic;
+ *   healthy traffic and relieve nothing); one exception: below the healthy ceiling
+ *   ({@link AdaptiveLimit.healthyCeiling}) and with no queue, it grows back towards it, so a limit
+ *   cut by one stall does not stay cut under moderate traffic;
  * - a cut needs a queue that *lasts* or a limit that *holds*: {@link SUSTAINED_INTERVALS} queued
  *   intervals in a row, unless the limit shed requests in the interval (it is what admits the
  *   load: a real overload sheds in every interval, so its cuts are not delayed). The real Core
@@ -66,9 +66,9 @@
  *   database reconnect, the first seconds after a burst): 10× its minRTT with up to 16 in flight at
  *   half its capacity. Each such moment cut the limit to 4–7 and shed what came next (35 requests
  *   in 3 minutes, 51 in 10); a slowness that lasts longer than a second is cut as before;
- * - the ceiling for healthy traffic ({@link AdaptiveLimit.healthyCeiling}) is the generous start or what arrives
- *   in {@link BURST_BUDGET_MS}, whichever is larger: a stall at a few hundred requests a second piles
- *   up more than 20 in flight, and they drain by themselves once the upstream moves again;
+ * - the healthy ceiling ({@link AdaptiveLimit.healthyCeiling}) is the generous start or what
+ *   arrives in {@link BURST_BUDGET_MS}, whichever is larger: a stall at a few hundred requests a
+ *   second piles up more than 20 in flight, and they drain by themselves once the upstream moves;
  * - sampleInterval 250 ms (Envoy: 100 ms): Core's latency is tens of ms, and at a few hundred
  *   requests per second 100 ms holds too few samples for a median; an interval with fewer than
  *   {@link MIN_SAMPLES} samples is extended;
@@ -276,7 +276,7 @@ export class AdaptiveLimit {
       // Core at half its capacity shed 79 requests in 10 minutes that way, its limit at 5–7
       const scaled = gradient * this.#limit
       next = Math.min(this.#ceiling, scaled + Math.sqrt(scaled))
-    } else if (queued && !this.#shed && this.#queued < SUSTAINED_INTERVALS) {
+    } else if (this.#queued > 0 && this.#queued < SUSTAINED_INTERVALS) {
       // a queue nobody was refused for, not yet a second old: hold (see SUSTAINED_INTERVALS)
     } else if (!appLimited) {
       // at the clamp the queue is real, not noise: scale what was actually in flight, not a limit

@@ -44,6 +44,7 @@ export async function block (opts: BlockOptions): Promise<void> {
   if (opts.key !== undefined) body.key = opts.key
   if (opts.ip !== undefined) body.ip = opts.ip
   if (opts.userAgent !== undefined) body.userAgent = opts.userAgent
+  // checked as the option was parsed (program.ts), so never undefined here
   if (opts.client !== undefined) Object.assign(body, parseClient(opts.client))
   if (opts.route !== undefined) body.routes = opts.route
   if (opts.ttl !== undefined) body.ttl = opts.ttl

@@ -18,6 +18,7 @@ import { explain, METHODS, parseIpOption } from './explain.js'
 import { purge, status } from './status.js'
 import { block, blocks, top, unblock } from './blocks.js'
 import { parseCidr } from '../shared/ip-index.js'
+import { parseClient } from '../top/top-clients.js'
 import { parseDuration } from '../shared/units.js'
 
 /** exit status of bad arguments: usage, as opposed to 1, a failed operation */
@@ -45,13 +46,9 @@ const ipOrCidr = checked((v) => {
   if (parseCidr(v) === undefined) throw new Error(`"${v}" is not an IP address or CIDR block (such as 203.0.113.7, 203.0.113.0/24 or 2001:db8::/32)`)
   return v
 })
-// --client is `top`'s CLIENT column: KEY@ADDRESS (blocks the key) or an ADDRESS; a key that is
-// empty or an address that is not one is a typo, not a block to create
+// --client is `top`'s CLIENT column: KEY@ADDRESS (blocks the key) or an ADDRESS
 const topClient = checked((v) => {
-  const at = v.lastIndexOf('@')
-  const key = at === -1 ? undefined : v.slice(0, at)
-  const address = at === -1 ? v : v.slice(at + 1)
-  if (key === '' || parseCidr(address) === undefined) throw new Error(`"${v}" is not a client of \`flaggate top\` (KEY@ADDRESS, such as ser.abc@203.0.113.7, or an address)`)
+  if (parseClient(v) === undefined) throw new Error(`"${v}" is not a client of \`flaggate top\` (KEY@ADDRESS, such as ser.abc@203.0.113.7, or an address)`)
   return v
 })
 const duration = checked((v) => {

@@ -12,6 +12,7 @@
 import { SpaceSaving } from './space-saving.js'
 import { ClientStrings } from '../shared/client-memo.js'
 import { systemClock, type Clock } from '../shared/clock.js'
+import { parseCidr } from '../shared/ip-index.js'
 
 export type TopBy = 'requests' | 'rejections'
 
@@ -127,8 +128,13 @@ export class TopClients {
   }
 }
 
-/** `KEY@IP` → the key (blocking a client of `top` means its key); a bare address → the IP. */
-export function parseClient (client: string): { key: string } | { ip: string } {
+/**
+ * `KEY@IP` → the key (blocking a client of `top` means its key); a bare address → the IP.
+ * Anything else (an empty key, an address that is not one) is undefined: a typo, not a block.
+ */
+export function parseClient (client: string): { key: string } | { ip: string } | undefined {
   const at = client.lastIndexOf('@')
-  return at === -1 ? { ip: client } : { key: client.slice(0, at) }
+  const key = at === -1 ? undefined : client.slice(0, at)
+  if (key === '' || parseCidr(at === -1 ? client : client.slice(at + 1)) === undefined) return undefined
+  return key === undefined ? { ip: client } : { key }
 }

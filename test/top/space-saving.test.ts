@@ -133,5 +133,6 @@ describe('TopClients', () => {
     expect(parseClient('ser.abc@10.0.0.1')).toEqual({ key: 'ser.abc' })
     expect(parseClient('ser.abc@2001:db8::1')).toEqual({ key: 'ser.abc' })
     expect(parseClient('2001:db8::1')).toEqual({ ip: '2001:db8::1' })
+    for (const typo of ['@@', 'key@', 'k@999.1.1.1', 'not a client', '']) expect(parseClient(typo)).toBeUndefined()
   })
 })
